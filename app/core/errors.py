@@ -1,0 +1,121 @@
+"""One error type for the whole service, rendered as RFC 9457 `application/problem+json`."""
+
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("errors.system")
+validation_log = logging.getLogger("errors.validation")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ErrorCode(StrEnum):
+    # Request errors
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    # Job failure codes (the seeds' codes), stored on the job and sent in `error` events
+    OOM = "OOM"
+    DATASET_NOT_FOUND = "DATASET_NOT_FOUND"
+    INVALID_DATASET = "INVALID_DATASET"
+    INVALID_CONFIG = "INVALID_CONFIG"
+    CHECKPOINT_UPLOAD_FAILED = "CHECKPOINT_UPLOAD_FAILED"
+    TIMEOUT = "TIMEOUT"
+    USER_STOPPED = "USER_STOPPED"
+    LEASE_LOST = "LEASE_LOST"
+    WORKER_LOST = "WORKER_LOST"
+    TRAINER_CRASHED = "TRAINER_CRASHED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+@dataclass
+class FieldError:
+    """One rejected input: where it is (`field`, dotted) and why."""
+
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+@dataclass
+class AppError(Exception):
+    status: int
+    code: ErrorCode
+    detail: str
+    errors: list[FieldError] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+def not_found(what: str, ident: object) -> AppError:
+    return AppError(404, ErrorCode.NOT_FOUND, f"{what} {ident} does not exist")
+
+
+def invalid(field_name: str, reason: str, status: int = 422) -> AppError:
+    """A single-field validation error."""
+    return AppError(status, ErrorCode.VALIDATION_ERROR, f"{field_name}: {reason}", [FieldError(field_name, reason)])
+
+
+def invalid_fields(errors: list[FieldError], status: int = 422) -> AppError:
+    detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+    return AppError(status, ErrorCode.VALIDATION_ERROR, detail, errors)
+
+
+def problem(request: Request, status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://trainyard.dev/problems/{code.lower().replace('_', '-')}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "code": code,
+        "request_id": getattr(request.state, "request_id", None),
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    # FastAPI prefixes the location ("body", "query", ...); users think in field names.
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in {"body", "query", "path", "header"} else list(loc)
+    return ".".join(str(p) for p in parts) or str(loc[0] if loc else "request")
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request failed: %s", exc)
+        else:
+            validation_log.info("rejected %s %s: %s", request.method, request.url.path, exc)
+        extra = {"errors": [e.as_dict() for e in exc.errors]} if exc.errors else {}
+        return problem(request, exc.status, exc.code, exc.detail, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [FieldError(_field_name(tuple(e["loc"])), e["msg"]) for e in exc.errors()]
+        validation_log.info("rejected %s %s: %s", request.method, request.url.path, errors)
+        detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+        return problem(request, 422, ErrorCode.VALIDATION_ERROR, detail, errors=[e.as_dict() for e in errors])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION_ERROR
+        return problem(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(request, 500, ErrorCode.INTERNAL_ERROR, "internal error; see the server log")

@@ -1,0 +1,65 @@
+"""Settings, read from the environment (and `.env`): one object for API, workers and CLI."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), validation_alias="TRAINYARD_DATA_DIR")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    storage_root: Path | None = Field(default=None, validation_alias="TRAINYARD_STORAGE_ROOT")
+    api_url: str = Field(default="http://127.0.0.1:8000", validation_alias="TRAINYARD_API_URL")
+    env: str = Field(default="dev", validation_alias="TRAINYARD_ENV")
+
+    # The lease: a worker renews it every `heartbeat_seconds`; a job whose lease is older than
+    # `lease_ttl_seconds` is presumed orphaned and goes back to the queue.
+    lease_ttl_seconds: int = Field(default=30, validation_alias="TRAINYARD_LEASE_TTL")
+    heartbeat_seconds: float = Field(default=5.0, validation_alias="TRAINYARD_HEARTBEAT")
+    reconcile_seconds: float = Field(default=10.0, validation_alias="TRAINYARD_RECONCILE_EVERY")
+    max_attempts: int = Field(default=3, validation_alias="TRAINYARD_MAX_ATTEMPTS")
+    sse_ping_seconds: float = Field(default=15.0, validation_alias="TRAINYARD_SSE_PING")
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'trainyard.db'}"
+
+    @property
+    def bundled_redis_socket(self) -> Path:
+        return self.resolved_data_dir / "redis" / "redis.sock"
+
+    @property
+    def resolved_redis_url(self) -> str:
+        """REDIS_URL, or the socket of the bundled Redis that `trainyard serve` starts."""
+        return self.redis_url or f"unix://{self.bundled_redis_socket}"
+
+    @property
+    def broker_url(self) -> str:
+        """Kombu spells a Redis unix socket differently from redis-py."""
+        url = self.resolved_redis_url
+        if url.startswith("unix://"):
+            return "redis+socket://" + url.removeprefix("unix://")
+        return url
+
+    @property
+    def resolved_storage_root(self) -> Path:
+        return (self.storage_root or self.resolved_data_dir / "storage").expanduser().resolve()
+
+    @property
+    def runs_dir(self) -> Path:
+        """Worker-local scratch space where trainers write before results are copied to storage."""
+        return self.resolved_data_dir / "runs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

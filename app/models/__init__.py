@@ -1,0 +1,6 @@
+"""Every table, so that `Base.metadata` is complete once this package is imported."""
+
+from app.models.project import Project
+from app.models.training import JobEvent, TrainingJob, TrainingLog
+
+__all__ = ["JobEvent", "Project", "TrainingJob", "TrainingLog"]

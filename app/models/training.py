@@ -1,0 +1,82 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.db import Base
+from app.core.jobs import JobStatus
+from app.models.base import UTCDateTime, utcnow
+from app.models.project import Project
+
+
+class TrainingJob(Base):
+    __tablename__ = "training_jobs"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_training_jobs_project_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    slug: Mapped[str] = mapped_column(String(100))
+    framework: Mapped[str] = mapped_column(String(40))
+    task_type: Mapped[str] = mapped_column(String(40))
+    model_name: Mapped[str] = mapped_column(String(100))
+    dataset_path: Mapped[str | None] = mapped_column(Text)
+    dataset_id: Mapped[int | None] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED, index=True)
+
+    # The lease: the attempt fences every write a worker makes; the owner renews `lease_expires_at`.
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    current_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    total_epochs: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    best_checkpoint: Mapped[str | None] = mapped_column(Text)
+    last_checkpoint: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    project: Mapped[Project] = relationship(lazy="joined")
+
+    @property
+    def storage_prefix(self) -> str:
+        """Where this job's weights, logs and artifacts live in storage (DESIGN.md layout)."""
+        return f"projects/{self.project.slug}/model/training/{self.slug}"
+
+
+class JobEvent(Base):
+    """The durable event log of a job; SSE replays from it."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_job_events_job_seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(20))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TrainingLog(Base):
+    """Log lines of a job, queryable by level and time (each is also a `log` event)."""
+
+    __tablename__ = "training_logs"
+    __table_args__ = (Index("ix_training_logs_job_ts", "job_id", "timestamp"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
+    level: Mapped[str] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(20), default="trainer")
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
