@@ -12,7 +12,7 @@ from app.models.project import Project
 
 class TrainingJob(Base):
     __tablename__ = "training_jobs"
-    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_training_jobs_project_name"),)
+    __table_args__ = (UniqueConstraint("project_id", "slug", name="uq_training_jobs_project_slug"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -41,11 +41,12 @@ class TrainingJob(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    project: Mapped[Project] = relationship(lazy="joined")
+    project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
 
     @property
     def storage_prefix(self) -> str:

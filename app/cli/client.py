@@ -1,0 +1,74 @@
+"""A small HTTP client of the Trainyard API, used by the CLI (and usable from scripts)."""
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+TERMINAL = {"completed", "failed", "stopped", "cancelled"}
+
+
+class ApiError(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        try:
+            body = response.json()
+            message = body.get("detail") or body
+        except ValueError:
+            body, message = None, response.text
+        super().__init__(f"HTTP {response.status_code}: {message}")
+        self.status = response.status_code
+        self.body = body
+
+
+class ApiClient:
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ApiError(response)
+        return response.json()
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/api/v1/training/jobs", json=body)
+        return result
+
+    def list_jobs(self, **params: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/api/v1/training/jobs",
+                                            params={k: v for k, v in params.items() if v is not None})
+        return result
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/training/jobs/{job_id}")
+        return result
+
+    def events(self, job_id: int, after: int = 0, retries: int = 30) -> Iterator[dict[str, Any]]:
+        """Follow the job's SSE stream until its terminal event, reconnecting with Last-Event-ID."""
+        last = after
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last else {}
+            try:
+                with connect_sse(self.http, "GET", f"/api/v1/training/jobs/{job_id}/events",
+                                 headers=headers, timeout=httpx.Timeout(30.0, read=None)) as source:
+                    if source.response.status_code >= 400:
+                        source.response.read()
+                        raise ApiError(source.response)
+                    for sse in source.iter_sse():
+                        if not sse.data:
+                            continue
+                        event = json.loads(sse.data)
+                        last = event["seq"]
+                        failures = 0
+                        yield event
+                        if event["type"] == "status" and event["data"].get("status") in TERMINAL:
+                            return
+            except httpx.TransportError:
+                failures += 1
+                if failures > retries:
+                    raise
+                time.sleep(min(5.0, 0.5 * failures))

@@ -1,0 +1,89 @@
+"""The `trainyard` command: run the stack (server side) and drive jobs (client side)."""
+
+import logging
+from typing import Annotated
+
+import typer
+
+from app.cli import jobs
+from app.core.logging import configure_logging
+
+cli = typer.Typer(help="Trainyard: train and serve vision models on a fleet of GPU workers.",
+                  no_args_is_help=True)
+db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(jobs.cli, name="jobs")
+
+
+@cli.command()
+def serve(
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    host: Annotated[str, typer.Option(help="API bind address")] = "127.0.0.1",
+) -> None:
+    """Run everything on this machine: API, a worker per GPU (or one CPU worker), scheduler."""
+    configure_logging("serve")
+    from app.cli.serve import serve as run
+
+    raise typer.Exit(run(host, port))
+
+
+@cli.command()
+def api(
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@cli.command()
+def worker(
+    gpu: Annotated[int | None, typer.Option(help="GPU index to pin (CUDA_VISIBLE_DEVICES)")] = None,
+    device: Annotated[str | None, typer.Option(help="'cpu' on machines without a GPU")] = None,
+    queues: Annotated[str, typer.Option(help="comma-separated queues")] = "training,inference",
+    name: Annotated[str | None, typer.Option(help="worker name (default: host and device)")] = None,
+) -> None:
+    """Run one GPU-pinned worker process (one task at a time)."""
+    if (gpu is None) == (device is None) or (device is not None and device != "cpu"):
+        raise typer.BadParameter("give exactly one of --gpu N or --device cpu")
+    from workers.cli import run_worker
+
+    run_worker(gpu, [q.strip() for q in queues.split(",") if q.strip()], name)
+
+
+@cli.command()
+def scheduler() -> None:
+    """Run the scheduler: periodic reconciliation of stuck and orphaned jobs (Celery beat)."""
+    from workers.cli import run_scheduler
+
+    run_scheduler()
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations (SQLite file by default, or DATABASE_URL)."""
+    from app.core import migrate
+    from app.core.settings import get_settings
+
+    configure_logging("cli")
+    migrate.upgrade(get_settings().resolved_database_url, revision)
+    logging.getLogger("app.backend").info("database is at %s", revision)
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
+    """Revert migrations down to `revision` (`base` for an empty database)."""
+    from app.core import migrate
+    from app.core.settings import get_settings
+
+    migrate.downgrade(get_settings().resolved_database_url, revision)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The one place that records a job event: next seq -> stored -> published after commit.
+
+Producers (the worker's own trainer, external trainers through the callback API, the API itself)
+all call `record_event` on a row they locked with `lock_job`, so seq is strictly increasing per job
+with no gaps even when several processes write. Pub/sub only notifies; SSE clients replay from the
+database, so a lost publish loses nothing.
+"""
+
+import json
+import logging
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.db import on_commit
+from app.core.errors import not_found
+from app.core.redis import get_redis, job_channel
+from app.models import JobEvent, TrainingJob, TrainingLog
+from app.models.base import utcnow
+
+log = logging.getLogger("app.backend")
+
+
+class EventType(StrEnum):
+    STATUS = "status"
+    PROGRESS = "progress"
+    METRICS = "metrics"
+    LOG = "log"
+    CHECKPOINT = "checkpoint"
+    ERROR = "error"
+
+
+class StaleAttempt(Exception):
+    """A write from an attempt that no longer owns the job: refused, and the writer must stop."""
+
+    def __init__(self, job_id: int, attempt: int, current: int) -> None:
+        super().__init__(f"job {job_id}: attempt {attempt} is stale (current attempt {current})")
+        self.job_id = job_id
+        self.attempt = attempt
+        self.current = current
+
+
+def lock_job(session: Session, job_id: int, attempt: int | None = None) -> TrainingJob:
+    """Load the job row for update; with `attempt`, refuse if another attempt owns the job now."""
+    stmt = (
+        select(TrainingJob)
+        .where(TrainingJob.id == job_id)
+        .with_for_update(of=TrainingJob)
+        .execution_options(populate_existing=True)
+    )
+    job = session.execute(stmt).unique().scalar_one_or_none()
+    if job is None:
+        raise not_found("training job", job_id)
+    if attempt is not None and job.attempt != attempt:
+        raise StaleAttempt(job_id, attempt, job.attempt)
+    return job
+
+
+def envelope(event: JobEvent) -> dict[str, Any]:
+    return {
+        "job_id": event.job_id,
+        "seq": event.seq,
+        "type": event.type,
+        "ts": event.ts.isoformat(),
+        "data": event.data,
+    }
+
+
+def record_event(
+    session: Session, job: TrainingJob, type: EventType, data: dict[str, Any], ts: datetime | None = None
+) -> JobEvent:
+    """Append an event to a job locked by `lock_job`; it is published once the session commits."""
+    job.last_event_seq += 1
+    event = JobEvent(job_id=job.id, seq=job.last_event_seq, type=type, ts=ts or utcnow(), data=data)
+    session.add(event)
+    if type == EventType.LOG:
+        session.add(
+            TrainingLog(
+                job_id=job.id,
+                level=str(data.get("level", "INFO")).upper(),
+                message=str(data.get("message", "")),
+                timestamp=event.ts,
+                source=str(data.get("source", "trainer")),
+                meta=data.get("metadata"),
+            )
+        )
+    session.flush()
+    message = json.dumps(envelope(event))
+    on_commit(session, lambda: publish(job.id, message))
+    return event
+
+
+def publish(job_id: int, message: str) -> None:
+    try:
+        get_redis().publish(job_channel(job_id), message)
+    except Exception:
+        # Subscribers fall back to polling the database, so a Redis hiccup delays, never loses.
+        log.warning("could not publish an event of job %s", job_id, exc_info=True)
+
+
+def events_after(session: Session, job_id: int, after: int, limit: int = 1000) -> list[JobEvent]:
+    stmt = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.seq > after)
+        .order_by(JobEvent.seq)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

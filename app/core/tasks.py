@@ -1,0 +1,48 @@
+"""Celery names shared by the API (which only sends) and the workers (which run).
+
+Tasks are sent by name so the API never imports worker code (and never torch).
+"""
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+
+from app.core.settings import get_settings
+
+
+class Queue(StrEnum):
+    TRAINING = "training"
+    INFERENCE = "inference"
+    SCHEDULER = "scheduler"
+
+
+class TaskName(StrEnum):
+    TRAIN = "trainyard.train"
+    RECONCILE = "trainyard.reconcile"
+
+
+def make_celery(main: str) -> Celery:
+    settings = get_settings()
+    celery = Celery(main, broker=settings.broker_url)
+    celery.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=Queue.TRAINING,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        # The database, not the broker, decides whether a job runs; a redelivered message for a
+        # job that is already running or done is dropped by the task itself.
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    return celery
+
+
+@lru_cache
+def get_celery_client() -> Celery:
+    return make_celery("trainyard-api")
+
+
+def send_task(name: TaskName, args: list[Any], queue: Queue) -> None:
+    get_celery_client().send_task(name, args=args, queue=queue)

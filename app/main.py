@@ -1,0 +1,34 @@
+"""The HTTP service. It never imports workers/ (no torch in the web process)."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from app.configs.router import router as configs_router
+from app.core.db import Database, get_database
+from app.core.errors import register_error_handlers
+from app.core.logging import configure_logging, request_id_var
+from app.health.router import router as health_router
+from app.training.router import router as training_router
+
+
+def create_app(db: Database | None = None) -> FastAPI:
+    configure_logging("api")
+
+    app = FastAPI(title="Trainyard", version="0.1.0")
+    app.state.db = db or get_database()
+    register_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id_var.set(request.state.request_id)
+        response = await call_next(request)
+        response.headers["x-request-id"] = request.state.request_id
+        return response
+
+    app.include_router(health_router)
+    app.include_router(training_router)
+    app.include_router(configs_router)
+    return app

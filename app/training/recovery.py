@@ -1,0 +1,76 @@
+"""Repairs what the broker forgot: jobs whose worker vanished, queued jobs whose message was lost.
+
+Runs periodically (Celery beat). The database lease is the only liveness signal used; Celery's
+visibility timeout and redelivery are never relied upon.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.db import on_commit
+from app.core.errors import ErrorCode
+from app.core.events import EventType, lock_job, record_event
+from app.core.jobs import ACTIVE, JobStatus
+from app.core.tasks import Queue, TaskName, send_task
+from app.models import TrainingJob
+from app.models.base import utcnow
+from app.training.reports import set_status
+
+log = logging.getLogger("operations.training")
+
+
+def dispatch(session: Session, job: TrainingJob) -> None:
+    """Send the job's command once the transaction commits (dropped on rollback)."""
+    job.dispatched_at = utcnow()
+    job_id, attempt = job.id, job.attempt
+    on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], Queue.TRAINING))
+
+
+def requeue(session: Session, job: TrainingJob, reason: str, max_attempts: int) -> None:
+    """Give an orphaned job a new attempt, or fail it when it has used them all."""
+    if job.attempt >= max_attempts:
+        job.error_code = ErrorCode.WORKER_LOST
+        job.error_message = f"{reason}; gave up after {job.attempt} attempts"
+        record_event(session, job, EventType.ERROR, {"code": job.error_code, "message": job.error_message})
+        set_status(session, job, JobStatus.FAILED, error_code=job.error_code)
+        return
+    previous = job.lease_owner
+    job.attempt += 1
+    job.lease_owner = None
+    job.lease_expires_at = None
+    set_status(session, job, JobStatus.QUEUED, reason=reason, requeued=True, previous_worker=previous)
+    dispatch(session, job)
+
+
+def requeue_expired_leases(session: Session, max_attempts: int, now: datetime | None = None) -> list[int]:
+    now = now or utcnow()
+    stmt = select(TrainingJob.id).where(TrainingJob.status.in_(list(ACTIVE)), TrainingJob.lease_expires_at < now)
+    requeued = []
+    for job_id in session.scalars(stmt).all():
+        job = lock_job(session, job_id)
+        # Re-check under the lock: the worker may have renewed since the select.
+        if job.status in ACTIVE and job.lease_expires_at is not None and job.lease_expires_at < now:
+            log.warning("job %s attempt %s: lease of %s expired", job.id, job.attempt, job.lease_owner)
+            requeue(session, job, f"lease of worker {job.lease_owner} expired", max_attempts)
+            requeued.append(job.id)
+    return requeued
+
+
+def redispatch_stale_queued(session: Session, older_than: timedelta, now: datetime | None = None) -> list[int]:
+    """Queued jobs not taken for a long while get their command again; a duplicate claims nothing."""
+    cutoff = (now or utcnow()) - older_than
+    stmt = select(TrainingJob).where(TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at < cutoff)
+    jobs = list(session.scalars(stmt).unique())
+    for job in jobs:
+        dispatch(session, job)
+    return [job.id for job in jobs]
+
+
+def hand_back(session: Session, job_id: int, attempt: int, reason: str) -> None:
+    """A worker shutting down returns its running job to the queue, resumable, without a penalty."""
+    job = lock_job(session, job_id, attempt)
+    if job.status in ACTIVE:
+        requeue(session, job, reason, max_attempts=job.attempt + 1)

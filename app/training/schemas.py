@@ -1,0 +1,109 @@
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.naming import NAME_PATTERN
+
+TaskType = Literal["detection", "segmentation", "classification", "pose"]
+Framework = Literal["ultralytics"]
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique within the project")
+    project: str = Field(pattern=NAME_PATTERN, description="project name; created on first use")
+    framework: Framework = "ultralytics"
+    task_type: TaskType = "detection"
+    model_name: str = Field(default="yolo11n", min_length=1, max_length=100)
+    dataset_path: str | None = Field(
+        default=None, description="YOLO dataset folder with data.yaml: absolute, or relative to storage"
+    )
+    dataset_id: int | None = Field(default=None, description="a registered dataset (not available yet)")
+    config: dict[str, Any] = Field(default_factory=dict, description="overrides of the base config")
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class TrainingResults(BaseModel):
+    best_epoch: int | None = None
+    best_metrics: dict[str, float] = Field(default_factory=dict)
+    final_metrics: dict[str, float] = Field(default_factory=dict)
+    training_time_seconds: float | None = None
+    epochs_completed: int | None = None
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: int
+    name: str
+    project: str
+    framework: str
+    task_type: str
+    model_name: str
+    dataset_path: str | None
+    dataset_id: int | None
+    status: str
+    attempt: int
+    current_epoch: int
+    total_epochs: int
+    config: dict[str, Any]
+    results: TrainingResults | None
+    checkpoints: dict[str, str | None]
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+class JobPage(BaseModel):
+    items: list[JobRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class LogRead(BaseModel):
+    id: int
+    level: str
+    message: str
+    timestamp: datetime
+    source: str
+    metadata: dict[str, Any] | None
+
+
+class LogPage(BaseModel):
+    logs: list[LogRead]
+    total: int
+    has_more: bool
+
+
+class EpochMetrics(BaseModel):
+    epoch: int
+    train_metrics: dict[str, float]
+    val_metrics: dict[str, float]
+
+
+class MetricsHistory(BaseModel):
+    job_id: int
+    epochs: list[EpochMetrics]
+
+
+class CheckpointRead(BaseModel):
+    kind: str
+    epoch: int | None
+    path: str
+    size_bytes: int | None
+    metrics: dict[str, float]
+    attempt: int | None
+    recorded_at: datetime
+
+
+class CheckpointList(BaseModel):
+    job_id: int
+    best: str | None
+    last: str | None
+    history: list[CheckpointRead]

@@ -1,0 +1,93 @@
+"""Start a GPU-pinned worker (one process per GPU) or the scheduler."""
+
+import logging
+import os
+import threading
+
+import redis
+from celery import signals
+
+from app.core.logging import configure_logging
+from app.core.settings import get_settings
+from app.core.tasks import Queue
+from app.core.workers import announce, withdraw
+from workers.identity import WorkerIdentity
+
+log = logging.getLogger("app.backend")
+
+PRESENCE_EVERY_SECONDS = 10.0
+
+
+def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> None:
+    """Pin the process to one GPU (or the CPU), then consume `queues` one task at a time."""
+    if gpu is not None:
+        # Before torch is imported anywhere in this process or its trainers.
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    device = "cpu" if gpu is None else str(gpu)
+    identity = WorkerIdentity(name=name or f"{os.uname().nodename}-{'cpu' if gpu is None else f'gpu{gpu}'}",
+                              device=device, queues=tuple(queues))
+    configure_logging(f"worker:{identity.name}")
+
+    from workers import context
+    from workers.celery_app import celery_app
+
+    context.set_identity(identity)
+    context.get_lease().clear_own_stale()
+    presence = _Presence(identity)
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_: object) -> None:
+        presence.start()
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _shutting_down(**_: object) -> None:
+        log.info("worker %s shutting down; handing back its running job", identity.name)
+        context.get_runner().shutdown.set()
+        presence.stop()
+
+    celery_app.worker_main([
+        "worker", "--queues", ",".join(queues), "--pool", "threads", "--concurrency", "1",
+        "--prefetch-multiplier", "1", "--hostname", f"{identity.name}@%h", "--task-events",
+        "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+    ])
+
+
+def run_scheduler() -> None:
+    """Celery beat plus a one-slot worker for the scheduler queue (reconciliation)."""
+    configure_logging("scheduler")
+    from workers.celery_app import celery_app
+
+    schedule = get_settings().resolved_data_dir / "celerybeat-schedule"
+    celery_app.worker_main([
+        "worker", "--beat", "--schedule", str(schedule), "--queues", Queue.SCHEDULER, "--pool", "solo",
+        "--hostname", "scheduler@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+    ])
+
+
+class _Presence(threading.Thread):
+    """Keeps the worker's presence key alive in Redis (what /health and the workers API read)."""
+
+    def __init__(self, identity: WorkerIdentity) -> None:
+        super().__init__(name="presence", daemon=True)
+        self.identity = identity
+        self.client = redis.Redis.from_url(get_settings().resolved_redis_url)
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        from workers import context
+
+        while True:
+            try:
+                announce(self.client, self.identity.name,
+                         {**self.identity.info(), "current_job": context.get_runner().current_job})
+            except redis.RedisError:
+                log.warning("could not announce worker presence", exc_info=True)
+            if self._done.wait(PRESENCE_EVERY_SECONDS):
+                break
+
+    def stop(self) -> None:
+        self._done.set()
+        try:
+            withdraw(self.client, self.identity.name)
+        except redis.RedisError:
+            pass

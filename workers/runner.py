@@ -1,0 +1,305 @@
+"""Runs one attempt of a training job on this worker: lease, trainer child process, reports, results.
+
+The database is the truth: the attempt is claimed there (a duplicate or stale message claims
+nothing), every write is fenced by the attempt, and a lost lease stops the trainer at once.
+"""
+
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from app.configs.catalog import model_yaml
+from app.core.db import Database
+from app.core.errors import ErrorCode
+from app.core.events import StaleAttempt
+from app.core.logging import attempt_var, job_id_var
+from app.core.settings import Settings
+from app.core.storage import LocalStorage
+from app.training import recovery, reports
+from workers.heartbeat import Heartbeat
+from workers.identity import WorkerIdentity
+from workers.lock import GpuLease
+
+log = logging.getLogger("operations.training")
+
+TRAINER_MODULES = {"ultralytics": "workers.ultralytics.trainer"}
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+LOG_BATCH = 200
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the trainer needs, read once at claim time (the row may change under us later)."""
+
+    job_id: int
+    attempt: int
+    framework: str
+    task_type: str
+    model_name: str
+    dataset_path: str
+    dataset_id: int | None
+    config: dict[str, Any]
+    storage_prefix: str
+    last_checkpoint: str | None
+
+
+class TrainingRunner:
+    def __init__(self, db: Database, storage: LocalStorage, lease: GpuLease, worker: WorkerIdentity,
+                 settings: Settings) -> None:
+        self.db = db
+        self.storage = storage
+        self.lease = lease
+        self.worker = worker
+        self.settings = settings
+        self.current_job: int | None = None
+        # Set when the worker shuts down: the running attempt is handed back to the queue.
+        self.shutdown = threading.Event()
+
+    def run(self, job_id: int, attempt: int) -> None:
+        job_id_var.set(job_id)
+        attempt_var.set(attempt)
+        self.lease.acquire()
+        try:
+            spec = self._claim(job_id, attempt)
+            if spec is None:
+                log.info("job %s attempt %s is not queued for this attempt; message dropped", job_id, attempt)
+                return
+            log.info("running job %s attempt %s", job_id, attempt)
+            self.current_job = job_id
+            Attempt(self, spec).run()
+        finally:
+            self.current_job = None
+            self.lease.release()
+
+    def _claim(self, job_id: int, attempt: int) -> JobSpec | None:
+        with self.db.session() as session:
+            job = reports.claim(session, job_id, attempt, self.worker.name, self.settings.lease_ttl_seconds)
+            if job is None:
+                return None
+            return JobSpec(job.id, job.attempt, job.framework, job.task_type, job.model_name,
+                           job.dataset_path or "", job.dataset_id, dict(job.config), job.storage_prefix,
+                           job.last_checkpoint)
+
+
+class Attempt:
+    """One attempt: the trainer child, its two output streams, and the heartbeat."""
+
+    def __init__(self, runner: TrainingRunner, spec: JobSpec) -> None:
+        self.runner = runner
+        self.spec = spec
+        self.db = runner.db
+        self.storage = runner.storage
+        settings = runner.settings
+        self.run_dir = settings.runs_dir / f"job-{spec.job_id}" / f"attempt-{spec.attempt}"
+        self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.heartbeat = Heartbeat(self.db, runner.lease, spec.job_id, spec.attempt,
+                                   settings.heartbeat_seconds, settings.lease_ttl_seconds)
+        self.outcome: dict[str, Any] | None = None
+        self.output_tail: list[str] = []
+
+    def run(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._store_resolved_config()
+            child = self._start_trainer()
+        except Exception as exc:
+            self._write(reports.fail, ErrorCode.INTERNAL_ERROR, f"could not start the trainer: {exc}")
+            return
+        self.heartbeat.start()
+        try:
+            if self._pump(child):
+                self._finish(child.wait())
+        except StaleAttempt as exc:
+            log.error("%s; stopping the trainer", exc)
+            self._kill(child)
+        finally:
+            self.heartbeat.stop()
+            if child.poll() is None:
+                self._kill(child)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    # The trainer ---------------------------------------------------------------------------------
+    def _store_resolved_config(self) -> None:
+        key = f"{self.spec.storage_prefix}/artifacts/config.yaml"
+        self.storage.put_bytes(key, yaml.safe_dump(self.spec.config, sort_keys=True).encode())
+
+    def _trainer_env(self, report_fd: int) -> dict[str, str]:
+        spec, settings = self.spec, self.runner.settings
+        config_path = self.run_dir / "config.json"
+        config_path.write_text(json.dumps(spec.config))
+        env = dict(os.environ)
+        env.update({
+            "JOB_ID": str(spec.job_id),
+            "ATTEMPT": str(spec.attempt),
+            "FRAMEWORK": spec.framework,
+            "TASK_TYPE": spec.task_type,
+            "MODEL_NAME": spec.model_name,
+            "MODEL_SOURCE": model_yaml(spec.model_name, spec.task_type),
+            "DATASET_ID": str(spec.dataset_id or ""),
+            "DATASET_PATH": spec.dataset_path,
+            "EPOCHS": str(spec.config.get("epochs", "")),
+            "BATCH_SIZE": str(spec.config.get("batch", "")),
+            "LEARNING_RATE": str(spec.config.get("lr0", "")),
+            "IMGSZ": str(spec.config.get("imgsz", "")),
+            "DEVICE": self.runner.worker.trainer_device,
+            "CONFIG_PATH": str(config_path),
+            "RUN_DIR": str(self.run_dir),
+            "TRAINYARD_REPORT_FD": str(report_fd),
+            "YOLO_CONFIG_DIR": str(settings.resolved_data_dir / "ultralytics"),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if spec.attempt > 1 and spec.last_checkpoint and self.storage.exists(spec.last_checkpoint):
+            resume = self.storage.get_file(spec.last_checkpoint, self.run_dir / "resume" / "last.pt")
+            env["RESUME_FROM"] = str(resume)
+        return env
+
+    def _start_trainer(self) -> subprocess.Popen[bytes]:
+        read_fd, write_fd = os.pipe()
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", TRAINER_MODULES[self.spec.framework]],
+                env=self._trainer_env(write_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                cwd=self.run_dir,
+                # Own session: Ctrl-C on the terminal reaches the worker, which decides what the
+                # trainer gets. Parent-death signal: a killed worker takes its trainer with it.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            os.close(write_fd)
+        reports_file = os.fdopen(read_fd, "rb")
+        assert child.stdout is not None
+        threading.Thread(target=self._read_reports, args=(reports_file,), daemon=True).start()
+        threading.Thread(target=self._read_output, args=(child.stdout,), daemon=True).start()
+        return child
+
+    def _read_reports(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            try:
+                self.inbox.put(("report", json.loads(line)))
+            except json.JSONDecodeError:
+                log.warning("unreadable trainer report: %r", line[:200])
+        self.inbox.put(("closed", "reports"))
+
+    def _read_output(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            # Progress bars redraw with \r; only the last state of a line is worth keeping.
+            text = ANSI.sub("", raw.decode("utf-8", "replace")).rstrip("\n").split("\r")[-1].strip()
+            if text:
+                level = "WARNING" if "WARNING" in text else "ERROR" if text.startswith("Traceback") else "INFO"
+                self.inbox.put(("log", {"level": level, "message": text, "source": "system"}))
+        self.inbox.put(("closed", "output"))
+
+    # Reports -> job ------------------------------------------------------------------------------
+    def _pump(self, child: subprocess.Popen[bytes]) -> bool:
+        """Apply reports until both streams close; False when the lease was lost on the way."""
+        open_streams = 2
+        while open_streams:
+            if self.heartbeat.lost.is_set():
+                self._kill(child)
+                return False
+            if self.runner.shutdown.is_set():
+                self._kill(child)
+                self._write(recovery.hand_back, "worker shut down")
+                return False
+            try:
+                kind, item = self.inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if kind == "closed":
+                open_streams -= 1
+            elif kind == "log":
+                self._apply_logs([item])
+            else:
+                self._apply(item)
+        return not self.heartbeat.lost.is_set()
+
+    def _apply_logs(self, entries: list[dict[str, Any]]) -> None:
+        # Drain whatever else is queued as logs, so a chatty trainer costs one transaction per batch.
+        pending: list[tuple[str, Any]] = []
+        while len(entries) < LOG_BATCH:
+            try:
+                kind, item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "log":
+                entries.append(item)
+            else:
+                pending.append((kind, item))
+        self.output_tail = (self.output_tail + [e["message"] for e in entries])[-20:]
+        self._write(reports.logs, entries)
+        for kind, item in pending:
+            self.inbox.put((kind, item))
+
+    def _apply(self, report: dict[str, Any]) -> None:
+        kind = report["type"]
+        if kind == "progress":
+            self._write(reports.progress, report["epoch"], report["total_epochs"], report.get("eta_seconds"))
+        elif kind == "metrics":
+            self._write(reports.metrics, report["epoch"], report["train"], report["val"])
+        elif kind == "checkpoint":
+            self._store_checkpoint(report)
+        elif kind == "log":
+            self._write(reports.logs, report["logs"])
+        elif kind in {"completed", "failed"}:
+            self.outcome = report
+        elif kind == "started":
+            self._write(reports.logs, [{"level": "INFO", "source": "system",
+                                        "message": f"trainer started (pid {report.get('pid')})",
+                                        "metadata": report}])
+
+    def _store_checkpoint(self, report: dict[str, Any]) -> None:
+        snapshot = Path(report["path"])
+        key = f"{self.spec.storage_prefix}/weights/{report['kind']}.pt"
+        # Fence before touching storage: a stale attempt must not overwrite the new one's weights.
+        self._write(reports.renew_lease, self.runner.worker.name, self.runner.settings.lease_ttl_seconds)
+        size = self.storage.put_file(key, snapshot)
+        snapshot.unlink(missing_ok=True)
+        self._write(reports.checkpoint, report["kind"], key, report.get("epoch"), size, report.get("metrics", {}))
+
+    def _finish(self, exit_code: int) -> None:
+        outcome = self.outcome or {}
+        if outcome.get("type") == "completed" and exit_code == 0:
+            results = dict(outcome["results"])
+            for name, path in outcome.get("artifacts", {}).items():
+                if Path(path).is_file():
+                    self.storage.put_file(f"{self.spec.storage_prefix}/artifacts/{name}", Path(path))
+            self._write(reports.complete, results)
+        elif outcome.get("type") == "failed":
+            self._write(reports.fail, outcome["error_code"], outcome["message"])
+        else:
+            tail = "\n".join(self.output_tail[-5:])
+            self._write(reports.fail, ErrorCode.TRAINER_CRASHED, f"trainer exited with code {exit_code}: {tail}")
+
+    def _write(self, apply: Any, *args: Any) -> Any:
+        with self.db.session() as session:
+            return apply(session, self.spec.job_id, self.spec.attempt, *args)
+
+    @staticmethod
+    def _kill(child: subprocess.Popen[bytes]) -> None:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
