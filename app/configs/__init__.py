@@ -1,0 +1,1 @@
+"""Training configuration: model catalog, parameter schema, base configs and the resolver."""

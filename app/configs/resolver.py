@@ -1,0 +1,185 @@
+"""Resolve a training config: shipped base <- base_config <- overrides, validated; YAML and CLI preview."""
+
+import ast
+import copy
+import logging
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from app.configs.catalog import CONFIGS_DIR, FRAMEWORKS, TASKS
+from app.configs.validation import Mode, config_errors
+from app.core.errors import FieldError, invalid_fields
+
+log = logging.getLogger("operations.training")
+
+# Ultralytics' names for our tasks, used as the TASK word of `yolo TASK MODE ARGS`.
+ULTRALYTICS_TASK = {
+    "detection": "detect",
+    "segmentation": "segment",
+    "classification": "classify",
+    "pose": "pose",
+}
+MODEL_PLACEHOLDER = "<model.yaml>"
+DATA_PLACEHOLDER = "<data.yaml>"
+
+
+@dataclass
+class ResolvedConfig:
+    values: dict[str, Any]  # the full Ultralytics train kwargs, minus what the platform sets
+    yaml: str
+    cli_preview: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@lru_cache
+def _base(framework: str, task: str) -> dict[str, Any]:
+    loaded = yaml.safe_load((CONFIGS_DIR / framework / task / "default.yaml").read_text())
+    return dict(loaded)
+
+
+def default_config(framework: str, task: str) -> dict[str, Any]:
+    """A copy of the shipped base config of `framework`/`task` (already checked to be valid)."""
+    return copy.deepcopy(_base(framework, task))
+
+
+def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`patch` over `base`: nested dicts merge key by key; anything else, lists included, is replaced."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_config(
+    framework: str,
+    task: str,
+    overrides: Mapping[str, Any],
+    mode: Mode = "developer",
+    base_config: Mapping[str, Any] | None = None,
+    *,
+    model: str | None = None,
+    data: str | None = None,
+) -> ResolvedConfig:
+    """Merge `base_config` and `overrides` onto the shipped base; raise one 422 listing every bad field.
+
+    `base_config` is a preset (e.g. the values of an earlier run) laid over the shipped default, so it may be
+    partial. In user mode both it and `overrides` are limited to the safe subset. `model` and `data` only
+    fill the CLI preview; without them it shows placeholders.
+    """
+    errors = []
+    if framework not in FRAMEWORKS:
+        errors.append(
+            FieldError("framework", f"unknown framework {framework!r}; valid: {', '.join(FRAMEWORKS)}")
+        )
+    if task not in TASKS:
+        errors.append(FieldError("task", f"unknown task {task!r}; valid: {', '.join(TASKS)}"))
+    if errors:
+        raise invalid_fields(errors)
+    errors += config_errors(base_config or {}, task, mode, "base_config")
+    errors += config_errors(overrides, task, mode, "config")
+    if errors:
+        raise invalid_fields(errors)
+
+    values = deep_merge(deep_merge(_base(framework, task), base_config or {}), overrides)
+    resolved = ResolvedConfig(
+        values=values,
+        yaml=_to_yaml(framework, task, values),
+        cli_preview=cli_preview(task, values, model=model, data=data),
+        warnings=_warnings(values, explicit={**(base_config or {}), **overrides}),
+    )
+    log.info("resolved %s/%s config (%s mode): %s", framework, task, mode, resolved.cli_preview)
+    return resolved
+
+
+def _to_yaml(framework: str, task: str, values: Mapping[str, Any]) -> str:
+    # Loadable as Ultralytics `cfg=`, so the header is a comment and the body is values only.
+    header = f"# Trainyard resolved training config: framework={framework} task={task}\n"
+    return header + yaml.safe_dump(dict(values), sort_keys=False, allow_unicode=True)
+
+
+def _warnings(values: Mapping[str, Any], explicit: Mapping[str, Any]) -> list[str]:
+    """Settings that are valid but will not do what the user probably expects."""
+    found = []
+    ignored = [k for k in ("lr0", "momentum", "warmup_bias_lr") if k in explicit]
+    if values.get("optimizer") == "auto" and ignored:
+        found.append(f"optimizer is 'auto', which picks its own learning rate: {', '.join(ignored)} ignored")
+    epochs = values.get("epochs", 0)
+    if values.get("mosaic", 0) > 0 and values.get("close_mosaic", 0) >= epochs:
+        found.append(f"close_mosaic ({values['close_mosaic']}) >= epochs ({epochs}): mosaic is never used")
+    if values.get("save_period", -1) > epochs:
+        found.append(f"save_period ({values['save_period']}) > epochs ({epochs}): no periodic checkpoint")
+    if values.get("time") is not None:
+        found.append(f"time is set: training stops after {values['time']} h, whatever epochs says")
+    if values.get("save") is False:
+        found.append("save is false: no best.pt or last.pt, so the run cannot be registered or resumed")
+    if str(values.get("device")) == "cpu":
+        if values.get("batch") == -1:
+            found.append(
+                "batch -1 (AutoBatch) needs a CUDA GPU; on CPU Ultralytics falls back to a default batch"
+            )
+        if values.get("amp") in (True, "fp16"):
+            found.append("fp16 amp has no effect on CPU (Ultralytics turns it off)")
+    return found
+
+
+# -- CLI preview: each value is written so that Ultralytics' own `smart_value` parses it back unchanged --
+
+_SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+")
+
+
+def _parses_as_itself(text: str) -> bool:
+    """Whether Ultralytics' CLI would read the bare `text` back as this same string."""
+    if (
+        not text
+        or text != text.strip()
+        or text.lower() in {"none", "true", "false"}
+        or "[" in text
+        or "]" in text
+    ):
+        return False
+    if "." in text and text.rpartition(".")[2].isupper():  # smart_value reads module.CONSTANT as a number
+        return False
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return True
+    return False
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_literal(k)}:{_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if _parses_as_itself(value) else repr(value)
+    return _literal(value)
+
+
+def _shell_word(word: str) -> str:
+    if _SHELL_SAFE.fullmatch(word):
+        return word
+    # Double quotes keep the Python-literal single quotes readable; fall back to shlex when they cannot.
+    return f'"{word}"' if not set(word) & set('"$`\\!') else shlex.quote(word)
+
+
+def cli_preview(
+    task: str, values: Mapping[str, Any], *, model: str | None = None, data: str | None = None
+) -> str:
+    """A `yolo TASK train ...` command line that trains with exactly `values`."""
+    args = {"model": model or MODEL_PLACEHOLDER, "data": data or DATA_PLACEHOLDER, **values}
+    words = [f"{key}={_cli_value(value)}" for key, value in args.items()]
+    return " ".join(["yolo", ULTRALYTICS_TASK[task], "train", *(_shell_word(w) for w in words)])
