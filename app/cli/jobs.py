@@ -56,9 +56,18 @@ def submit(
 ) -> None:
     """Submit a training job."""
     config = _parse_set(set_ or [])
-    config.update({k: v for k, v in {"epochs": epochs, "imgsz": imgsz, "batch": batch}.items() if v is not None})
-    body = {"name": name, "project": project, "framework": "ultralytics", "task_type": task,
-            "model_name": model, "dataset_path": dataset, "config": config}
+    config.update(
+        {k: v for k, v in {"epochs": epochs, "imgsz": imgsz, "batch": batch}.items() if v is not None}
+    )
+    body = {
+        "name": name,
+        "project": project,
+        "framework": "ultralytics",
+        "task_type": task,
+        "model_name": model,
+        "dataset_path": dataset,
+        "config": config,
+    }
     client = _client(api)
     try:
         job = client.submit(body)
@@ -83,8 +92,15 @@ def list_jobs(
         raise _fail(exc) from exc
     table = Table("id", "project", "name", "status", "epoch", "attempt", "created")
     for job in page["items"]:
-        table.add_row(str(job["id"]), job["project"], job["name"], job["status"],
-                      f"{job['current_epoch']}/{job['total_epochs']}", str(job["attempt"]), job["created_at"])
+        table.add_row(
+            str(job["id"]),
+            job["project"],
+            job["name"],
+            job["status"],
+            f"{job['current_epoch']}/{job['total_epochs']}",
+            str(job["attempt"]),
+            job["created_at"],
+        )
     console.print(table)
     console.print(f"{len(page['items'])} of {page['total']}")
 
@@ -107,9 +123,13 @@ def watch(job_id: int, api: ApiUrl = None) -> None:
 def _watch(client: ApiClient, job_id: int) -> int:
     status = "queued"
     latest = ""
-    columns = (TextColumn("[bold]job {task.fields[job]}[/bold] {task.fields[status]}"), BarColumn(),
-               TextColumn("epoch {task.completed}/{task.total}"), TimeRemainingColumn(),
-               TextColumn("{task.fields[latest]}"))
+    columns = (
+        TextColumn("[bold]job {task.fields[job]}[/bold] {task.fields[status]}"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[latest]}"),
+    )
     try:
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task("train", total=None, job=job_id, status=status, latest="")

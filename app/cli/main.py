@@ -8,8 +8,9 @@ import typer
 from app.cli import jobs
 from app.core.logging import configure_logging
 
-cli = typer.Typer(help="Trainyard: train and serve vision models on a fleet of GPU workers.",
-                  no_args_is_help=True)
+cli = typer.Typer(
+    help="Trainyard: train and serve vision models on a fleet of GPU workers.", no_args_is_help=True
+)
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(jobs.cli, name="jobs")

@@ -22,7 +22,9 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.RUNNING: frozenset(
         {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPING, JobStatus.STOPPED, JobStatus.QUEUED}
     ),
-    JobStatus.STOPPING: frozenset({JobStatus.STOPPED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.QUEUED}),
+    JobStatus.STOPPING: frozenset(
+        {JobStatus.STOPPED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.QUEUED}
+    ),
 }
 
 

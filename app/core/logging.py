@@ -48,10 +48,17 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(component: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    if os.environ.get("TRAINYARD_LOG_FORMAT", "json" if os.environ.get("TRAINYARD_ENV") == "production" else "text") == "json":
+    if (
+        os.environ.get(
+            "TRAINYARD_LOG_FORMAT", "json" if os.environ.get("TRAINYARD_ENV") == "production" else "text"
+        )
+        == "json"
+    ):
         handler.setFormatter(JsonFormatter(component))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{component}] %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s [{component}] %(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(os.environ.get("TRAINYARD_LOG_LEVEL", "INFO"))

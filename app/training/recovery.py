@@ -47,7 +47,9 @@ def requeue(session: Session, job: TrainingJob, reason: str, max_attempts: int) 
 
 def requeue_expired_leases(session: Session, max_attempts: int, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
-    stmt = select(TrainingJob.id).where(TrainingJob.status.in_(list(ACTIVE)), TrainingJob.lease_expires_at < now)
+    stmt = select(TrainingJob.id).where(
+        TrainingJob.status.in_(list(ACTIVE)), TrainingJob.lease_expires_at < now
+    )
     requeued = []
     for job_id in session.scalars(stmt).all():
         job = lock_job(session, job_id)
@@ -59,10 +61,14 @@ def requeue_expired_leases(session: Session, max_attempts: int, now: datetime | 
     return requeued
 
 
-def redispatch_stale_queued(session: Session, older_than: timedelta, now: datetime | None = None) -> list[int]:
+def redispatch_stale_queued(
+    session: Session, older_than: timedelta, now: datetime | None = None
+) -> list[int]:
     """Queued jobs not taken for a long while get their command again; a duplicate claims nothing."""
     cutoff = (now or utcnow()) - older_than
-    stmt = select(TrainingJob).where(TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at < cutoff)
+    stmt = select(TrainingJob).where(
+        TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at < cutoff
+    )
     jobs = list(session.scalars(stmt).unique())
     for job in jobs:
         dispatch(session, job)

@@ -1,5 +1,6 @@
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse
@@ -50,7 +51,7 @@ def job_events(
     start = last_event_id if last_event_id is not None else (after or 0)
     stream = JobEventStream(db, job_id, start, request.is_disconnected)
 
-    async def messages():  # type: ignore[no-untyped-def]
+    async def messages() -> AsyncIterator[dict[str, Any]]:
         async for event in stream.events():
             yield sse_message(event)
 

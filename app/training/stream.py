@@ -1,8 +1,9 @@
-"""SSE for a job: replay what the client missed from the database, then follow pub/sub live.
+"""SSE for a job: replay what the client missed from the database, then follow it live.
 
-Pub/sub is only a doorbell. Every message is checked against the last seq sent; a gap is filled
-from the database, and when no message comes for a while the database is polled anyway, so a lost
-publish or a Redis restart delays an event but never drops or repeats one.
+Pub/sub is only a doorbell: a message on the job's channel wakes the stream, which then reads what
+follows the last seq sent from the database. When no message comes for a while the database is
+polled anyway, so a lost publish, a Redis restart, or another installation sharing the Redis server
+(pub/sub channels ignore database numbers) delays an event but never drops, repeats or invents one.
 """
 
 import json
@@ -65,26 +66,11 @@ class JobEventStream:
                 if is_terminal(event):
                     return
             while not await self.is_disconnected():
-                message = None
                 if subscribed:
-                    try:
-                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
-                    except (RedisError, OSError):
-                        subscribed = False
+                    subscribed = await self._wait_for_doorbell(pubsub)
                 else:
                     await anyio.sleep(POLL_SECONDS)
                     subscribed = await self._resubscribe(pubsub)
-                if message is not None:
-                    event = json.loads(message["data"])
-                    if event["seq"] <= self.last_seq:
-                        continue
-                    if event["seq"] == self.last_seq + 1:
-                        self.last_seq = event["seq"]
-                        yield event
-                        if is_terminal(event):
-                            return
-                        continue
-                # A gap, a quiet spell or a lost subscription: the database has the truth.
                 async for event in self._catch_up():
                     yield event
                     if is_terminal(event):
@@ -96,6 +82,16 @@ class JobEventStream:
                     await redis.aclose()
                 except (RedisError, OSError):
                     pass
+
+    async def _wait_for_doorbell(self, pubsub: Any) -> bool:
+        """Wait for a publish or POLL_SECONDS; drain a burst (one query for it). False: Redis is gone."""
+        try:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
+            while message is not None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+            return True
+        except (RedisError, OSError):
+            return False
 
     async def _resubscribe(self, pubsub: Any) -> bool:
         try:

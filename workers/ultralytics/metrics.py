@@ -13,7 +13,9 @@ def _rename(key: str) -> str:
     return name
 
 
-def split_metrics(metrics: dict[str, Any], train_losses: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+def split_metrics(
+    metrics: dict[str, Any], train_losses: dict[str, Any]
+) -> tuple[dict[str, float], dict[str, float]]:
     """(train, val) dicts of plain floats from a trainer's validation metrics and its loss items."""
     train = {key.removeprefix("train/"): float(value) for key, value in train_losses.items()}
     val: dict[str, float] = {}

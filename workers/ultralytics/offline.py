@@ -29,5 +29,14 @@ def prepare_offline(config_dir: Path) -> None:
 
 
 _INTEGRATIONS = {
-    "clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb", "vscode_msg",
+    "clearml",
+    "comet",
+    "dvc",
+    "hub",
+    "mlflow",
+    "neptune",
+    "raytune",
+    "tensorboard",
+    "wandb",
+    "vscode_msg",
 }

@@ -15,7 +15,12 @@ from workers.sdk import TrainerSDK
 from workers.ultralytics.metrics import split_metrics
 from workers.ultralytics.offline import prepare_offline
 
-ULTRALYTICS_TASK = {"detection": "detect", "segmentation": "segment", "classification": "classify", "pose": "pose"}
+ULTRALYTICS_TASK = {
+    "detection": "detect",
+    "segmentation": "segment",
+    "classification": "classify",
+    "pose": "pose",
+}
 
 
 class Reporter:
@@ -42,7 +47,9 @@ class Reporter:
 
     def on_model_save(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
-        _train, val = split_metrics(trainer.metrics or {}, trainer.label_loss_items(trainer.tloss, prefix="train"))
+        _train, val = split_metrics(
+            trainer.metrics or {}, trainer.label_loss_items(trainer.tloss, prefix="train")
+        )
         self._snapshot("last", trainer.last, epoch, val)
         if trainer.best_fitness == trainer.fitness and trainer.best.exists():
             self.best_epoch, self.best_metrics = epoch, val
@@ -50,7 +57,9 @@ class Reporter:
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
-        train, val = split_metrics(trainer.metrics or {}, trainer.label_loss_items(trainer.tloss, prefix="train"))
+        train, val = split_metrics(
+            trainer.metrics or {}, trainer.label_loss_items(trainer.tloss, prefix="train")
+        )
         train.update({k.replace("/", "_"): float(v) for k, v in (trainer.lr or {}).items()})
         if epoch > trainer.epochs or epoch in self.reported_epochs:
             # Ultralytics calls this once more after the last epoch, validating best.pt.
@@ -114,8 +123,9 @@ def train(sdk: TrainerSDK) -> None:
         config = sdk.get_full_config()
         config.update(data=data, device=env.get("DEVICE"), project=str(run_dir), name="train", exist_ok=True)
         model.train(**config)
-    trainer = model.trainer
-    artifacts = {name: str(Path(trainer.save_dir) / name) for name in ("results.csv", "args.yaml")}
+    trainer: Any = model.trainer
+    save_dir = Path(trainer.save_dir)
+    artifacts = {name: str(save_dir / name) for name in ("results.csv", "args.yaml")}
     sdk.report_completed(reporter.results(len(reporter.reported_epochs)), artifacts)
 
 

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real Redis, real databases (a SQLite file and PostgreSQL), clean for every test.
+
+Settings are read from the environment and cached; `configure` sets the environment for a test
+and clears every cache so the code under test sees it.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import make_url
+
+from app.core import migrate
+from app.core.db import Base, Database
+
+REDIS_URL = os.environ.get("TRAINYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+PG_ADMIN_URL = os.environ.get("TRAINYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def clear_caches() -> None:
+    from app.core.db import get_database
+    from app.core.redis import get_redis
+    from app.core.settings import get_settings
+    from app.core.storage import get_storage
+    from app.core.tasks import get_celery_client
+
+    for cached in (get_settings, get_database, get_redis, get_storage, get_celery_client):
+        cached.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("trainyard")
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_CONFIG_DIR"] = str(path / "ultralytics")
+    os.environ["MPLCONFIGDIR"] = str(path / "matplotlib")
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    name = f"trainyard_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    rendered = url.render_as_string(hide_password=False)
+    migrate.upgrade(rendered)
+    yield rendered
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(session_dir: Path) -> str:
+    url = f"sqlite:///{session_dir / 'trainyard.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    session_dir: Path,
+    database_url: str,
+    redis_client: redis.Redis,
+) -> Iterator[Path]:
+    """The environment of one test: its own data dir, the given database, the test Redis."""
+    monkeypatch.setenv("TRAINYARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    clear_caches()
+    yield tmp_path
+    clear_caches()
+
+
+@pytest.fixture
+def db(env: Path, database_url: str, redis_client: redis.Redis) -> Iterator[Database]:
+    database = Database(database_url)
+    _truncate(database)
+    redis_client.flushdb()
+    yield database
+    database.dispose()
+
+
+def _truncate(database: Database) -> None:
+    with database.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())

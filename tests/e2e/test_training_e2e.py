@@ -1,0 +1,202 @@
+"""A newcomer's path, for real: API + worker processes, Celery on Redis, Ultralytics on tiny data.
+
+Two stacks: `trainyard serve` with embedded defaults (SQLite file, bundled Redis), and `trainyard api`
++ `trainyard worker` on PostgreSQL and the machine's Redis. Each trains a 2-epoch detector, is followed
+over SSE (one client throughout, one that disconnects and resumes with Last-Event-ID), and the
+weights it produced are loaded and used by Ultralytics.
+"""
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from httpx_sse import connect_sse
+from sqlalchemy import make_url
+
+from app.cli.client import ApiClient
+from app.core import migrate
+from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+from tests.factories import make_yolo_dataset
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_yolo_dataset(tmp_path_factory.mktemp("e2e") / "shapes", train=16, val=4, size=128)
+
+
+@pytest.fixture(scope="module")
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`trainyard serve`: nothing configured but the data directory."""
+    data = tmp_path_factory.mktemp("embedded") / "data"
+    port = free_port()
+    log = data.parent / "serve.log"
+    env = {"TRAINYARD_DATA_DIR": str(data), "REDIS_URL": "", "DATABASE_URL": ""}
+    with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", log, workers=1)
+        yield url, data / "storage"
+        serve.terminate()  # what Ctrl-C does: the supervisor stops its children and the bundled Redis
+        assert serve.wait(60) == 0, log.read_text()[-3000:]
+    assert not (data / "redis" / "redis.sock").exists() or not _answers(data / "redis" / "redis.sock")
+
+
+def _answers(socket_path: Path) -> bool:
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path)).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`trainyard api` + `trainyard worker --device cpu` on PostgreSQL and the shared Redis."""
+    root = tmp_path_factory.mktemp("production")
+    name = f"trainyard_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    rendered = database_url.render_as_string(hide_password=False)
+    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/10"
+    redis.Redis.from_url(redis_url).flushdb()
+    migrate.upgrade(rendered)
+    port = free_port()
+    env = {"TRAINYARD_DATA_DIR": str(root / "data"), "DATABASE_URL": rendered, "REDIS_URL": redis_url}
+    try:
+        with (
+            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
+            running(
+                [*TRAINYARD, "worker", "--device", "cpu", "--name", f"e2e-{name}"], env, root / "worker.log"
+            ),
+        ):
+            url = f"http://127.0.0.1:{port}"
+            wait_for(f"{url}/health", root / "worker.log", workers=1)
+            yield url, root / "data" / "storage"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def follow(url: str, job_id: int, after: int = 0, stop_after: int | None = None) -> list[dict[str, Any]]:
+    """Read the SSE stream (from `after`) until it closes, or until `stop_after` events, then hang up."""
+    events: list[dict[str, Any]] = []
+    headers = {"Last-Event-ID": str(after)} if after else {}
+    with (
+        httpx.Client(base_url=url, timeout=httpx.Timeout(10, read=120)) as http,
+        connect_sse(http, "GET", f"/api/v1/training/jobs/{job_id}/events", headers=headers) as source,
+    ):
+        for sse in source.iter_sse():
+            event = json.loads(sse.data)
+            assert sse.id == str(event["seq"]) and sse.event == event["type"]
+            events.append(event)
+            if stop_after is not None and len(events) >= stop_after:
+                break
+    return events
+
+
+def assert_training_story(events: list[dict[str, Any]], epochs: int) -> None:
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "seq has a gap or repeat"
+    statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
+    assert statuses == ["queued", "running", "completed"]
+    assert events[-1]["type"] == "status", "the stream must close right after the terminal event"
+    progress = [e["data"] for e in events if e["type"] == "progress"]
+    assert [p["epoch"] for p in progress] == list(range(1, epochs + 1))
+    assert all(p["total"] == epochs for p in progress)
+    metrics = [e["data"] for e in events if e["type"] == "metrics"]
+    assert [m["epoch"] for m in metrics] == list(range(1, epochs + 1))
+    assert {"mAP50", "mAP50-95", "precision", "recall"} <= set(metrics[-1]["val"])
+    assert {"box_loss", "cls_loss"} <= set(metrics[-1]["train"])
+    kinds = {e["data"]["kind"] for e in events if e["type"] == "checkpoint"}
+    assert kinds == {"best", "last"}
+    assert any(e["type"] == "log" for e in events)
+
+
+@pytest.mark.parametrize("stack", ["embedded_stack", "production_stack"])
+def test_train_watch_and_use_the_model(stack: str, request: pytest.FixtureRequest, dataset: Path) -> None:
+    url, storage = request.getfixturevalue(stack)
+    client = ApiClient(url)
+    started = time.monotonic()
+    job = client.submit(
+        {
+            "name": f"shapes {stack}",
+            "project": "e2e",
+            "task_type": "detection",
+            "model_name": "yolo11n",
+            "dataset_path": str(dataset),
+            "config": {"epochs": 2, "imgsz": 128, "batch": 8, "workers": 0, "plots": False},
+        }
+    )
+    assert job["status"] == "queued"
+
+    # A second client hangs up after a few events and comes back with Last-Event-ID.
+    first_part = follow(url, job["id"], stop_after=4)
+    whole = follow(url, job["id"])
+    elapsed = time.monotonic() - started
+    rest = follow(url, job["id"], after=first_part[-1]["seq"])
+    assert first_part + rest == whole
+    assert_training_story(whole, epochs=2)
+    print(f"\n[{stack}] submit -> completed over SSE: {elapsed:.1f} s")
+
+    final = client.get_job(job["id"])
+    assert final["status"] == "completed" and final["current_epoch"] == 2 and final["attempt"] == 1
+    results = final["results"]
+    assert results["epochs_completed"] == 2 and results["best_epoch"] in (1, 2)
+    assert "mAP50" in results["best_metrics"] and results["training_time_seconds"] > 0
+    prefix = "projects/e2e/model/training/" + final["name"].lower().replace(" ", "-")
+    assert final["checkpoints"] == {"best": f"{prefix}/weights/best.pt", "last": f"{prefix}/weights/last.pt"}
+    for artifact in ("config.yaml", "results.csv", "args.yaml"):
+        assert (storage / prefix / "artifacts" / artifact).is_file(), artifact
+    assert len((storage / prefix / "artifacts" / "results.csv").read_text().splitlines()) == 3
+    metrics = httpx.get(f"{url}/api/v1/training/jobs/{job['id']}/metrics").json()
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+
+    # `trainyard jobs watch` on a finished job replays it and exits with its outcome.
+    watch = subprocess.run(
+        [*TRAINYARD, "jobs", "watch", str(job["id"]), "--api", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert watch.returncode == 0 and "completed" in watch.stdout, watch.stdout + watch.stderr
+
+    from ultralytics import YOLO
+
+    model = YOLO(str(storage / final["checkpoints"]["best"]))
+    assert model.names == {0: "red", 1: "blue"}
+    prediction = model.predict(str(dataset / "images" / "val" / "0.jpg"), imgsz=128, verbose=False)
+    assert prediction[0].boxes is not None
+
+
+def test_a_job_that_fails_in_the_worker_ends_failed_with_its_code(
+    embedded_stack: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _storage = embedded_stack
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    # Passes the API's checks (it exists and parses), but its image folders do not exist.
+    (broken / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: a}\n")
+    job = ApiClient(url).submit(
+        {
+            "name": "broken",
+            "project": "e2e",
+            "dataset_path": str(broken),
+            "config": {"epochs": 1, "imgsz": 64},
+        }
+    )
+    events = follow(url, job["id"])
+    assert [e["data"]["status"] for e in events if e["type"] == "status"] == ["queued", "running", "failed"]
+    errors = [e["data"] for e in events if e["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["code"] == "DATASET_NOT_FOUND", errors
+    final = ApiClient(url).get_job(job["id"])
+    assert final["status"] == "failed" and final["error_code"] == "DATASET_NOT_FOUND"
+    assert "images" in final["error_message"]

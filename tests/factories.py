@@ -1,0 +1,62 @@
+"""Small typed factories: rows for the database and tiny datasets on disk."""
+
+import random
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+from sqlalchemy.orm import Session
+
+from app.core.events import EventType, record_event
+from app.core.jobs import JobStatus
+from app.core.naming import slugify
+from app.models import Project, TrainingJob
+
+
+def make_job(session: Session, name: str = "run", project: str = "demo", **fields: Any) -> TrainingJob:
+    """A queued job with its first event, as the API creates it (without sending a command)."""
+    owner = session.query(Project).filter_by(name=project).one_or_none()
+    owner = owner or Project(name=project, slug=slugify(project))
+    job = TrainingJob(
+        project=owner,
+        name=name,
+        slug=slugify(name),
+        framework="ultralytics",
+        task_type="detection",
+        model_name="yolo11n",
+        dataset_path="/nowhere",
+        config={"epochs": 2},
+        status=JobStatus.QUEUED,
+        attempt=1,
+        last_event_seq=0,
+        total_epochs=2,
+        **fields,
+    )
+    session.add(job)
+    session.flush()
+    record_event(session, job, EventType.STATUS, {"status": JobStatus.QUEUED, "attempt": 1})
+    return job
+
+
+def make_yolo_dataset(root: Path, train: int = 16, val: int = 4, size: int = 128, seed: int = 0) -> Path:
+    """Coloured rectangles on a grey field, two classes, with YOLO labels and a data.yaml."""
+    rng = random.Random(seed)
+    for split, count in (("train", train), ("val", val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image = Image.new("RGB", (size, size), (rng.randint(0, 80),) * 3)
+            draw = ImageDraw.Draw(image)
+            lines = []
+            for _ in range(rng.randint(1, 3)):
+                cls = rng.randint(0, 1)
+                w, h = rng.randint(size // 6, size // 2), rng.randint(size // 6, size // 2)
+                x, y = rng.randint(0, size - w), rng.randint(0, size - h)
+                draw.rectangle([x, y, x + w, y + h], fill=(255, 0, 0) if cls == 0 else (0, 0, 255))
+                lines.append(
+                    f"{cls} {(x + w / 2) / size:.6f} {(y + h / 2) / size:.6f} {w / size:.6f} {h / size:.6f}"
+                )
+            image.save(root / "images" / split / f"{i}.jpg")
+            (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames:\n  0: red\n  1: blue\n")
+    return root

@@ -1,0 +1,127 @@
+"""SSE replay and live follow, and the read endpoints fed by what a trainer reported."""
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.db import Database
+from app.training import reports
+from tests.factories import make_job
+
+pytestmark = pytest.mark.integration
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":")
+        )
+        if "data" in fields:
+            event = json.loads(fields["data"])
+            assert fields["id"] == str(event["seq"]) and fields["event"] == event["type"]
+            events.append(event)
+    return events
+
+
+def train_to_completion(db: Database, job_id: int, epochs: int = 2, delay: float = 0.0) -> None:
+    with db.session() as s:
+        reports.claim(s, job_id, 1, "worker-a", 30)
+    for epoch in range(1, epochs + 1):
+        time.sleep(delay)
+        with db.session() as s:
+            reports.logs(s, job_id, 1, [{"level": "info", "message": f"epoch {epoch} done"}])
+            reports.metrics(s, job_id, 1, epoch, {"box_loss": 1.0 / epoch}, {"mAP50": 0.1 * epoch})
+            reports.checkpoint(
+                s,
+                job_id,
+                1,
+                "last",
+                "projects/demo/model/training/run/weights/last.pt",
+                epoch,
+                123,
+                {"mAP50": 0.1 * epoch},
+            )
+            reports.progress(s, job_id, 1, epoch, epochs, 1.0)
+    with db.session() as s:
+        reports.complete(s, job_id, 1, {"best_epoch": epochs, "best_metrics": {"mAP50": 0.2}})
+
+
+def test_replay_is_complete_ordered_and_closes_after_the_terminal_event(
+    client: TestClient, db: Database
+) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    train_to_completion(db, job_id)
+    events = parse_sse(client.get(f"/api/v1/training/jobs/{job_id}/events").text)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["data"]["status"] for e in events if e["type"] == "status"] == [
+        "queued",
+        "running",
+        "completed",
+    ]
+    assert [e["data"]["epoch"] for e in events if e["type"] == "progress"] == [1, 2]
+    assert events[-1]["type"] == "status"
+
+
+def test_reconnect_with_last_event_id_gets_the_rest_exactly_once(client: TestClient, db: Database) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    train_to_completion(db, job_id)
+    everything = parse_sse(client.get(f"/api/v1/training/jobs/{job_id}/events").text)
+    rest = parse_sse(
+        client.get(f"/api/v1/training/jobs/{job_id}/events", headers={"Last-Event-ID": "5"}).text
+    )
+    assert rest == everything[5:]
+    by_query = parse_sse(client.get(f"/api/v1/training/jobs/{job_id}/events", params={"after": 5}).text)
+    assert by_query == rest
+
+
+def test_live_stream_follows_a_running_job(client: TestClient, db: Database) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    trainer = threading.Thread(target=train_to_completion, args=(db, job_id, 3, 0.3))
+    trainer.start()
+    received: list[dict[str, Any]] = []
+    with client.stream("GET", f"/api/v1/training/jobs/{job_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        buffer = ""
+        for chunk in response.iter_text():
+            buffer += chunk
+            *blocks, buffer = buffer.replace("\r\n", "\n").split("\n\n")
+            received += parse_sse("\n\n".join(blocks) + "\n\n")
+    trainer.join()
+    assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
+    assert [e["data"]["epoch"] for e in received if e["type"] == "progress"] == [1, 2, 3]
+    assert received[-1]["data"]["status"] == "completed"
+
+
+def test_read_endpoints_show_what_was_reported(client: TestClient, db: Database) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    train_to_completion(db, job_id)
+    job = client.get(f"/api/v1/training/jobs/{job_id}").json()
+    assert job["status"] == "completed" and job["current_epoch"] == 2 and job["finished_at"]
+    assert job["results"]["best_metrics"] == {"mAP50": 0.2}
+    assert job["checkpoints"]["last"].endswith("weights/last.pt")
+    metrics = client.get(f"/api/v1/training/jobs/{job_id}/metrics").json()
+    assert [(e["epoch"], e["val_metrics"]["mAP50"]) for e in metrics["epochs"]] == [(1, 0.1), (2, 0.2)]
+    checkpoints = client.get(f"/api/v1/training/jobs/{job_id}/checkpoints").json()
+    assert [c["epoch"] for c in checkpoints["history"]] == [1, 2]
+    logs = client.get(f"/api/v1/training/jobs/{job_id}/logs", params={"level": "INFO", "limit": 1}).json()
+    assert logs["total"] == 2 and logs["has_more"] and logs["logs"][0]["message"] == "epoch 1 done"
+    assert client.get(f"/api/v1/training/jobs/{job_id}/logs", params={"level": "ERROR"}).json()["total"] == 0
+    bad = client.get(f"/api/v1/training/jobs/{job_id}/logs", params={"level": "LOUD"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "level"
+
+
+def test_a_finished_job_refuses_further_reports(db: Database) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    train_to_completion(db, job_id)
+    with pytest.raises(reports.JobFinished), db.session() as s:
+        reports.progress(s, job_id, 1, 3, 3, None)
