@@ -26,7 +26,7 @@ from app.core.errors import ErrorCode
 from app.core.events import StaleAttempt
 from app.core.logging import attempt_var, job_id_var
 from app.core.settings import Settings
-from app.core.storage import LocalStorage
+from app.core.storage import Storage
 from app.training import recovery, reports
 from workers.heartbeat import Heartbeat
 from workers.identity import WorkerIdentity
@@ -56,7 +56,7 @@ class JobSpec:
 
 
 class TrainingRunner:
-    def __init__(self, db: Database, storage: LocalStorage, lease: GpuLease, worker: WorkerIdentity,
+    def __init__(self, db: Database, storage: Storage, lease: GpuLease, worker: WorkerIdentity,
                  settings: Settings) -> None:
         self.db = db
         self.storage = storage

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     storage_root: Path | None = Field(default=None, validation_alias="TRAINYARD_STORAGE_ROOT")
+    # `s3`: the same keys in a bucket (credentials from the usual AWS_* variables or instance role).
+    storage: Literal["local", "s3"] = Field(default="local", validation_alias="TRAINYARD_STORAGE")
+    s3_bucket: str | None = Field(default=None, validation_alias="TRAINYARD_S3_BUCKET")
+    s3_endpoint_url: str | None = Field(default=None, validation_alias="TRAINYARD_S3_ENDPOINT_URL")
     api_url: str = Field(default="http://127.0.0.1:8000", validation_alias="TRAINYARD_API_URL")
     env: str = Field(default="dev", validation_alias="TRAINYARD_ENV")
 

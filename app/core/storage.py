@@ -1,4 +1,8 @@
-"""Storage by key (DESIGN.md layout): a local folder by default; every write is atomic."""
+"""Storage by key (DESIGN.md layout): a local folder by default, an S3 bucket in production.
+
+Both backends take the same keys and answer the same calls; a reader sees the old object or the
+new one, never a torn one. `TRAINYARD_STORAGE=local|s3` picks the backend.
+"""
 
 import os
 import shutil
@@ -6,13 +10,32 @@ import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from app.core.settings import get_settings
+
+MiB = 1024 * 1024
 
 
 class UnsafeKey(ValueError):
     pass
+
+
+def check_key(key: str) -> str:
+    """A relative, normalized key: no `..`, no `.`, no leading `/`, no backslash."""
+    if not key or key.startswith("/") or "\\" in key or any(p in {"..", "."} for p in key.split("/")):
+        raise UnsafeKey(f"unsafe storage key {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    """What callers may rely on whatever the backend (no local paths)."""
+
+    def put_file(self, key: str, source: Path) -> int: ...
+    def put_bytes(self, key: str, data: bytes) -> int: ...
+    def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int: ...
+    def get_file(self, key: str, target: Path) -> Path: ...
 
 
 class LocalStorage:
@@ -21,14 +44,12 @@ class LocalStorage:
 
     def path(self, key: str) -> Path:
         """The file behind a key; a key can never point outside the root."""
-        if not key or key.startswith("/") or "\\" in key or any(p in {"..", "."} for p in key.split("/")):
-            raise UnsafeKey(f"unsafe storage key {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     def put_file(self, key: str, source: Path) -> int:
         """Copy `source` under `key`; readers see the old file or the new one, never a torn one."""
         with source.open("rb") as src:
-            return self._write(key, lambda out: shutil.copyfileobj(src, out, 1024 * 1024))
+            return self._write(key, lambda out: shutil.copyfileobj(src, out, MiB))
 
     def put_bytes(self, key: str, data: bytes) -> int:
         return self._write(key, lambda out: out.write(data))
@@ -51,6 +72,9 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def size(self, key: str) -> int:
+        return self.path(key).stat().st_size
+
     def get_file(self, key: str, target: Path) -> Path:
         """Make the object available as a local file (a plain copy for local storage)."""
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +82,91 @@ class LocalStorage:
         return target
 
 
+class S3Storage:
+    """The same keys in a bucket (boto3). Large files go up in parts, several at a time.
+
+    An S3 PUT, and the completion of a multipart upload, replace an object in one step, so readers
+    never see a partial object; a failed upload leaves the previous object in place.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None = None,
+        *,
+        client: Any = None,
+        multipart_threshold: int = 64 * MiB,
+        multipart_chunksize: int = 16 * MiB,
+    ) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        self.bucket = bucket
+        # S3-compatible stores (MinIO, moto) behind a custom endpoint want path-style addressing.
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path" if endpoint_url else "auto"})
+        self.client = client or boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+        self.transfer = TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
+        )
+
+    def put_file(self, key: str, source: Path) -> int:
+        size = source.stat().st_size
+        self.client.upload_file(str(source), self.bucket, check_key(key), Config=self.transfer)
+        return size
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
+        return len(data)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return head
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise FileNotFoundError(f"no object at storage key {key!r}")
+        return int(head["ContentLength"])
+
+    def get_file(self, key: str, target: Path) -> Path:
+        """Download to `target` through a temp file beside it: a failed download leaves no torn file."""
+        check_key(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        os.close(fd)
+        try:
+            self.client.download_file(self.bucket, key, tmp, Config=self.transfer)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def presigned_url(self, key: str, expires: int = 3600) -> str:
+        """A GET URL that works without credentials for `expires` seconds (weights, artifacts)."""
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=expires
+        )
+        return url
+
+
 @lru_cache
-def get_storage() -> LocalStorage:
-    return LocalStorage(get_settings().resolved_storage_root)
+def get_storage() -> Storage:
+    """The configured backend: `TRAINYARD_STORAGE=local` (default) or `s3`."""
+    settings = get_settings()
+    if settings.storage == "s3":
+        if not settings.s3_bucket:
+            raise RuntimeError("TRAINYARD_STORAGE=s3 needs TRAINYARD_S3_BUCKET")
+        return S3Storage(settings.s3_bucket, settings.s3_endpoint_url)
+    return LocalStorage(settings.resolved_storage_root)
