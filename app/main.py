@@ -10,6 +10,7 @@ from app.core.db import Database, get_database
 from app.core.errors import register_error_handlers
 from app.core.logging import configure_logging, request_id_var
 from app.health.router import router as health_router
+from app.observability.router import router as observability_router
 from app.training.router import router as training_router
 
 
@@ -29,6 +30,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         return response
 
     app.include_router(health_router)
+    app.include_router(observability_router)
     app.include_router(training_router)
     app.include_router(configs_router)
     return app

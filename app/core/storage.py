@@ -29,7 +29,7 @@ def check_key(key: str) -> str:
 
 
 class Storage(Protocol):
-    """What callers may rely on whatever the backend (no local paths)."""
+    """What callers may rely on whatever the backend: no local paths (see get_local_storage)."""
 
     def put_file(self, key: str, source: Path) -> int: ...
     def put_bytes(self, key: str, data: bytes) -> int: ...
@@ -159,6 +159,11 @@ class S3Storage:
             "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=expires
         )
         return url
+
+
+def get_local_storage() -> LocalStorage:
+    """The local storage folder, for code that needs real paths (it does not follow TRAINYARD_STORAGE)."""
+    return LocalStorage(get_settings().resolved_storage_root)
 
 
 @lru_cache

@@ -1,6 +1,7 @@
 """Worker presence in Redis: each worker refreshes a key with a TTL; an expired key means offline."""
 
 import json
+import time
 from typing import Any
 
 import redis
@@ -10,7 +11,8 @@ PRESENCE_TTL_SECONDS = 30
 
 
 def announce(client: redis.Redis, worker_id: str, info: dict[str, Any]) -> None:
-    client.set(PREFIX + worker_id, json.dumps(info), ex=PRESENCE_TTL_SECONDS)
+    # `announced_at` (epoch seconds) lets /metrics report how old each worker's heartbeat is.
+    client.set(PREFIX + worker_id, json.dumps({**info, "announced_at": time.time()}), ex=PRESENCE_TTL_SECONDS)
 
 
 def withdraw(client: redis.Redis, worker_id: str) -> None:

@@ -8,6 +8,7 @@ from sse_starlette import EventSourceResponse
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.jobs import JobStatus
 from app.core.settings import get_settings
+from app.observability.metrics import SSE_CLIENTS
 from app.training import schemas, service
 from app.training.stream import JobEventStream, sse_message
 
@@ -52,8 +53,12 @@ def job_events(
     stream = JobEventStream(db, job_id, start, request.is_disconnected)
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
-        async for event in stream.events():
-            yield sse_message(event)
+        SSE_CLIENTS.inc()
+        try:
+            async for event in stream.events():
+                yield sse_message(event)
+        finally:
+            SSE_CLIENTS.dec()
 
     return EventSourceResponse(messages(), ping=get_settings().sse_ping_seconds)
 

@@ -1,0 +1,99 @@
+"""/metrics: what an operator's Prometheus scrapes, read back from a real database and Redis."""
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.core.db import Database
+from app.core.jobs import JobStatus
+from app.core.tasks import Queue
+from app.core.workers import announce
+from app.main import create_app
+from tests.factories import make_job
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(db: Database) -> Iterator[TestClient]:
+    with TestClient(create_app(db)) as test_client:
+        yield test_client
+
+
+def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_jobs_by_status_and_wait_time_to_start(client: TestClient, db: Database) -> None:
+    now = datetime.now(UTC)
+    with db.session() as session:
+        make_job(session, "a")
+        make_job(session, "b", created_at=now - timedelta(minutes=5))
+        running = make_job(session, "c", created_at=now - timedelta(seconds=30), started_at=now)
+        running.status = JobStatus.RUNNING
+        done = make_job(
+            session, "d", created_at=now - timedelta(seconds=130), started_at=now - timedelta(seconds=10)
+        )
+        done.status = JobStatus.COMPLETED
+    metrics = scrape(client)
+    assert metrics[("trainyard_jobs", (("status", "queued"),))] == 2
+    assert metrics[("trainyard_jobs", (("status", "running"),))] == 1
+    assert metrics[("trainyard_jobs", (("status", "completed"),))] == 1
+    assert metrics[("trainyard_jobs", (("status", "failed"),))] == 0
+    assert metrics[("trainyard_job_wait_samples", ())] == 2
+    assert metrics[("trainyard_job_wait_seconds", (("quantile", "1.0"),))] == pytest.approx(120, abs=1)
+    assert metrics[("trainyard_job_wait_seconds", (("quantile", "0.5"),))] == pytest.approx(120, abs=1)
+    assert metrics[("trainyard_oldest_queued_job_age_seconds", ())] == pytest.approx(300, abs=10)
+
+
+def test_queue_depth_per_celery_queue(client: TestClient, redis_client: redis.Redis) -> None:
+    redis_client.rpush(Queue.TRAINING, "m1", "m2", "m3")
+    redis_client.rpush(Queue.INFERENCE, "m4")
+    metrics = scrape(client)
+    assert metrics[("trainyard_queue_depth", (("queue", "training"),))] == 3
+    assert metrics[("trainyard_queue_depth", (("queue", "inference"),))] == 1
+    assert metrics[("trainyard_queue_depth", (("queue", "scheduler"),))] == 0
+
+
+def test_worker_heartbeat_age(client: TestClient, redis_client: redis.Redis) -> None:
+    announce(redis_client, "box-gpu0", {"id": "box-gpu0", "device": "0"})
+    time.sleep(1.2)
+    metrics = scrape(client)
+    assert metrics[("trainyard_workers_live", ())] == 1
+    key = ("trainyard_worker_heartbeat_age_seconds", (("device", "0"), ("worker", "box-gpu0")))
+    age = metrics[key]
+    assert 1.0 <= age < 10
+    announce(redis_client, "box-gpu0", {"id": "box-gpu0", "device": "0"})
+    assert scrape(client)[key] < age
+
+
+def test_sse_clients_are_counted_while_a_stream_is_open(client: TestClient, db: Database) -> None:
+    with db.session() as session:
+        job_id = make_job(session).id
+    before = scrape(client)[("trainyard_sse_clients", ())]
+    with client.stream("GET", f"/api/v1/training/jobs/{job_id}/events") as stream:
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+        assert scrape(client)[("trainyard_sse_clients", ())] == before + 1
+    deadline = time.monotonic() + 10
+    while scrape(client)[("trainyard_sse_clients", ())] != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert scrape(client)[("trainyard_sse_clients", ())] == before
+
+
+def test_inference_latency_histogram_is_exposed(client: TestClient) -> None:
+    metrics = scrape(client)
+    assert ("trainyard_inference_latency_seconds_count", ()) in metrics
+    assert ("trainyard_inference_latency_seconds_bucket", (("le", "+Inf"),)) in metrics
