@@ -11,6 +11,8 @@ from app.core.errors import register_error_handlers
 from app.core.logging import configure_logging, request_id_var
 from app.health.router import router as health_router
 from app.observability.router import router as observability_router
+from app.training.callbacks import router as callbacks_router
+from app.training.preflight import router as preflight_router
 from app.training.router import router as training_router
 
 
@@ -32,5 +34,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(observability_router)
     app.include_router(training_router)
+    app.include_router(preflight_router)
+    app.include_router(callbacks_router)
     app.include_router(configs_router)
     return app

@@ -25,6 +25,7 @@ from app.core.db import Database
 from app.core.errors import ErrorCode
 from app.core.events import StaleAttempt
 from app.core.logging import attempt_var, job_id_var
+from app.core.security import job_token
 from app.core.settings import Settings
 from app.core.storage import Storage
 from app.training import recovery, reports
@@ -35,6 +36,10 @@ from workers.lock import GpuLease
 log = logging.getLogger("operations.training")
 
 TRAINER_MODULES = {"ultralytics": "workers.ultralytics.trainer"}
+# Framework-free trainers that talk only to the contract (workers/sdk.py), shipped as example scripts.
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+TRAINER_SCRIPTS = {"pytorch": EXAMPLES_DIR / "plain_pytorch" / "train.py"}
+CONFIG_INLINE_MAX = 32 * 1024  # larger configs go to a file (CONFIG_PATH) rather than the environment
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LOG_BATCH = 200
 
@@ -137,26 +142,34 @@ class Attempt:
 
     def _trainer_env(self, report_fd: int) -> dict[str, str]:
         spec, settings = self.spec, self.runner.settings
-        config_path = self.run_dir / "config.json"
-        config_path.write_text(json.dumps(spec.config))
-        env = dict(os.environ)
+        config = json.dumps(spec.config)
+        env = {k: v for k, v in os.environ.items() if k not in {"CONFIG", "CONFIG_PATH"}}
+        if len(config.encode()) > CONFIG_INLINE_MAX:
+            config_path = self.run_dir / "config.json"
+            config_path.write_text(config)
+            env["CONFIG_PATH"] = str(config_path)
+        else:
+            env["CONFIG"] = config
         env.update({
             "JOB_ID": str(spec.job_id),
             "ATTEMPT": str(spec.attempt),
             "FRAMEWORK": spec.framework,
             "TASK_TYPE": spec.task_type,
             "MODEL_NAME": spec.model_name,
-            "MODEL_SOURCE": model_yaml(spec.model_name, spec.task_type),
+            "MODEL_SOURCE": model_yaml(spec.model_name, spec.task_type)
+            if spec.framework == "ultralytics" else spec.model_name,
             "DATASET_ID": str(spec.dataset_id or ""),
             "DATASET_PATH": spec.dataset_path,
             "EPOCHS": str(spec.config.get("epochs", "")),
             "BATCH_SIZE": str(spec.config.get("batch", "")),
-            "LEARNING_RATE": str(spec.config.get("lr0", "")),
+            "LEARNING_RATE": str(spec.config.get("lr0", spec.config.get("lr", ""))),
             "IMGSZ": str(spec.config.get("imgsz", "")),
             "DEVICE": self.runner.worker.trainer_device,
-            "CONFIG_PATH": str(config_path),
             "RUN_DIR": str(self.run_dir),
             "TRAINYARD_REPORT_FD": str(report_fd),
+            # For trainers that report over HTTP instead (the pipe wins when both are set).
+            "CALLBACK_URL": f"{settings.api_url.rstrip('/')}/api/v1/training/jobs/{spec.job_id}/callback",
+            "TRAINYARD_JOB_TOKEN": job_token(spec.job_id, spec.attempt, settings),
             "YOLO_CONFIG_DIR": str(settings.resolved_data_dir / "ultralytics"),
             "PYTHONUNBUFFERED": "1",
         })
@@ -169,7 +182,7 @@ class Attempt:
         read_fd, write_fd = os.pipe()
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", TRAINER_MODULES[self.spec.framework]],
+                [sys.executable, *trainer_args(self.spec.framework)],
                 env=self._trainer_env(write_fd),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -260,9 +273,7 @@ class Attempt:
         elif kind in {"completed", "failed"}:
             self.outcome = report
         elif kind == "started":
-            self._write(reports.logs, [{"level": "INFO", "source": "system",
-                                        "message": f"trainer started (pid {report.get('pid')})",
-                                        "metadata": report}])
+            self._write(reports.started, {k: v for k, v in report.items() if k != "type"})
 
     def _store_checkpoint(self, report: dict[str, Any]) -> None:
         snapshot = Path(report["path"])
@@ -296,6 +307,13 @@ class Attempt:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+
+
+def trainer_args(framework: str) -> list[str]:
+    """How the interpreter runs the trainer of `framework`: a module of ours or an example script."""
+    if framework in TRAINER_SCRIPTS:
+        return [str(TRAINER_SCRIPTS[framework])]
+    return ["-m", TRAINER_MODULES[framework]]
 
 
 def _die_with_parent() -> None:

@@ -1,25 +1,47 @@
 """TrainerSDK: how any trainer process reports to Trainyard.
 
 The worker starts a trainer as a child process with the job in its environment; the trainer calls
-`TrainerSDK.from_env()` and reports through it. The transport is the worker's own pipe (the
-`TRAINYARD_REPORT_FD` descriptor); the worker applies each report to the job, fenced by its attempt.
-Log entries are buffered: flushed at 50 entries, every 5 seconds, and at once on ERROR. A failed
-flush never stops training.
+`TrainerSDK.from_env()` and reports through it. Two transports: the worker's own pipe (the
+`TRAINYARD_REPORT_FD` descriptor; the worker applies each report to the job, fenced by its attempt),
+and HTTP to the callback API (`CALLBACK_URL` + `TRAINYARD_JOB_TOKEN`) for trainers that run anywhere.
+
+Log entries are buffered and sent by a background thread: at 50 entries, every 5 seconds, and at once
+on ERROR. A failed flush never stops (nor slows) training: the entries stay buffered (up to
+MAX_BUFFERED, oldest dropped first) and go out with a later flush.
 """
 
 import json
 import logging
 import os
+import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
+
+import httpx
 
 log = logging.getLogger("operations.training")
 
 FLUSH_AT_ENTRIES = 50
 FLUSH_EVERY_SECONDS = 5.0
-BASIC_KEYS = frozenset({"epochs", "imgsz", "batch", "lr0", "optimizer", "patience", "device", "workers", "seed"})
+MAX_BUFFERED = 10_000
+BASIC_KEYS = frozenset(
+    {"epochs", "imgsz", "batch", "lr0", "lr", "optimizer", "patience", "device", "workers", "seed"}
+)
+
+
+def _jsonable(value: Any) -> Any:
+    # Trainers hand over numpy and torch scalars; anything else non-JSON is shown, not lost.
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, default=_jsonable)
 
 
 class Transport(Protocol):
@@ -34,10 +56,82 @@ class PipeTransport:
         self._lock = threading.Lock()
 
     def send(self, report: dict[str, Any]) -> None:
-        line = json.dumps(report, default=float)
+        line = to_json(report)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
+
+
+class ReportRefused(RuntimeError):
+    """The API refused a report for good: a wrong token (401), a finished job or a stale attempt (409),
+    or a malformed report (4xx). The trainer should stop; nothing it reports will be kept."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"report refused ({status}): {detail}")
+        self.status = status
+
+
+class HttpTransport:
+    """Reports to the callback API (`POST {callback_url}/{started,progress,...}`), with the job token."""
+
+    ENDPOINTS = {"started": "started", "progress": "progress", "metrics": "metrics",
+                 "checkpoint": "checkpoint", "log": "log", "completed": "completion", "failed": "completion"}
+
+    def __init__(self, callback_url: str, token: str, timeout: float = 10.0, retries: int = 3,
+                 client: httpx.Client | None = None) -> None:
+        self.callback_url = callback_url.rstrip("/")
+        self.retries = max(1, retries)
+        self._client = client or httpx.Client(timeout=timeout)
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def send(self, report: dict[str, Any]) -> None:
+        url = f"{self.callback_url}/{self.ENDPOINTS[report['type']]}"
+        content = to_json(self._body(report))
+        for attempt in range(1, self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._client.post(url, content=content, headers=self._headers)
+            except httpx.TransportError:
+                if last:
+                    raise
+            else:
+                # 5xx and connection failures are worth another try; a 4xx never changes its mind.
+                if response.status_code < 400:
+                    return
+                if response.status_code < 500 or last:
+                    raise ReportRefused(response.status_code, _problem_detail(response))
+            time.sleep(0.5 * 2 ** (attempt - 1))
+
+    @staticmethod
+    def _body(report: dict[str, Any]) -> dict[str, Any]:
+        kind = report["type"]
+        if kind == "completed":
+            # Artifacts are files of the trainer's machine; an HTTP trainer uploads what it wants kept.
+            return {"status": "completed", "results": report["results"]}
+        if kind == "failed":
+            return {"status": "failed", "error_code": report["error_code"],
+                    "error_message": report["message"]}
+        return {k: v for k, v in report.items() if k != "type"}
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text[:500]
+
+
+class ConsoleTransport:
+    """Neither a worker nor an API around (a trainer run by hand): reports go to stderr as JSON lines."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream or sys.stderr
+
+    def send(self, report: dict[str, Any]) -> None:
+        print(to_json(report), file=self._stream, flush=True)
 
 
 class TrainerSDK:
@@ -46,21 +140,34 @@ class TrainerSDK:
         self.transport = transport
         self.job_id = job_id
         self.config = config
+        self.flush_every = flush_every
+        self.dropped = 0
         self._buffer: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffer
+        self._flush_lock = threading.Lock()  # one flush at a time, so entries go out in order
+        self._wake = threading.Event()
         self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_periodically, args=(flush_every,), daemon=True)
+        self._flusher = threading.Thread(target=self._flush_periodically, name="sdk-log-flusher",
+                                         daemon=True)
         self._flusher.start()
 
     @classmethod
     def from_env(cls) -> "TrainerSDK":
+        """The job of this process, from the environment the worker (or whoever started it) set."""
         env = os.environ
-        if "CONFIG_PATH" in env:
+        if env.get("CONFIG_PATH"):
             config = json.loads(Path(env["CONFIG_PATH"]).read_text())
         else:
-            config = json.loads(env.get("CONFIG", "{}"))
-        transport = PipeTransport(int(env["TRAINYARD_REPORT_FD"]))
-        return cls(transport, int(env["JOB_ID"]), config)
+            config = json.loads(env.get("CONFIG") or "{}")
+        transport: Transport
+        if env.get("TRAINYARD_REPORT_FD"):
+            transport = PipeTransport(int(env["TRAINYARD_REPORT_FD"]))
+        elif env.get("CALLBACK_URL"):
+            transport = HttpTransport(env["CALLBACK_URL"], env["TRAINYARD_JOB_TOKEN"])
+        else:
+            log.warning("neither TRAINYARD_REPORT_FD nor CALLBACK_URL is set; reports go to stderr")
+            transport = ConsoleTransport()
+        return cls(transport, int(env.get("JOB_ID") or 0), config)
 
     # Configuration -------------------------------------------------------------------------------
     def get_full_config(self) -> dict[str, Any]:
@@ -77,13 +184,15 @@ class TrainerSDK:
         self._send({"type": "started", **info})
 
     def report_progress(self, epoch: int, total_epochs: int, eta_seconds: float | None = None) -> None:
-        self._send({"type": "progress", "epoch": epoch, "total_epochs": total_epochs, "eta_seconds": eta_seconds})
+        self._send({"type": "progress", "epoch": epoch, "total_epochs": total_epochs,
+                    "eta_seconds": eta_seconds})
 
     def report_metrics(self, epoch: int, train: dict[str, float], val: dict[str, float]) -> None:
         self._send({"type": "metrics", "epoch": epoch, "train": train, "val": val})
 
     def report_checkpoint(self, kind: str, path: str, epoch: int | None, metrics: dict[str, float]) -> None:
-        """`path` is a file the trainer will not touch again (the worker moves it into storage)."""
+        """Under a worker, `path` is a file the trainer will not touch again (the worker moves it into
+        storage); over HTTP, a URI or storage key it uploaded to (see app/training/callbacks.py)."""
         self._send({"type": "checkpoint", "kind": kind, "path": path, "epoch": epoch, "metrics": metrics})
 
     def report_completed(self, results: dict[str, Any], artifacts: dict[str, str] | None = None) -> None:
@@ -96,13 +205,14 @@ class TrainerSDK:
 
     # Logs ----------------------------------------------------------------------------------------
     def log(self, level: str, message: str, **metadata: Any) -> None:
+        """Buffer one entry; the background flusher sends it (at once when full or on ERROR)."""
         entry = {"level": level.upper(), "message": message, "timestamp": datetime.now(UTC).isoformat(),
                  "source": "trainer", "metadata": metadata or None}
         with self._lock:
             self._buffer.append(entry)
-            full = len(self._buffer) >= FLUSH_AT_ENTRIES
-        if full or entry["level"] == "ERROR":
-            self.flush()
+            urgent = len(self._buffer) >= FLUSH_AT_ENTRIES or entry["level"] == "ERROR"
+        if urgent:
+            self._wake.set()
 
     def log_debug(self, message: str, **metadata: Any) -> None:
         self.log("DEBUG", message, **metadata)
@@ -116,23 +226,48 @@ class TrainerSDK:
     def log_error(self, message: str, **metadata: Any) -> None:
         self.log("ERROR", message, **metadata)
 
-    def flush(self) -> None:
-        with self._lock:
-            entries, self._buffer = self._buffer, []
-        if not entries:
-            return
-        try:
-            self.transport.send({"type": "log", "logs": entries})
-        except Exception:
-            log.warning("could not flush %d log entries; training goes on", len(entries), exc_info=True)
+    def flush(self) -> bool:
+        """Send the buffered entries now; False (and the entries kept) when the transport failed."""
+        with self._flush_lock:
+            with self._lock:
+                entries, self._buffer = self._buffer, []
+            if not entries:
+                return True
+            try:
+                self.transport.send({"type": "log", "logs": entries})
+            except Exception:
+                log.warning("could not flush %d log entries; training goes on", len(entries), exc_info=True)
+                self._keep(entries)
+                return False
+            return True
+
+    flush_logs = flush
 
     def close(self) -> None:
+        """Stop the flusher and send what is left."""
         self._closed.set()
+        self._wake.set()
+        self._flusher.join(timeout=self.flush_every + 30)
         self.flush()
 
-    def _flush_periodically(self, every: float) -> None:
-        while not self._closed.wait(every):
-            self.flush()
+    def _keep(self, entries: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._buffer[:0] = entries
+            overflow = len(self._buffer) - MAX_BUFFERED
+            if overflow > 0:
+                del self._buffer[:overflow]
+                self.dropped += overflow
+
+    def _flush_periodically(self) -> None:
+        every = self.flush_every
+        while not self._closed.is_set():
+            self._wake.wait(every)
+            self._wake.clear()
+            if self._closed.is_set():
+                return  # close() sends the rest
+            if not self.flush():
+                # The transport is down: wait a full period rather than retry on every new entry.
+                self._closed.wait(every)
 
     def _send(self, report: dict[str, Any]) -> None:
         self.transport.send(report)

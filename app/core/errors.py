@@ -20,6 +20,7 @@ PROBLEM_JSON = "application/problem+json"
 class ErrorCode(StrEnum):
     # Request errors
     VALIDATION_ERROR = "VALIDATION_ERROR"
+    UNAUTHORIZED = "UNAUTHORIZED"
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
     INVALID_TRANSITION = "INVALID_TRANSITION"

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(default=None, validation_alias="TRAINYARD_S3_ENDPOINT_URL")
     api_url: str = Field(default="http://127.0.0.1:8000", validation_alias="TRAINYARD_API_URL")
     env: str = Field(default="dev", validation_alias="TRAINYARD_ENV")
+    # Signs per-attempt callback tokens. Required outside dev; in dev a random key is kept in the data dir.
+    secret_key: SecretStr | None = Field(default=None, validation_alias="TRAINYARD_SECRET_KEY")
 
     # The lease: a worker renews it every `heartbeat_seconds`; a job whose lease is older than
     # `lease_ttl_seconds` is presumed orphaned and goes back to the queue.

@@ -31,6 +31,8 @@ class TrainingJob(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # sha256 of the current attempt's callback token (app/core/security.py); the token itself is never stored.
+    callback_token_hash: Mapped[str | None] = mapped_column(String(64))
 
     current_epoch: Mapped[int] = mapped_column(Integer, default=0)
     total_epochs: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import ErrorCode
 from app.core.events import EventType, StaleAttempt, lock_job, record_event
 from app.core.jobs import ACTIVE, TERMINAL, JobStatus, check_transition
+from app.core.security import job_token, token_hash
 from app.models import TrainingJob
 from app.models.base import as_utc, utcnow
 
@@ -24,6 +25,11 @@ def _active_job(session: Session, job_id: int, attempt: int) -> TrainingJob:
     if job.status not in ACTIVE:
         raise JobFinished(job_id, attempt, job.attempt)
     return job
+
+
+def ensure_active(session: Session, job_id: int, attempt: int) -> None:
+    """Refuse (StaleAttempt, JobFinished) unless `attempt` owns the job and it is still running."""
+    _active_job(session, job_id, attempt)
 
 
 def set_status(session: Session, job: TrainingJob, status: JobStatus, **data: Any) -> None:
@@ -45,6 +51,8 @@ def claim(session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: 
     job.lease_owner = owner
     job.lease_expires_at = utcnow() + timedelta(seconds=ttl_seconds)
     job.started_at = job.started_at or utcnow()
+    # The attempt's callback token goes live with it; tokens of earlier attempts stop matching.
+    job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
     set_status(session, job, JobStatus.RUNNING, worker=owner)
     return job
 
@@ -56,6 +64,14 @@ def renew_lease(session: Session, job_id: int, attempt: int, owner: str, ttl_sec
         raise StaleAttempt(job_id, attempt, job.attempt)
     job.lease_expires_at = utcnow() + timedelta(seconds=ttl_seconds)
     return JobStatus(job.status)
+
+
+def started(session: Session, job_id: int, attempt: int, info: dict[str, Any]) -> None:
+    """The trainer process is up: a system log line carrying what it told about itself."""
+    _active_job(session, job_id, attempt)
+    message = f"trainer started (pid {info.get('pid')})" if info.get("pid") else "trainer started"
+    entry = {"level": "INFO", "source": "system", "message": message, "metadata": info}
+    logs(session, job_id, attempt, [entry])
 
 
 def progress(session: Session, job_id: int, attempt: int, epoch: int, total: int, eta: float | None) -> None:

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.core.naming import NAME_PATTERN
 
 TaskType = Literal["detection", "segmentation", "classification", "pose"]
-Framework = Literal["ultralytics"]
+Framework = Literal["ultralytics", "pytorch"]
 
 
 class JobCreate(BaseModel):

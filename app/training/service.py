@@ -1,21 +1,65 @@
 """Training jobs as the API sees them: create, query, read back results."""
 
+import json
+import shlex
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.configs.catalog import model_yaml
-from app.configs.resolver import resolve_config
-from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.configs.resolver import ResolvedConfig, resolve_config
+from app.core.errors import AppError, ErrorCode, FieldError, invalid, invalid_fields, not_found
 from app.core.events import EventType, record_event
 from app.core.jobs import JobStatus
 from app.core.naming import slugify
+from app.core.security import job_token, token_hash
 from app.models import JobEvent, Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas
 from app.training.dataset_check import resolve_dataset_path
 from app.training.recovery import dispatch
+
+# The framework-free example trainer (examples/plain_pytorch) takes three settings; the config
+# resolver of app/configs only knows Ultralytics.
+PLAIN_PARAMS: dict[str, tuple[type, float, float, int | float]] = {
+    "epochs": (int, 1, 1000, 3),
+    "lr": (float, 1e-6, 10.0, 0.01),
+    "batch": (int, 1, 4096, 16),
+}
+PLAIN_SCRIPT = "examples/plain_pytorch/train.py"
+
+
+def resolve_plain_config(task_type: str, overrides: dict[str, Any]) -> ResolvedConfig:
+    """Defaults <- overrides for the plain PyTorch trainer; 422 listing every bad field."""
+    errors = []
+    if task_type != "classification":
+        errors.append(FieldError("task_type", "the plain pytorch trainer only does classification"))
+    for key, value in overrides.items():
+        if key not in PLAIN_PARAMS:
+            errors.append(FieldError(f"config.{key}", f"unknown key; valid: {', '.join(PLAIN_PARAMS)}"))
+            continue
+        kind, low, high, _ = PLAIN_PARAMS[key]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (kind is int and not isinstance(value, int)):
+            expected = "an integer" if kind is int else "a number"
+            errors.append(FieldError(f"config.{key}", f"must be {expected}"))
+        elif not low <= value <= high:
+            errors.append(FieldError(f"config.{key}", f"must be between {low:g} and {high:g}"))
+    if errors:
+        raise invalid_fields(errors)
+    values = {key: overrides.get(key, default) for key, (_, _, _, default) in PLAIN_PARAMS.items()}
+    header = "# Trainyard resolved training config: framework=pytorch task=classification\n"
+    return ResolvedConfig(
+        values=values,
+        yaml=header + yaml.safe_dump(values, sort_keys=False),
+        cli_preview=f"CONFIG={shlex.quote(json.dumps(values))} python {PLAIN_SCRIPT}",
+    )
 
 
 def get_or_create_project(session: Session, name: str) -> Project:
@@ -35,15 +79,62 @@ def get_or_create_project(session: Session, name: str) -> Project:
     return project
 
 
-def create_job(session: Session, body: schemas.JobCreate) -> TrainingJob:
-    """Validate everything, write the job and its first event, and queue it once committed."""
+@dataclass(frozen=True)
+class ValidJob:
+    """A job request that passed every check, with what the checks derived from it."""
+
+    config: ResolvedConfig
+    dataset: Path | None
+
+
+def check_model(body: schemas.JobCreate) -> None:
+    """Ultralytics models come from the catalog; a framework-free trainer builds its own network."""
+    if body.framework == "ultralytics":
+        model_yaml(body.model_name, body.task_type)
+
+
+def resolve_job_config(
+    body: schemas.JobCreate, model: str | None = None, data: str | None = None
+) -> ResolvedConfig:
+    """The job's resolved config; `model` and `data` only fill the CLI preview."""
+    if body.framework == "pytorch":
+        return resolve_plain_config(body.task_type, body.config)
+    return resolve_config(body.framework, body.task_type, overrides=body.config, mode="developer",
+                          model=model, data=data)
+
+
+def check_dataset_given(body: schemas.JobCreate) -> None:
     if body.dataset_id is not None:
         raise invalid("dataset_id", "registered datasets are not available yet; use dataset_path")
-    if body.dataset_path is None:
+    # The plain pytorch example generates its data, so it may go without one.
+    if body.dataset_path is None and body.framework != "pytorch":
         raise invalid("dataset_path", "required")
-    model_yaml(body.model_name, body.task_type)
-    resolved = resolve_config(body.framework, body.task_type, overrides=body.config, mode="developer")
-    dataset = resolve_dataset_path(body.dataset_path, body.task_type)
+
+
+def check_dataset(body: schemas.JobCreate) -> Path | None:
+    check_dataset_given(body)
+    return None if body.dataset_path is None else resolve_dataset_path(body.dataset_path, body.task_type)
+
+
+def validate(body: schemas.JobCreate) -> ValidJob:
+    """Every check a job request must pass before anything is written (first failure raises)."""
+    check_dataset_given(body)
+    check_model(body)
+    config = resolve_job_config(body)
+    return ValidJob(config=config, dataset=check_dataset(body))
+
+
+def job_name_taken(session: Session, project: str, name: str) -> bool:
+    """Whether `project` already has a job with this name (or one with the same slug)."""
+    stmt = select(TrainingJob.id).join(Project).where(Project.name == project)
+    stmt = stmt.where(TrainingJob.slug == slugify(name))
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def create_job(session: Session, body: schemas.JobCreate) -> TrainingJob:
+    """Validate everything, write the job and its first event, and queue it once committed."""
+    valid = validate(body)
+    resolved, dataset = valid.config, valid.dataset
 
     project = get_or_create_project(session, body.project)
     job = TrainingJob(
@@ -53,7 +144,7 @@ def create_job(session: Session, body: schemas.JobCreate) -> TrainingJob:
         framework=body.framework,
         task_type=body.task_type,
         model_name=body.model_name,
-        dataset_path=str(dataset),
+        dataset_path=str(dataset) if dataset is not None else None,
         config=resolved.values,
         status=JobStatus.QUEUED,
         attempt=1,
@@ -66,6 +157,7 @@ def create_job(session: Session, body: schemas.JobCreate) -> TrainingJob:
     except IntegrityError as exc:
         reason = f"a job named {body.name!r} (or with the same slug) exists in this project"
         raise AppError(409, ErrorCode.CONFLICT, f"name: {reason}", [FieldError("name", reason)]) from exc
+    job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
     record_event(session, job, EventType.STATUS, {"status": JobStatus.QUEUED, "attempt": job.attempt})
     dispatch(session, job)
     return job
@@ -176,4 +268,5 @@ def checkpoints(session: Session, job_id: int) -> schemas.CheckpointList:
         )
         for e in _events_of_type(session, job_id, EventType.CHECKPOINT)
     ]
-    return schemas.CheckpointList(job_id=job_id, best=job.best_checkpoint, last=job.last_checkpoint, history=history)
+    return schemas.CheckpointList(job_id=job_id, best=job.best_checkpoint, last=job.last_checkpoint,
+                                  history=history)

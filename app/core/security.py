@@ -1,0 +1,77 @@
+"""Per-attempt callback tokens for trainers.
+
+A token is an HMAC of (job id, attempt) under the server secret, so the worker can hand the raw token
+to its trainer without the database ever holding it; the job row keeps only its sha256. The attempt
+is written in the token in clear, which lets the API tell a stale attempt (409) from a forged token (401).
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from app.core.settings import Settings, get_settings
+
+PREFIX = "ty1"
+DEV_KEY_FILE = "secret_key"
+
+
+class MissingSecretKey(RuntimeError):
+    pass
+
+
+def secret_key(settings: Settings | None = None) -> bytes:
+    """TRAINYARD_SECRET_KEY; in dev only, a random key kept in the data dir (shared by API and workers)."""
+    settings = settings or get_settings()
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value().encode()
+    if settings.env != "dev":
+        raise MissingSecretKey("TRAINYARD_SECRET_KEY must be set when TRAINYARD_ENV is not 'dev'")
+    return _dev_key(settings.resolved_data_dir / DEV_KEY_FILE)
+
+
+@lru_cache
+def _dev_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    # Another process may have created it a moment ago; wait for its content.
+    for _ in range(100):
+        key = path.read_text().strip()
+        if key:
+            return key.encode()
+        os.sched_yield()
+    raise MissingSecretKey(f"{path} is empty")
+
+
+def _signature(key: bytes, job_id: int, attempt: int) -> str:
+    digest = hmac.new(key, f"trainyard-callback:{job_id}:{attempt}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def job_token(job_id: int, attempt: int, settings: Settings | None = None) -> str:
+    """The callback token of one attempt of a job."""
+    return f"{PREFIX}.{attempt}.{_signature(secret_key(settings), job_id, attempt)}"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_attempt(job_id: int, token: str, settings: Settings | None = None) -> int | None:
+    """The attempt a token was issued for, or None when it was not issued for this job by this server."""
+    prefix, _, rest = token.partition(".")
+    attempt_text, _, signature = rest.partition(".")
+    if prefix != PREFIX or not attempt_text.isdigit() or len(attempt_text) > 9:
+        return None
+    attempt = int(attempt_text)
+    expected = _signature(secret_key(settings), job_id, attempt)
+    return attempt if hmac.compare_digest(expected, signature) else None

@@ -1,0 +1,166 @@
+"""Preflight: every check of a job submission, run without creating anything, for the UI's Start screen.
+
+`problems` are what would make `POST /jobs` refuse the request (`ok` is false when there is any);
+`warnings` are valid choices that may not do what the user expects, and an empty training queue
+(the job would wait until a worker comes up).
+"""
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+import yaml
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.configs.catalog import model_yaml
+from app.configs.schemas import ResolvedConfigRead
+from app.core.deps import SessionDep
+from app.core.errors import AppError, FieldError
+from app.core.naming import slugify
+from app.core.redis import get_redis
+from app.core.tasks import Queue
+from app.core.workers import live_workers
+from app.models import Project
+from app.training import schemas, service
+
+log = logging.getLogger("operations.training")
+router = APIRouter(prefix="/api/v1/training", tags=["training"])
+T = TypeVar("T")
+
+
+class Problem(BaseModel):
+    field: str
+    reason: str
+
+
+class NameCheck(BaseModel):
+    project: str
+    name: str
+    slug: str
+    available: bool
+
+
+class ModelCheck(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    source: str | None  # the Ultralytics model YAML, or the script of a framework-free trainer
+
+
+class DatasetCheck(BaseModel):
+    path: str | None
+    classes: list[str]
+    num_classes: int
+
+
+class WorkerCheck(BaseModel):
+    queue: str
+    available: bool
+    workers: list[dict[str, Any]]
+
+
+class PreflightRead(BaseModel):
+    ok: bool
+    problems: list[Problem]
+    warnings: list[str]
+    name: NameCheck
+    model: ModelCheck
+    config: ResolvedConfigRead | None
+    dataset: DatasetCheck | None
+    workers: WorkerCheck
+
+
+class _Checks:
+    """Runs each check, keeping its result or collecting its problems, so the UI sees all at once."""
+
+    def __init__(self) -> None:
+        self.problems: list[FieldError] = []
+
+    def run(self, check: Callable[[], T]) -> T | None:
+        try:
+            return check()
+        except AppError as exc:
+            self.problems.extend(exc.errors or [FieldError("request", exc.detail)])
+            return None
+
+
+def preflight(session: Session, body: schemas.JobCreate, client: redis.Redis) -> PreflightRead:
+    """Everything `create_job` would check, plus the dataset's classes and the training queue."""
+    checks = _Checks()
+    source = checks.run(lambda: _model_source(body))
+    dataset = checks.run(lambda: service.check_dataset(body))
+    data = None if dataset is None or body.task_type == "classification" else str(dataset / "data.yaml")
+    resolved = checks.run(lambda: service.resolve_job_config(body, model=source, data=data))
+    name = _name_check(session, body, checks)
+    workers = _worker_check(client)
+    warnings = list(resolved.warnings) if resolved else []
+    if not workers.available:
+        warnings.append(
+            f"no live worker serves the {Queue.TRAINING} queue: the job would wait until one starts"
+        )
+    classes = _classes(dataset, body.task_type) if dataset is not None else []
+    return PreflightRead(
+        ok=not checks.problems,
+        problems=[Problem(field=p.field, reason=p.reason) for p in checks.problems],
+        warnings=warnings,
+        name=name,
+        model=ModelCheck(model_name=body.model_name, source=source),
+        config=ResolvedConfigRead.model_validate(resolved, from_attributes=True) if resolved else None,
+        dataset=None
+        if dataset is None
+        else DatasetCheck(path=str(dataset), classes=classes, num_classes=len(classes)),
+        workers=workers,
+    )
+
+
+def _model_source(body: schemas.JobCreate) -> str:
+    service.check_model(body)
+    if body.framework == "pytorch":
+        return service.PLAIN_SCRIPT
+    return model_yaml(body.model_name, body.task_type)
+
+
+def _name_check(session: Session, body: schemas.JobCreate, checks: _Checks) -> NameCheck:
+    slug = slugify(body.name)
+    taken = service.job_name_taken(session, body.project, body.name)
+    if taken:
+        checks.problems.append(
+            FieldError("name", f"a job named {body.name!r} (or with the same slug) exists in this project")
+        )
+    clash = session.scalar(
+        select(Project.name).where(Project.slug == slugify(body.project), Project.name != body.project)
+    )
+    if clash is not None:
+        reason = f"project {clash!r} has the same slug; use its exact name"
+        checks.problems.append(FieldError("project", reason))
+    return NameCheck(project=body.project, name=body.name, slug=slug, available=not taken)
+
+
+def _worker_check(client: redis.Redis) -> WorkerCheck:
+    try:
+        workers = [w for w in live_workers(client) if Queue.TRAINING in w.get("queues", [])]
+    except redis.RedisError:
+        log.warning("preflight could not read worker presence", exc_info=True)
+        workers = []
+    return WorkerCheck(queue=Queue.TRAINING, available=bool(workers), workers=workers)
+
+
+def _classes(dataset: Path, task_type: str) -> list[str]:
+    """Class names in id order: data.yaml `names`, or the train/<class>/ folders for classification."""
+    if task_type == "classification":
+        return sorted(p.name for p in (dataset / "train").iterdir() if p.is_dir())
+    names = yaml.safe_load((dataset / "data.yaml").read_text())["names"]
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    return [str(n) for n in names]
+
+
+@router.post("/preflight", response_model=PreflightRead)
+def post_preflight(body: schemas.JobCreate, session: SessionDep) -> PreflightRead:
+    """Check a job submission as `POST /jobs` would, and show what it would run, without creating it."""
+    return preflight(session, body, get_redis())

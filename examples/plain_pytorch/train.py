@@ -1,0 +1,97 @@
+"""A framework-free trainer: a tiny PyTorch classifier that talks to Trainyard only through the contract.
+
+A worker runs it for jobs with `"framework": "pytorch"` (config: epochs, lr, batch). It can also run
+anywhere and report over HTTP, given the job's callback URL and token:
+
+    CALLBACK_URL=http://127.0.0.1:8000/api/v1/training/jobs/<id>/callback TRAINYARD_JOB_TOKEN=<token> \
+        RUN_DIR=<a folder> python examples/plain_pytorch/train.py
+
+With neither a worker nor CALLBACK_URL, reports are printed to stderr.
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from workers.sdk import TrainerSDK
+
+
+def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points in 8-D, labelled by which side of a fixed plane they fall on."""
+    x = torch.randn(n, 8, generator=generator)
+    return x, (x @ torch.arange(1.0, 9.0) > 0).long()
+
+
+def train(sdk: TrainerSDK) -> None:
+    config = sdk.get_full_config()
+    epochs, lr = int(config.get("epochs", 3)), float(config.get("lr", 0.01))
+    batch = int(config.get("batch", 16))
+    run_dir = Path(os.environ.get("RUN_DIR") or tempfile.mkdtemp(prefix="plain-pytorch-"))
+    generator = torch.Generator().manual_seed(0)
+    x, y = make_data(512, generator)
+    x_val, y_val = make_data(128, generator)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    sdk.report_started(pid=os.getpid(), framework="pytorch", torch=torch.__version__)
+    sdk.log_info(f"training {epochs} epochs, lr {lr}, batch {batch}")
+    started, best_accuracy, best_epoch = time.monotonic(), -1.0, 0
+    val: dict[str, float] = {}
+    best_val: dict[str, float] = {}
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order, total = torch.randperm(len(x), generator=generator), 0.0
+        for i in range(0, len(x), batch):
+            idx = order[i : i + batch]
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            logits = model(x_val)
+            accuracy = (logits.argmax(1) == y_val).float().mean().item()
+            val = {"loss": loss_fn(logits, y_val).item(), "accuracy": accuracy}
+        sdk.report_metrics(epoch, {"loss": total / len(x)}, val)
+        kinds = ["last"] + (["best"] if val["accuracy"] > best_accuracy else [])
+        for kind in kinds:
+            path = run_dir / f"{kind}-epoch{epoch}.pt"
+            torch.save({"epoch": epoch, "model": model.state_dict()}, path)
+            sdk.report_checkpoint(kind, str(path), epoch, val)
+        if "best" in kinds:
+            best_accuracy, best_epoch, best_val = val["accuracy"], epoch, dict(val)
+        elapsed = time.monotonic() - started
+        sdk.report_progress(epoch, epochs, eta_seconds=elapsed / epoch * (epochs - epoch))
+    seconds = round(time.monotonic() - started, 3)
+    sdk.report_completed(
+        {
+            "best_epoch": best_epoch,
+            "best_metrics": best_val,
+            "final_metrics": val,
+            "training_time_seconds": seconds,
+            "epochs_completed": epochs,
+        }
+    )
+
+
+def main() -> None:
+    sdk = TrainerSDK.from_env()
+    try:
+        train(sdk)
+    except Exception as exc:
+        sdk.log_error(f"{type(exc).__name__}: {exc}")
+        sdk.report_failed("TRAINER_CRASHED", f"{type(exc).__name__}: {exc}")
+        sdk.close()
+        sys.exit(1)
+    sdk.close()
+
+
+if __name__ == "__main__":
+    main()
