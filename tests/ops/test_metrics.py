@@ -14,13 +14,17 @@ from app.core.jobs import JobStatus
 from app.core.tasks import Queue
 from app.core.workers import announce
 from app.main import create_app
+from tests.conftest import clear_caches
 from tests.factories import make_job
+from tests.ops.conftest import OPS_REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(db: Database) -> Iterator[TestClient]:
+def client(db: Database, ops_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("REDIS_URL", OPS_REDIS_URL)
+    clear_caches()
     with TestClient(create_app(db)) as test_client:
         yield test_client
 
@@ -58,24 +62,24 @@ def test_jobs_by_status_and_wait_time_to_start(client: TestClient, db: Database)
     assert metrics[("trainyard_oldest_queued_job_age_seconds", ())] == pytest.approx(300, abs=10)
 
 
-def test_queue_depth_per_celery_queue(client: TestClient, redis_client: redis.Redis) -> None:
-    redis_client.rpush(Queue.TRAINING, "m1", "m2", "m3")
-    redis_client.rpush(Queue.INFERENCE, "m4")
+def test_queue_depth_per_celery_queue(client: TestClient, ops_redis: redis.Redis) -> None:
+    ops_redis.rpush(Queue.TRAINING, "m1", "m2", "m3")
+    ops_redis.rpush(Queue.INFERENCE, "m4")
     metrics = scrape(client)
     assert metrics[("trainyard_queue_depth", (("queue", "training"),))] == 3
     assert metrics[("trainyard_queue_depth", (("queue", "inference"),))] == 1
     assert metrics[("trainyard_queue_depth", (("queue", "scheduler"),))] == 0
 
 
-def test_worker_heartbeat_age(client: TestClient, redis_client: redis.Redis) -> None:
-    announce(redis_client, "box-gpu0", {"id": "box-gpu0", "device": "0"})
+def test_worker_heartbeat_age(client: TestClient, ops_redis: redis.Redis) -> None:
+    announce(ops_redis, "box-gpu0", {"id": "box-gpu0", "device": "0"})
     time.sleep(1.2)
     metrics = scrape(client)
     assert metrics[("trainyard_workers_live", ())] == 1
     key = ("trainyard_worker_heartbeat_age_seconds", (("device", "0"), ("worker", "box-gpu0")))
     age = metrics[key]
     assert 1.0 <= age < 10
-    announce(redis_client, "box-gpu0", {"id": "box-gpu0", "device": "0"})
+    announce(ops_redis, "box-gpu0", {"id": "box-gpu0", "device": "0"})
     assert scrape(client)[key] < age
 
 
