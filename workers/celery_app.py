@@ -3,9 +3,13 @@
 `celery -A workers.celery_app flower` and `celery -A workers.celery_app beat` use it as is.
 """
 
+import logging
+
+from celery import signals
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
+from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from app.core.tasks import Queue, TaskName, make_celery
 
@@ -31,3 +35,10 @@ celery_app.conf.update(
     },
     include=["workers.tasks.training", "workers.tasks.reconcile"],
 )
+
+
+@signals.setup_logging.connect(weak=False)
+def _keep_trainyard_logging(**_: object) -> None:
+    """Celery would replace the root handlers with its own text format; keep ours (JSON in production)."""
+    if not logging.getLogger().handlers:
+        configure_logging("celery")

@@ -36,7 +36,8 @@ def api(
     """Run the HTTP API (uvicorn)."""
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    # log_config=None: uvicorn's own records go through the app's logging setup (JSON in production).
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info", log_config=None)
 
 
 @cli.command()

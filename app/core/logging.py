@@ -62,3 +62,5 @@ def configure_logging(component: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(os.environ.get("TRAINYARD_LOG_LEVEL", "INFO"))
+    # Warnings (Celery's, libraries') become records in the same format instead of bare stderr text.
+    logging.captureWarnings(True)
