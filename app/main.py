@@ -9,11 +9,15 @@ from app.configs.router import router as configs_router
 from app.core.db import Database, get_database
 from app.core.errors import register_error_handlers
 from app.core.logging import configure_logging, request_id_var
+from app.dataset_registry.router import router as datasets_router
 from app.health.router import router as health_router
 from app.observability.router import router as observability_router
+from app.projects.router import router as projects_router
+from app.releases.router import router as releases_router
 from app.training.callbacks import router as callbacks_router
 from app.training.preflight import router as preflight_router
 from app.training.router import router as training_router
+from app.versions.router import router as versions_router
 
 
 def create_app(db: Database | None = None) -> FastAPI:
@@ -37,4 +41,8 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(preflight_router)
     app.include_router(callbacks_router)
     app.include_router(configs_router)
+    app.include_router(projects_router)
+    app.include_router(datasets_router)
+    app.include_router(versions_router)
+    app.include_router(releases_router)
     return app

@@ -29,6 +29,7 @@ from app.core.security import job_token
 from app.core.settings import Settings
 from app.core.storage import Storage
 from app.training import recovery, reports
+from workers.datasets import materialize_version
 from workers.heartbeat import Heartbeat
 from workers.identity import WorkerIdentity
 from workers.lock import GpuLease
@@ -58,6 +59,7 @@ class JobSpec:
     config: dict[str, Any]
     storage_prefix: str
     last_checkpoint: str | None
+    dataset_version_id: int | None = None  # converted to a YOLO folder at claim time (workers/datasets.py)
 
 
 class TrainingRunner:
@@ -95,7 +97,7 @@ class TrainingRunner:
                 return None
             return JobSpec(job.id, job.attempt, job.framework, job.task_type, job.model_name,
                            job.dataset_path or "", job.dataset_id, dict(job.config), job.storage_prefix,
-                           job.last_checkpoint)
+                           job.last_checkpoint, dataset_version_id=job.dataset_version_id)
 
 
 class Attempt:
@@ -173,6 +175,10 @@ class Attempt:
             "YOLO_CONFIG_DIR": str(settings.resolved_data_dir / "ultralytics"),
             "PYTHONUNBUFFERED": "1",
         })
+        if spec.dataset_version_id is not None:
+            folder = materialize_version(self.db, spec.dataset_version_id, spec.task_type,
+                                         settings.resolved_storage_root)
+            env["DATASET_PATH"] = str(folder)
         if spec.attempt > 1 and spec.last_checkpoint and self.storage.exists(spec.last_checkpoint):
             resume = self.storage.get_file(spec.last_checkpoint, self.run_dir / "resume" / "last.pt")
             env["RESUME_FROM"] = str(resume)

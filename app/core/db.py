@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from app.core.settings import get_settings
 
@@ -89,6 +89,30 @@ def _run_on_commit(session: Session) -> None:
             log.exception("after-commit callback failed")
 
 
+def on_rollback(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` if the session's transaction rolls back (undo files written for it); forget it on
+    commit. A session closed without either (never committed) counts as rolled back."""
+    session.info.setdefault("on_rollback", []).append(callback)
+
+
 @event.listens_for(Session, "after_rollback")
 def _drop_on_commit(session: Session) -> None:
     session.info.pop("on_commit", None)
+
+
+@event.listens_for(Session, "after_commit")
+def _drop_on_rollback(session: Session) -> None:
+    session.info.pop("on_rollback", None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _run_on_rollback(session: Session, transaction: SessionTransaction) -> None:
+    # Only the outermost transaction decides (a SAVEPOINT rolling back is not the unit of work failing);
+    # a commit already popped the callbacks, so whatever is left here belongs to a rollback.
+    if transaction.parent is not None:
+        return
+    for callback in session.info.pop("on_rollback", []):
+        try:
+            callback()
+        except Exception:
+            log.exception("after-rollback callback failed")

@@ -229,7 +229,11 @@ class TaskFileParser:
         if not ok:
             return None
         assert isinstance(iid, int) and isinstance(width, int) and isinstance(height, int)
-        return DiceImage(iid, name, width, height, str(split), path)
+        meta = item.get("metadata")
+        verified = item.get("verified") is True or (
+            isinstance(meta, dict) and bool(meta.get("reviewed_at") or meta.get("reviewed_by"))
+        )
+        return DiceImage(iid, name, width, height, str(split), path, verified=verified)
 
     def _flat_annotations(self, raw: object, images: list[DiceImage | None]) -> None:
         # COCO-style files keep annotations in one top-level list joined by image_id; accept that too.
@@ -274,10 +278,23 @@ class TaskFileParser:
                 f"{where}.image_id", f"{ann['image_id']!r} is not the enclosing image's id {image.id}"
             )
         result = DiceAnnotation(aid, cid, iscrowd=bool(ann.get("iscrowd", 0)))  # type: ignore[arg-type]
+        result.confidence = self._confidence(ann, where)
         if self.task is not TaskType.CLASSIFICATION:
             self._geometry(ann, image, where, result)
         # Only an annotation without any problem is kept (and any problem means the load is refused).
         return result if self.log.total == errors_before else None
+
+    def _confidence(self, ann: dict[str, Any], where: str) -> float | None:
+        attributes = ann.get("attributes")
+        raw = ann.get("confidence")
+        if raw is None and isinstance(attributes, dict):
+            raw = attributes.get("confidence")
+        if raw is None:
+            return None
+        if not _num(raw) or not 0.0 <= raw <= 1.0:
+            self.log.add(f"{where}.confidence", f"must be a number between 0 and 1, got {raw!r}")
+            return None
+        return float(raw)
 
     def _geometry(self, ann: dict[str, Any], image: DiceImage, where: str, out: DiceAnnotation) -> None:
         if ann.get("bbox") is not None or self.task is not TaskType.SEGMENTATION:

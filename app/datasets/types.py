@@ -54,6 +54,8 @@ class DiceAnnotation:
     polygons: tuple[tuple[float, ...], ...] = ()  # segmentation: each x1, y1, x2, y2, ...
     keypoints: tuple[float, ...] = ()  # pose: x, y, v per keypoint (COCO visibility 0/1/2)
     iscrowd: bool = False
+    # A model's score for machine-made labels (`confidence` or `attributes.confidence`); None for people's.
+    confidence: float | None = None
 
 
 @dataclass(slots=True)
@@ -72,6 +74,8 @@ class DiceImage:
     split: str
     path: str
     annotations: list[DiceAnnotation] = field(default_factory=list)
+    # Reviewed by a person (`metadata.reviewed_at` / `reviewed_by`, or `verified: true`).
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,11 @@ class TrainingJob(Base):
     model_name: Mapped[str] = mapped_column(String(100))
     dataset_path: Mapped[str | None] = mapped_column(Text)
     dataset_id: Mapped[int | None] = mapped_column(Integer)
+    # A job trained from a frozen dataset version records it and the manifest checksum it used.
+    dataset_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="SET NULL"), index=True
+    )
+    dataset_manifest_sha256: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED, index=True)
 

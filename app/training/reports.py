@@ -14,6 +14,7 @@ from app.core.jobs import ACTIVE, TERMINAL, JobStatus, check_transition
 from app.core.security import job_token, token_hash
 from app.models import TrainingJob
 from app.models.base import as_utc, utcnow
+from app.versions.usage import release_for_job
 
 
 class JobFinished(StaleAttempt):
@@ -40,6 +41,7 @@ def set_status(session: Session, job: TrainingJob, status: JobStatus, **data: An
         job.finished_at = utcnow()
         job.lease_owner = None
         job.lease_expires_at = None
+        release_for_job(session, job)  # its dataset version is `ready` again once no job uses it
     record_event(session, job, EventType.STATUS, {"status": status, "attempt": job.attempt, **data})
 
 

@@ -21,6 +21,9 @@ class JobCreate(BaseModel):
         default=None, description="YOLO dataset folder with data.yaml: absolute, or relative to storage"
     )
     dataset_id: int | None = Field(default=None, description="a registered dataset (not available yet)")
+    dataset_version_id: int | None = Field(
+        default=None, description="a frozen dataset version of the project, instead of dataset_path"
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="overrides of the base config")
     description: str | None = Field(default=None, max_length=2000)
 
@@ -44,6 +47,8 @@ class JobRead(BaseModel):
     model_name: str
     dataset_path: str | None
     dataset_id: int | None
+    dataset_version_id: int | None = None
+    dataset_manifest_sha256: str | None = None
     status: str
     attempt: int
     current_epoch: int

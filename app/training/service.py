@@ -19,11 +19,13 @@ from app.core.events import EventType, record_event
 from app.core.jobs import JobStatus
 from app.core.naming import slugify
 from app.core.security import job_token, token_hash
+from app.datasets.types import TaskType as DiceTask
 from app.models import JobEvent, Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas
 from app.training.dataset_check import resolve_dataset_path
 from app.training.recovery import dispatch
+from app.versions.usage import claim_for_job, yolo_dir
 
 # The framework-free example trainer (examples/plain_pytorch) takes three settings; the config
 # resolver of app/configs only knows Ultralytics.
@@ -106,9 +108,11 @@ def resolve_job_config(
 def check_dataset_given(body: schemas.JobCreate) -> None:
     if body.dataset_id is not None:
         raise invalid("dataset_id", "registered datasets are not available yet; use dataset_path")
+    if body.dataset_version_id is not None and body.dataset_path is not None:
+        raise invalid("dataset_version_id", "give dataset_path or dataset_version_id, not both")
     # The plain pytorch example generates its data, so it may go without one.
-    if body.dataset_path is None and body.framework != "pytorch":
-        raise invalid("dataset_path", "required")
+    if body.dataset_path is None and body.dataset_version_id is None and body.framework != "pytorch":
+        raise invalid("dataset_path", "required (or dataset_version_id)")
 
 
 def check_dataset(body: schemas.JobCreate) -> Path | None:
@@ -137,6 +141,11 @@ def create_job(session: Session, body: schemas.JobCreate) -> TrainingJob:
     resolved, dataset = valid.config, valid.dataset
 
     project = get_or_create_project(session, body.project)
+    version = None
+    if body.dataset_version_id is not None:
+        # Marks the version `training`; the worker converts it to YOLO into this folder (cached).
+        version = claim_for_job(session, body.dataset_version_id, project, body.task_type)
+        dataset = yolo_dir(version, DiceTask(body.task_type))
     job = TrainingJob(
         project=project,
         name=body.name,
@@ -145,6 +154,8 @@ def create_job(session: Session, body: schemas.JobCreate) -> TrainingJob:
         task_type=body.task_type,
         model_name=body.model_name,
         dataset_path=str(dataset) if dataset is not None else None,
+        dataset_version_id=version.id if version is not None else None,
+        dataset_manifest_sha256=version.manifest_sha256 if version is not None else None,
         config=resolved.values,
         status=JobStatus.QUEUED,
         attempt=1,
@@ -193,6 +204,8 @@ def to_read(job: TrainingJob) -> schemas.JobRead:
         model_name=job.model_name,
         dataset_path=job.dataset_path,
         dataset_id=job.dataset_id,
+        dataset_version_id=job.dataset_version_id,
+        dataset_manifest_sha256=job.dataset_manifest_sha256,
         status=job.status,
         attempt=job.attempt,
         current_epoch=job.current_epoch,

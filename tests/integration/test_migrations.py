@@ -12,7 +12,7 @@ from tests.conftest import PG_ADMIN_URL
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"projects", "training_jobs", "job_events", "training_logs"}
+TABLES = {"projects", "training_jobs", "job_events", "training_logs", "datasets", "dataset_versions"}
 
 
 def _roundtrip(url: str) -> None:

@@ -1,0 +1,72 @@
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from pydantic import ValidationError
+
+from app.core.deps import SessionDep
+from app.core.errors import FieldError, invalid, invalid_fields
+from app.core.naming import NAME_PATTERN
+from app.dataset_registry import annotations, schemas, service
+from app.datasets.types import TaskType
+
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=schemas.DatasetRead)
+def register_zip(
+    session: SessionDep,
+    project_id: Annotated[int, Form()],
+    name: Annotated[str, Form(pattern=NAME_PATTERN)],
+    file: Annotated[UploadFile, File(description="a ZIP of a DICE dataset folder")],
+    description: Annotated[str | None, Form(max_length=2000)] = None,
+) -> schemas.DatasetRead:
+    """Register a DICE dataset from an uploaded ZIP (extracted safely, validated, or nothing is kept)."""
+    return service.to_read(service.register_from_zip(session, project_id, name, description, file.file))
+
+
+@router.post("/from-folder", status_code=201, response_model=schemas.DatasetRead)
+def register_folder(body: schemas.DatasetFromFolder, session: SessionDep) -> schemas.DatasetRead:
+    """Register a DICE folder already in storage (copied into the dataset's own folder)."""
+    return service.to_read(service.register_from_folder(session, body))
+
+
+@router.get("", response_model=schemas.DatasetPage)
+def list_datasets(
+    session: SessionDep,
+    project_id: int | None = None,
+    task_type: TaskType | None = None,
+    search: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> schemas.DatasetPage:
+    rows, total = service.list_datasets(session, project_id, task_type, search, limit, offset)
+    return schemas.DatasetPage(datasets=[service.to_read(d) for d in rows], total=total)
+
+
+@router.get("/{dataset_id}", response_model=schemas.DatasetRead)
+def get_dataset(dataset_id: int, session: SessionDep) -> schemas.DatasetRead:
+    return service.to_read(service.get_dataset(session, dataset_id))
+
+
+@router.post("/{dataset_id}/annotations", response_model=schemas.AnnotationUploadRead)
+def upload_annotations(
+    dataset_id: int,
+    session: SessionDep,
+    batch: Annotated[str, Form(description="JSON: {task_type, classes?, images: [...]} (DICE shape)")],
+    files: Annotated[list[UploadFile] | None, File(description="image files, matched by file_name")] = None,
+) -> schemas.AnnotationUploadRead:
+    """Add images and annotations to the dataset; validated as a whole, all or nothing."""
+    try:
+        parsed = schemas.AnnotationBatch.model_validate(json.loads(batch))
+    except json.JSONDecodeError as exc:
+        raise invalid("batch", f"not valid JSON: {exc.msg}") from exc
+    except ValidationError as exc:
+        errors = [FieldError("batch." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        raise invalid_fields(errors) from exc
+    return annotations.upload(session, dataset_id, parsed, files or [])
+
+
+@router.get("/{dataset_id}/annotations/stats", response_model=schemas.AnnotationStats)
+def annotation_stats(dataset_id: int, session: SessionDep) -> schemas.AnnotationStats:
+    return annotations.stats(session, dataset_id)

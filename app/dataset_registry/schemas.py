@@ -1,0 +1,89 @@
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.naming import NAME_PATTERN
+from app.datasets.types import TaskType
+
+
+class DatasetFromFolder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: int
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = Field(default=None, max_length=2000)
+    source_path: str = Field(min_length=1, max_length=1000, description="a DICE folder, relative to storage")
+
+
+class TaskAnnotationsRead(BaseModel):
+    file: str
+    classes: list[str]
+    total_annotations: int
+
+
+class DatasetRead(BaseModel):
+    """The seed's dataset shape (training-pipeline-design.md §3.3)."""
+
+    id: int
+    name: str
+    description: str | None
+    project_id: int
+    project: str
+    task_types: list[str]
+    total_images: int
+    splits: dict[str, int]
+    annotations: dict[str, TaskAnnotationsRead]
+    total_annotations: int
+    storage_path: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DatasetPage(BaseModel):
+    datasets: list[DatasetRead]
+    total: int
+
+
+class AnnotationBatch(BaseModel):
+    """Images (new or already in the dataset) with annotations in the DICE shape of `task_type`'s file.
+
+    `id`s may be left out: images and annotations without one get the next free id. Uploaded files are
+    matched to images by `file_name`; an image whose file is already in the dataset needs no upload.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: TaskType
+    classes: list[dict[str, Any]] = Field(default_factory=list, description="classes to add, {id, name}")
+    keypoint_schema: dict[str, Any] | None = None
+    images: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class AnnotationUploadRead(BaseModel):
+    dataset_id: int
+    task_type: str
+    images_added: int
+    images_updated: int
+    annotations_added: int
+    files_written: int
+    dataset: DatasetRead
+
+
+class SplitStats(BaseModel):
+    images: int
+    annotations: int
+
+
+class TaskStats(BaseModel):
+    total_images: int
+    total_annotations: int
+    classes: dict[str, int]
+    splits: dict[str, SplitStats]
+
+
+class AnnotationStats(BaseModel):
+    dataset_id: int
+    tasks: dict[str, TaskStats]
+    first_labeled_at: datetime | None
+    last_labeled_at: datetime | None

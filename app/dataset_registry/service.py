@@ -1,0 +1,184 @@
+"""Register DICE datasets (from an uploaded ZIP or a folder already in storage), list and read them.
+
+A dataset's files live under `projects/<project slug>/datasets/<dataset slug>/source/`, a folder the
+platform owns (a registered folder is copied in, with hard links where possible), so a frozen version
+can trust that what it hashed does not change. Registration is all or nothing: a refused archive or
+dataset, a name conflict, or a rolled-back transaction removes every file written for it.
+"""
+
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.db import on_rollback
+from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.naming import is_valid_name, slugify
+from app.core.storage import LocalStorage, get_local_storage
+from app.dataset_registry import files, schemas
+from app.datasets.dice import load_dice, summarize
+from app.datasets.extract import ExtractLimits, extract_release
+from app.datasets.types import TaskType
+from app.models import Dataset, Project
+from app.projects.service import get_project
+
+# Uploads are untrusted: the archive limits of app.datasets.extract, and a cap on the upload itself.
+EXTRACT_LIMITS = ExtractLimits()
+MAX_UPLOAD_BYTES = 20 * 1024**3
+UPLOAD_TMP = ".uploads"
+
+
+def _discard(folder: Path) -> None:
+    files.remove_folder(folder, get_local_storage().root)
+
+
+def _conflict(name: str) -> AppError:
+    reason = f"a dataset named {name!r} (or with the same slug) exists in this project"
+    return AppError(409, ErrorCode.CONFLICT, f"name: {reason}", [FieldError("name", reason)])
+
+
+def _prepare(session: Session, project_id: int, name: str) -> tuple[Project, str, Path]:
+    """Check the name and claim the dataset's folder; returns (project, slug, folder)."""
+    project = get_project(session, project_id)
+    if not is_valid_name(name):
+        raise invalid("name", "letters, digits, space, '.', '_', '-', no '..'")
+    slug = slugify(name)
+    taken = select(Dataset.id).where(Dataset.project_id == project.id, Dataset.slug == slug)
+    if session.scalar(taken) is not None:
+        raise _conflict(name)
+    folder = get_local_storage().path(f"projects/{project.slug}/datasets/{slug}")
+    files.claim_folder(folder, f"dataset folder {slug!r}")
+    return project, slug, folder
+
+
+def _finish(
+    session: Session, project: Project, slug: str, name: str, description: str | None, folder: Path
+) -> Dataset:
+    """Validate the files in `folder/source` and write the row; the folder goes if anything fails."""
+    try:
+        summary = summarize(load_dice(folder / "source"))
+        dataset = Dataset(
+            project=project,
+            name=name,
+            slug=slug,
+            description=description,
+            **summary,
+            total_annotations=sum(t["total_annotations"] for t in summary["annotations"].values()),
+        )
+        try:
+            with session.begin_nested():
+                session.add(dataset)
+        except IntegrityError as exc:
+            raise _conflict(name) from exc
+    except BaseException:
+        _discard(folder)
+        raise
+    on_rollback(session, lambda: _discard(folder))
+    return dataset
+
+
+def register_from_zip(
+    session: Session, project_id: int, name: str, description: str | None, upload: BinaryIO
+) -> Dataset:
+    """Extract an uploaded DICE ZIP safely (app.datasets.extract), validate it, register it."""
+    storage = get_local_storage()
+    zip_file = files.save_upload(upload, storage.root / UPLOAD_TMP, MAX_UPLOAD_BYTES)
+    try:
+        project, slug, folder = _prepare(session, project_id, name)
+        try:
+            extract_release(zip_file, folder / "source", EXTRACT_LIMITS)
+            _flatten_single_root(folder / "source")
+        except BaseException:
+            _discard(folder)
+            raise
+        return _finish(session, project, slug, name, description, folder)
+    finally:
+        zip_file.unlink(missing_ok=True)
+
+
+def _flatten_single_root(source: Path) -> None:
+    # Zipping a folder usually puts everything under one top folder; the DICE root is that folder.
+    entries = [p for p in source.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir() and not (source / "images").exists():
+        inner = entries[0]
+        for child in inner.iterdir():
+            child.rename(source / child.name)
+        inner.rmdir()
+
+
+def register_from_folder(session: Session, body: schemas.DatasetFromFolder) -> Dataset:
+    """Copy a DICE folder already in storage into the dataset's own folder, validate it, register it."""
+    source = files.storage_path(get_local_storage(), body.source_path, "source_path")
+    if not source.is_dir():
+        raise invalid("source_path", f"folder {body.source_path!r} does not exist in storage")
+    project, slug, folder = _prepare(session, body.project_id, body.name)
+    try:
+        files.copy_tree(source, folder / "source")
+    except BaseException:
+        _discard(folder)
+        raise
+    return _finish(session, project, slug, body.name, body.description, folder)
+
+
+def get_dataset(session: Session, dataset_id: int, *, for_update: bool = False) -> Dataset:
+    stmt = select(Dataset).where(Dataset.id == dataset_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=Dataset).execution_options(populate_existing=True)
+    dataset = session.execute(stmt).unique().scalar_one_or_none()
+    if dataset is None:
+        raise not_found("dataset", dataset_id)
+    return dataset
+
+
+def list_datasets(
+    session: Session,
+    project_id: int | None,
+    task_type: TaskType | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Dataset], int]:
+    stmt = select(Dataset)
+    if project_id is not None:
+        stmt = stmt.where(Dataset.project_id == project_id)
+    if task_type is not None:
+        # task_types is a JSON list; its text holds the quoted value (same on SQLite and PostgreSQL).
+        stmt = stmt.where(cast(Dataset.task_types, String).like(f'%"{task_type.value}"%'))
+    if search:
+        stmt = stmt.where(Dataset.name.icontains(search, autoescape=True))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(Dataset.id.desc()).limit(limit).offset(offset)).unique()
+    return list(rows), total
+
+
+def refresh_summary(dataset: Dataset, source: Path) -> None:
+    summary = summarize(load_dice(source))
+    dataset.task_types = summary["task_types"]
+    dataset.total_images = summary["total_images"]
+    dataset.splits = summary["splits"]
+    dataset.annotations = dict(summary["annotations"])
+    dataset.total_annotations = sum(t["total_annotations"] for t in summary["annotations"].values())
+
+
+def source_dir(dataset: Dataset, storage: LocalStorage | None = None) -> Path:
+    return (storage or get_local_storage()).path(dataset.source_key)
+
+
+def to_read(dataset: Dataset) -> schemas.DatasetRead:
+    return schemas.DatasetRead(
+        id=dataset.id,
+        name=dataset.name,
+        description=dataset.description,
+        project_id=dataset.project_id,
+        project=dataset.project.name,
+        task_types=dataset.task_types,
+        total_images=dataset.total_images,
+        splits=dataset.splits,
+        annotations={k: schemas.TaskAnnotationsRead(**v) for k, v in dataset.annotations.items()},
+        total_annotations=dataset.total_annotations,
+        storage_path=dataset.source_key,
+        created_at=dataset.created_at,
+        updated_at=dataset.updated_at,
+    )

@@ -1,0 +1,39 @@
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.naming import NAME_PATTERN
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique; letters, digits, space, '.', '_', '-'")
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ProjectUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="the slug (storage) stays")
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ProjectRead(BaseModel):
+    id: int
+    name: str
+    slug: str
+    description: str | None
+    storage_prefix: str
+    datasets: int
+    versions: int
+    jobs: int
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class ProjectPage(BaseModel):
+    items: list[ProjectRead]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,110 @@
+"""Projects: the container of datasets, versions, jobs and models; storage lives under `projects/<slug>/`.
+
+Delete cascades (rows through the foreign keys, then the storage folder once the delete commits) but is
+refused with 409 while any of the project's jobs is queued or running: a worker would otherwise write
+into a folder that no longer has a row.
+"""
+
+import shutil
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.db import on_commit
+from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.jobs import TERMINAL
+from app.core.naming import is_valid_name, slugify
+from app.core.storage import get_local_storage
+from app.models import Dataset, DatasetVersion, Project, TrainingJob
+from app.projects import schemas
+
+
+def _check_name(name: str) -> None:
+    if not is_valid_name(name):
+        raise invalid(
+            "name", "letters, digits, space, '.', '_', '-', starting with a letter or digit, no '..'"
+        )
+
+
+def _conflict(name: str) -> AppError:
+    reason = f"a project named {name!r} (or with the same slug) exists"
+    return AppError(409, ErrorCode.CONFLICT, f"name: {reason}", [FieldError("name", reason)])
+
+
+def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
+    stmt = select(Project).where(Project.id == project_id)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    project = session.scalar(stmt)
+    if project is None:
+        raise not_found("project", project_id)
+    return project
+
+
+def create_project(session: Session, body: schemas.ProjectCreate) -> Project:
+    _check_name(body.name)
+    project = Project(name=body.name, slug=slugify(body.name), description=body.description)
+    try:
+        with session.begin_nested():
+            session.add(project)
+    except IntegrityError as exc:
+        raise _conflict(body.name) from exc
+    return project
+
+
+def list_projects(session: Session, search: str | None, limit: int, offset: int) -> tuple[list[Project], int]:
+    stmt = select(Project)
+    if search:
+        stmt = stmt.where(Project.name.ilike(f"%{search}%"))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    return list(session.scalars(stmt.order_by(Project.id).limit(limit).offset(offset))), total
+
+
+def update_project(session: Session, project_id: int, body: schemas.ProjectUpdate) -> Project:
+    project = get_project(session, project_id)
+    if body.name is not None and body.name != project.name:
+        _check_name(body.name)
+        try:
+            with session.begin_nested():
+                project.name = body.name
+        except IntegrityError as exc:
+            raise _conflict(body.name) from exc
+    if "description" in body.model_fields_set:
+        project.description = body.description
+    session.flush()
+    return project
+
+
+def delete_project(session: Session, project_id: int) -> None:
+    project = get_project(session, project_id, for_update=True)
+    active = session.scalar(
+        select(func.count()).where(TrainingJob.project_id == project_id, TrainingJob.status.not_in(TERMINAL))
+    )
+    if active:
+        raise AppError(
+            409, ErrorCode.CONFLICT, f"project {project_id} has {active} unfinished training job(s)"
+        )
+    folder = get_local_storage().path(f"projects/{project.slug}")
+    session.execute(delete(Project).where(Project.id == project_id))
+    session.expunge(project)
+    # Files go only once the rows are gone for good.
+    on_commit(session, lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def to_read(session: Session, project: Project) -> schemas.ProjectRead:
+    def count(model: type[Dataset] | type[DatasetVersion] | type[TrainingJob]) -> int:
+        return session.scalar(select(func.count()).where(model.project_id == project.id)) or 0
+
+    return schemas.ProjectRead(
+        id=project.id,
+        name=project.name,
+        slug=project.slug,
+        description=project.description,
+        storage_prefix=f"projects/{project.slug}",
+        datasets=count(Dataset),
+        versions=count(DatasetVersion),
+        jobs=count(TrainingJob),
+        created_at=project.created_at,
+        updated_at=project.updated_at,
+    )

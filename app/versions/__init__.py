@@ -1,0 +1,1 @@
+"""Frozen dataset versions: manifest, numbering, status, and the link to the jobs trained from them."""

@@ -1,0 +1,293 @@
+"""A frozen version as a file: every image with its SHA-256 and split, every annotation, per task.
+
+Pure functions over app.datasets values (no database, no torch): `select` applies a version's filters,
+`freeze` hashes the images, assigns splits and renders the manifest bytes, `dataset_from_manifest`
+turns a manifest back into the DiceDataset the converter reads. Splits are seeded by the image's
+content hash, so an image keeps its split in every version with the same seed, and identical bytes
+can never be put in two splits by the split assignment (leakage only comes from the source's own
+splits, and is reported).
+"""
+
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import invalid
+from app.datasets.types import (
+    SPLITS,
+    DiceAnnotation,
+    DiceClass,
+    DiceDataset,
+    DiceImage,
+    KeypointSchema,
+    TaskAnnotations,
+    TaskType,
+)
+
+FORMAT = "trainyard-dataset-version/1"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Filters:
+    classes: tuple[str, ...] | None = None
+    min_confidence: float | None = None
+    verified_only: bool = False
+
+
+@dataclass
+class Selection:
+    """What passes the filters: per task the kept classes and images (annotations already filtered)."""
+
+    tasks: dict[TaskType, TaskAnnotations]
+    paths: list[str]  # every kept image (source-relative path), sorted
+
+    @property
+    def annotation_count(self) -> int:
+        return sum(t.total_annotations for t in self.tasks.values())
+
+
+@dataclass
+class Frozen:
+    manifest: bytes
+    sha256: str
+    image_count: int
+    annotation_count: int
+    split_counts: dict[str, dict[str, int]]
+    class_counts: dict[str, dict[str, int]]
+    leakage: list[dict[str, Any]] = field(default_factory=list)
+
+
+def select(dataset: DiceDataset, filters: Filters) -> Selection:
+    """Apply the filters; an image stays if it keeps an annotation, or had none and no class was asked."""
+    wanted = set(filters.classes) if filters.classes is not None else None
+    if wanted is not None:
+        known = {c.name for t in dataset.tasks.values() for c in t.classes}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise invalid("filters.classes", f"unknown class(es) {unknown}; the dataset has {sorted(known)}")
+    tasks: dict[TaskType, TaskAnnotations] = {}
+    paths: set[str] = set()
+    for task, source in dataset.tasks.items():
+        classes = [c for c in source.classes if wanted is None or c.name in wanted]
+        ids = {c.id for c in classes}
+        images = []
+        for image in source.images:
+            if filters.verified_only and not image.verified:
+                continue
+            anns = [
+                a for a in image.annotations if a.class_id in ids and _confident(a, filters.min_confidence)
+            ]
+            if anns or (not image.annotations and wanted is None):
+                images.append(_with(image, anns))
+        if images:
+            tasks[task] = TaskAnnotations(task, source.file, classes, images, source.keypoints)
+            paths.update(image.path for image in images)
+    return Selection(tasks, sorted(paths))
+
+
+def _confident(ann: DiceAnnotation, minimum: float | None) -> bool:
+    # A label without a score was made by a person and passes any threshold.
+    return minimum is None or ann.confidence is None or ann.confidence >= minimum
+
+
+def _with(image: DiceImage, anns: list[DiceAnnotation]) -> DiceImage:
+    return DiceImage(
+        image.id, image.file_name, image.width, image.height, image.split, image.path, anns, image.verified
+    )
+
+
+def hash_files(root: Path, paths: list[str], threads: int = 8) -> dict[str, str]:
+    """SHA-256 of each file (hashlib releases the GIL on large buffers, so threads overlap the I/O)."""
+
+    def digest(rel: str) -> str:
+        with open(os.path.join(root, rel), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(zip(paths, pool.map(digest, paths, chunksize=64), strict=True))
+
+
+def assign_split(sha256: str, ratios: dict[str, float], seed: int) -> str:
+    """A stable split for an image: a seeded hash of its content against the cumulative ratios."""
+    u = int.from_bytes(hashlib.sha256(f"{seed}:{sha256}".encode()).digest()[:8], "big") / 2**64
+    edge = 0.0
+    for split in SPLITS:
+        edge += ratios.get(split, 0.0)
+        if u < edge:
+            return split
+    return next(s for s in reversed(SPLITS) if ratios.get(s, 0.0) > 0)
+
+
+def freeze(
+    selection: Selection,
+    *,
+    header: dict[str, Any],
+    hashes: dict[str, str],
+    ratios: dict[str, float] | None,
+    seed: int,
+    snapshot_at: datetime,
+) -> Frozen:
+    """Split, count and render the manifest of `selection`, given the images' hashes (`hash_files`)."""
+    split_of: dict[str, str] = {}
+    for kept in selection.tasks.values():
+        for image in kept.images:
+            split_of.setdefault(image.path, image.split)
+    if ratios is not None:
+        split_of = {p: assign_split(hashes[p], ratios, seed) for p in selection.paths}
+    images = [
+        {
+            "path": p,
+            "sha256": hashes[p],
+            "split": split_of[p],
+            # Re-split images keep their source folder in the name: two sources' a.jpg cannot collide.
+            "file_name": p.split("/", 2)[2] if ratios is None else p.split("/", 1)[1],
+        }
+        for p in selection.paths
+    ]
+    leakage = _leakage(images)
+    body = {
+        "format": FORMAT,
+        **header,
+        "snapshot_at": snapshot_at.isoformat(),
+        "images": images,
+        "tasks": {t.value: _task_json(selection.tasks[t]) for t in sorted(selection.tasks)},
+        "leakage": leakage,
+    }
+    data = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    split_counts: dict[str, dict[str, int]] = {}
+    class_counts: dict[str, dict[str, int]] = {}
+    for task, annotations in selection.tasks.items():
+        split_counts[task.value] = dict(Counter(split_of[i.path] for i in annotations.images))
+        names = {c.id: c.name for c in annotations.classes}
+        counted = Counter(names[a.class_id] for i in annotations.images for a in i.annotations)
+        class_counts[task.value] = {c.name: counted[c.name] for c in annotations.classes}
+    return Frozen(
+        manifest=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        image_count=len(images),
+        annotation_count=selection.annotation_count,
+        split_counts=split_counts,
+        class_counts=class_counts,
+        leakage=leakage,
+    )
+
+
+def _leakage(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for image in images:
+        by_hash[image["sha256"]].append(image)
+    return [
+        {"sha256": h, "splits": sorted({i["split"] for i in group}), "paths": [i["path"] for i in group]}
+        for h, group in sorted(by_hash.items())
+        if len({i["split"] for i in group}) > 1
+    ]
+
+
+def _task_json(annotations: TaskAnnotations) -> dict[str, Any]:
+    schema = annotations.keypoints
+    return {
+        "file": annotations.file,
+        "classes": [
+            {"id": c.id, "name": c.name, "color": c.color, "supercategory": c.supercategory}
+            for c in annotations.classes
+        ],
+        "keypoint_schema": None
+        if schema is None
+        else {
+            "names": list(schema.names),
+            "skeleton": [list(p) for p in schema.skeleton],
+            "flip_idx": list(schema.flip_idx),
+        },
+        "images": [
+            {
+                "id": i.id,
+                "path": i.path,
+                "width": i.width,
+                "height": i.height,
+                "annotations": [_ann_json(a) for a in sorted(i.annotations, key=lambda a: a.id)],
+            }
+            for i in sorted(annotations.images, key=lambda i: i.path)
+        ],
+    }
+
+
+def _ann_json(a: DiceAnnotation) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": a.id, "class_id": a.class_id}
+    if a.bbox is not None:
+        out["bbox"] = list(a.bbox)
+    if a.polygons:
+        out["segmentation"] = [list(p) for p in a.polygons]
+    if a.keypoints:
+        out["keypoints"] = list(a.keypoints)
+    if a.iscrowd:
+        out["iscrowd"] = 1
+    if a.confidence is not None:
+        out["confidence"] = a.confidence
+    return out
+
+
+def dataset_from_manifest(manifest: dict[str, Any], source_root: Path) -> DiceDataset:
+    """The DiceDataset a manifest describes (validated when it was frozen; not validated again)."""
+    placed = {i["path"]: (i["split"], i["file_name"]) for i in manifest["images"]}
+    tasks: dict[TaskType, TaskAnnotations] = {}
+    for name, task in manifest["tasks"].items():
+        schema = task.get("keypoint_schema")
+        images = []
+        for i in task["images"]:
+            split, file_name = placed[i["path"]]
+            anns = [
+                DiceAnnotation(
+                    a["id"],
+                    a["class_id"],
+                    tuple(a["bbox"]) if "bbox" in a else None,
+                    tuple(tuple(p) for p in a.get("segmentation", ())),
+                    tuple(a.get("keypoints", ())),
+                    bool(a.get("iscrowd", 0)),
+                    a.get("confidence"),
+                )
+                for a in i["annotations"]
+            ]
+            images.append(DiceImage(i["id"], file_name, i["width"], i["height"], split, i["path"], anns))
+        tasks[TaskType(name)] = TaskAnnotations(
+            TaskType(name),
+            task["file"],
+            [DiceClass(c["id"], c["name"], c.get("color"), c.get("supercategory")) for c in task["classes"]],
+            images,
+            None
+            if schema is None
+            else KeypointSchema(
+                tuple(schema["names"]), tuple(tuple(p) for p in schema["skeleton"]), tuple(schema["flip_idx"])
+            ),
+        )
+    return DiceDataset(source_root, tasks, {})
+
+
+def compare(old: dict[str, Any], new: dict[str, Any], limit: int = 1000) -> dict[str, Any]:
+    """What changed from `old` to `new`: images (by path, and changed bytes) and classes (by name)."""
+    a = {i["path"]: i["sha256"] for i in old["images"]}
+    b = {i["path"]: i["sha256"] for i in new["images"]}
+    added = sorted(b.keys() - a.keys())
+    removed = sorted(a.keys() - b.keys())
+    changed = sorted(p for p in a.keys() & b.keys() if a[p] != b[p])
+    ca = {c["name"] for t in old["tasks"].values() for c in t["classes"]}
+    cb = {c["name"] for t in new["tasks"].values() for c in t["classes"]}
+    return {
+        "images_added": added[:limit],
+        "images_removed": removed[:limit],
+        "images_changed": changed[:limit],
+        "counts": {
+            "added": len(added),
+            "removed": len(removed),
+            "changed": len(changed),
+            "unchanged": len(a.keys() & b.keys()) - len(changed),
+        },
+        "classes_added": sorted(cb - ca),
+        "classes_removed": sorted(ca - cb),
+    }

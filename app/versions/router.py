@@ -1,0 +1,52 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.core.deps import DatabaseDep, SessionDep
+from app.versions import schemas, service
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/versions", tags=["dataset versions"])
+
+
+@router.post("", status_code=201, response_model=schemas.VersionRead)
+def create_version(
+    project_id: int, body: schemas.VersionCreate, db: DatabaseDep, response: Response
+) -> schemas.VersionRead:
+    """Freeze a version (201); a repeated idempotency key returns the version it made (200)."""
+    version, created = service.create_version(db, project_id, body)
+    if not created:
+        response.status_code = 200
+    return service.to_read(version)
+
+
+@router.get("", response_model=schemas.VersionList)
+def list_versions(
+    project_id: int,
+    session: SessionDep,
+    include_archived: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> schemas.VersionList:
+    """Newest first."""
+    rows, total = service.list_versions(session, project_id, include_archived, limit, offset)
+    return schemas.VersionList(versions=[service.to_read(v) for v in rows], total=total)
+
+
+@router.get("/{version_id}", response_model=schemas.VersionDetail)
+def get_version(project_id: int, version_id: int, session: SessionDep) -> schemas.VersionDetail:
+    """The version with the jobs (and their weights) trained from it."""
+    return service.to_detail(session, service.get_version(session, project_id, version_id))
+
+
+@router.get("/{version_id}/compare", response_model=schemas.VersionComparison)
+def compare_versions(
+    project_id: int, version_id: int, other: int, session: SessionDep
+) -> schemas.VersionComparison:
+    """Images and classes added and removed going from this version to `other`."""
+    return service.compare(session, project_id, version_id, other)
+
+
+@router.delete("/{version_id}", response_model=schemas.VersionRead)
+def archive_version(project_id: int, version_id: int, session: SessionDep) -> schemas.VersionRead:
+    """Archive (soft delete); 409 while a job trains from it."""
+    return service.to_read(service.archive_version(session, project_id, version_id))

@@ -1,0 +1,287 @@
+"""Freeze, list, read, compare and archive dataset versions.
+
+Creating a version is three short transactions around the slow part, so no database lock is held while
+images are hashed (on SQLite a write transaction locks the whole file):
+
+1. read and filter the dataset, hash the images (nothing written; 400 when no image is left);
+2. lock the project row (SELECT ... FOR UPDATE), re-check the idempotency key, take the next number
+   from `projects.version_seq`, insert the row as `creating`, commit;
+3. write `manifest.json` (+ `manifest.json.sha256`) to storage, then mark the row `ready`, or `failed`
+   with the reason (and no manifest files left).
+
+The unique constraints (project, number) and (project, idempotency_key) back the lock up. This service
+therefore opens its own sessions on the Database instead of using the request's.
+"""
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.db import Database
+from app.core.errors import AppError, ErrorCode, invalid, not_found
+from app.core.storage import get_local_storage
+from app.datasets.dice import load_dice
+from app.models import Dataset, DatasetVersion, TrainingJob, VersionStatus
+from app.models.base import utcnow
+from app.projects.service import get_project
+from app.versions import manifest, schemas
+from app.versions.usage import lock_version
+
+log = logging.getLogger("app.backend")
+
+
+def _by_key(session: Session, project_id: int, key: str | None) -> DatasetVersion | None:
+    if key is None:
+        return None
+    stmt = select(DatasetVersion).where(
+        DatasetVersion.project_id == project_id, DatasetVersion.idempotency_key == key
+    )
+    return session.execute(stmt).unique().scalar_one_or_none()
+
+
+def _pick_dataset(session: Session, project_id: int, dataset_id: int | None) -> Dataset:
+    stmt = select(Dataset).where(Dataset.project_id == project_id)
+    if dataset_id is not None:
+        found = session.execute(stmt.where(Dataset.id == dataset_id)).unique().scalar_one_or_none()
+        if found is None:
+            raise invalid("dataset_id", f"dataset {dataset_id} is not in project {project_id}")
+        return found
+    datasets = list(session.scalars(stmt.limit(2)).unique())
+    if len(datasets) != 1:
+        what = "no dataset" if not datasets else "several datasets; choose one with dataset_id"
+        raise invalid("dataset_id", f"project {project_id} has {what}")
+    return datasets[0]
+
+
+def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -> tuple[DatasetVersion, bool]:
+    """Freeze a version; returns (version, created). An idempotency key already used returns its version."""
+    storage = get_local_storage()
+    with db.session() as session:
+        get_project(session, project_id)
+        existing = _by_key(session, project_id, body.idempotency_key)
+        if existing is not None:
+            return existing, False
+        dataset = _pick_dataset(session, project_id, body.dataset_id)
+        dataset_id, dataset_slug, dataset_prefix = dataset.id, dataset.slug, dataset.storage_prefix
+        source = storage.path(dataset.source_key)
+
+    filters = manifest.Filters(
+        tuple(body.filters.classes) if body.filters.classes else None,
+        body.filters.min_confidence,
+        body.filters.verified_only,
+    )
+    selection = manifest.select(load_dice(source), filters)
+    if not selection.paths:
+        raise invalid("filters", "no image matches the filters", status=400)
+    hashes = manifest.hash_files(source, selection.paths)
+    ratios = body.splits.model_dump() if body.splits else None
+
+    version, created = _allocate(db, project_id, dataset_id, body, ratios)
+    if not created:
+        return version, False
+
+    snapshot_at = version.snapshot_at
+    key = f"{dataset_prefix}/versions/v{version.number}/{manifest.MANIFEST_FILE}"
+    header = {
+        "project": {"id": project_id, "slug": version.project.slug},
+        "dataset": {"id": dataset_id, "slug": dataset_slug, "source": f"{dataset_prefix}/source"},
+        "version": version.number,
+        "request": body.model_dump(mode="json", exclude={"idempotency_key", "display_name", "dataset_id"}),
+    }
+    try:
+        frozen = manifest.freeze(
+            selection,
+            header=header,
+            hashes=hashes,
+            ratios=ratios,
+            seed=body.split_seed,
+            snapshot_at=snapshot_at,
+        )
+        storage.put_bytes(key, frozen.manifest)
+        storage.put_bytes(f"{key}.sha256", f"{frozen.sha256}  {manifest.MANIFEST_FILE}\n".encode())
+    except Exception as exc:
+        log.exception("freezing version %s of project %s failed", version.number, project_id)
+        for leftover in (key, f"{key}.sha256"):
+            storage.path(leftover).unlink(missing_ok=True)
+        _mark_failed(db, version.id, f"{type(exc).__name__}: {exc}")
+        raise AppError(
+            500, ErrorCode.INTERNAL_ERROR, f"version v{version.number} failed while writing its manifest"
+        ) from exc
+
+    with db.session() as session:
+        row = session.get(DatasetVersion, version.id)
+        assert row is not None
+        row.status = VersionStatus.READY
+        row.task_types = sorted(frozen.class_counts)
+        row.image_count = frozen.image_count
+        row.annotation_count = frozen.annotation_count
+        row.split_counts = frozen.split_counts
+        row.class_counts = frozen.class_counts
+        row.leakage = frozen.leakage
+        row.manifest_key = key
+        row.manifest_sha256 = frozen.sha256
+    return row, True
+
+
+def _allocate(
+    db: Database,
+    project_id: int,
+    dataset_id: int,
+    body: schemas.VersionCreate,
+    ratios: dict[str, float] | None,
+) -> tuple[DatasetVersion, bool]:
+    """The next number under the project's row lock, or the version that already has this key."""
+    try:
+        with db.session() as session:
+            project = get_project(session, project_id, for_update=True)
+            existing = _by_key(session, project_id, body.idempotency_key)
+            if existing is not None:
+                return existing, False
+            project.version_seq += 1
+            version = DatasetVersion(
+                project=project,
+                dataset_id=dataset_id,
+                number=project.version_seq,
+                display_name=body.display_name,
+                status=VersionStatus.CREATING,
+                idempotency_key=body.idempotency_key,
+                split_ratios=ratios,
+                split_seed=body.split_seed,
+                preprocessing=body.preprocessing.model_dump(),
+                augmentation=body.augmentation,
+                filters=body.filters.model_dump(),
+                snapshot_at=utcnow(),
+            )
+            session.add(version)
+            session.flush()
+            session.refresh(version)  # loads the dataset relationship for storage_prefix
+        return version, True
+    except IntegrityError:
+        # Only reachable if the lock was bypassed; the constraint still keeps one row per key.
+        with db.session() as session:
+            existing = _by_key(session, project_id, body.idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _mark_failed(db: Database, version_id: int, reason: str) -> None:
+    with db.session() as session:
+        row = session.get(DatasetVersion, version_id)
+        if row is not None:
+            row.status = VersionStatus.FAILED
+            row.failure_reason = reason[:2000]
+
+
+def get_version(session: Session, project_id: int, version_id: int) -> DatasetVersion:
+    version = session.get(DatasetVersion, version_id)
+    if version is None or version.project_id != project_id:
+        raise not_found("dataset version", version_id)
+    return version
+
+
+def list_versions(
+    session: Session, project_id: int, include_archived: bool, limit: int, offset: int
+) -> tuple[list[DatasetVersion], int]:
+    get_project(session, project_id)
+    stmt = select(DatasetVersion).where(DatasetVersion.project_id == project_id)
+    if not include_archived:
+        stmt = stmt.where(DatasetVersion.status != VersionStatus.ARCHIVED)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(DatasetVersion.number.desc()).limit(limit).offset(offset)).unique()
+    return list(rows), total
+
+
+def archive_version(session: Session, project_id: int, version_id: int) -> DatasetVersion:
+    """Soft delete: the row and manifest stay (jobs point at them); new jobs cannot use it."""
+    version = lock_version(session, version_id)
+    if version is None or version.project_id != project_id:
+        raise not_found("dataset version", version_id)
+    if version.status in (VersionStatus.TRAINING, VersionStatus.CREATING):
+        raise AppError(409, ErrorCode.CONFLICT, f"version v{version.number} is {version.status}")
+    if version.status != VersionStatus.ARCHIVED:
+        version.status = VersionStatus.ARCHIVED
+        version.archived_at = utcnow()
+    return version
+
+
+def read_manifest(version: DatasetVersion) -> dict[str, Any]:
+    if version.manifest_key is None:
+        raise AppError(
+            409, ErrorCode.CONFLICT, f"version v{version.number} has no manifest ({version.status})"
+        )
+    data: dict[str, Any] = json.loads(get_local_storage().path(version.manifest_key).read_bytes())
+    return data
+
+
+def compare(session: Session, project_id: int, version_id: int, other_id: int) -> schemas.VersionComparison:
+    base = get_version(session, project_id, version_id)
+    other = get_version(session, project_id, other_id)
+    diff = manifest.compare(read_manifest(base), read_manifest(other))
+    return schemas.VersionComparison(base=base.id, other=other.id, **diff)
+
+
+def to_read(version: DatasetVersion) -> schemas.VersionRead:
+    return schemas.VersionRead(**_fields(version))
+
+
+def _fields(version: DatasetVersion) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "project_id": version.project_id,
+        "dataset_id": version.dataset_id,
+        "dataset": version.dataset.name,
+        "number": version.number,
+        "name": f"v{version.number}",
+        "display_name": version.display_name,
+        "status": version.status,
+        "failure_reason": version.failure_reason,
+        "idempotency_key": version.idempotency_key,
+        "splits": version.split_ratios,
+        "split_seed": version.split_seed,
+        "preprocessing": version.preprocessing,
+        "augmentation": version.augmentation,
+        "filters": version.filters,
+        "task_types": version.task_types,
+        "image_count": version.image_count,
+        "annotation_count": version.annotation_count,
+        "split_counts": version.split_counts,
+        "class_counts": version.class_counts,
+        "leakage": version.leakage,
+        "manifest_path": version.manifest_key,
+        "manifest_sha256": version.manifest_sha256,
+        "snapshot_at": version.snapshot_at,
+        "created_at": version.created_at,
+        "archived_at": version.archived_at,
+    }
+
+
+def to_detail(session: Session, version: DatasetVersion) -> schemas.VersionDetail:
+    stmt = (
+        select(TrainingJob)
+        .where(TrainingJob.dataset_version_id == version.id)
+        .order_by(TrainingJob.id.desc())
+    )
+    jobs = list(session.scalars(stmt).unique())
+    return schemas.VersionDetail(
+        **_fields(version),
+        jobs=[
+            schemas.JobSummary(
+                id=j.id,
+                name=j.name,
+                status=j.status,
+                dataset_manifest_sha256=j.dataset_manifest_sha256,
+                created_at=j.created_at,
+            )
+            for j in jobs
+        ],
+        models=[
+            schemas.ModelSummary(job_id=j.id, weights=j.best_checkpoint)
+            for j in jobs
+            if j.status == "completed" and j.best_checkpoint
+        ],
+    )
