@@ -103,15 +103,22 @@ def _with(image: DiceImage, anns: list[DiceAnnotation]) -> DiceImage:
     )
 
 
-def hash_files(root: Path, paths: list[str], threads: int = 8) -> dict[str, str]:
-    """SHA-256 of each file (hashlib releases the GIL on large buffers, so threads overlap the I/O)."""
+def hash_files(root: Path, paths: list[str], threads: int = 4) -> dict[str, str]:
+    """SHA-256 of each file. Threads take whole batches (a task per file costs more than hashing a
+    small image); hashlib releases the GIL on large buffers, so big images overlap their I/O."""
 
-    def digest(rel: str) -> str:
-        with open(os.path.join(root, rel), "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+    def digest(batch: list[str]) -> list[str]:
+        out = []
+        for rel in batch:
+            with open(os.path.join(root, rel), "rb") as f:
+                out.append(hashlib.file_digest(f, "sha256").hexdigest())
+        return out
 
+    size = max(1, min(512, len(paths) // threads + 1))
+    batches = [paths[i : i + size] for i in range(0, len(paths), size)]
     with ThreadPoolExecutor(threads) as pool:
-        return dict(zip(paths, pool.map(digest, paths, chunksize=64), strict=True))
+        digests = [d for batch in pool.map(digest, batches) for d in batch]
+    return dict(zip(paths, digests, strict=True))
 
 
 def assign_split(sha256: str, ratios: dict[str, float], seed: int) -> str:

@@ -1,0 +1,149 @@
+"""From a DICE ZIP to a trained model, for real: `trainyard api` + `trainyard worker` processes on
+PostgreSQL and Redis (db 12). The dataset is registered, a version frozen, a 1-epoch job trained from
+the version; the worker converts the version to YOLO itself, and the job, the version and the model
+point at each other."""
+
+import io
+import json
+import random
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from PIL import Image, ImageDraw
+from sqlalchemy import make_url
+
+from app.core import migrate
+from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
+    """Red and blue rectangles on grey, as a DICE detection dataset in a ZIP."""
+    rng = random.Random(3)
+    images, buffer, aid = [], io.BytesIO(), 0
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for iid in range(1, train + val + 1):
+            split = "train" if iid <= train else "val"
+            picture = Image.new("RGB", (size, size), (rng.randint(0, 80),) * 3)
+            draw, anns = ImageDraw.Draw(picture), []
+            for _ in range(rng.randint(1, 2)):
+                cls = rng.randint(0, 1)
+                w, h = rng.randint(12, 30), rng.randint(12, 30)
+                x, y = rng.randint(0, size - w), rng.randint(0, size - h)
+                draw.rectangle([x, y, x + w - 1, y + h - 1], fill=(255, 0, 0) if cls == 0 else (0, 0, 255))
+                aid += 1
+                anns.append({"id": aid, "image_id": iid, "class_id": cls, "bbox": [x, y, w, h]})
+            data = io.BytesIO()
+            picture.save(data, "PNG")
+            archive.writestr(f"images/{split}/{iid}.png", data.getvalue())
+            images.append(
+                {
+                    "id": iid,
+                    "file_name": f"{iid}.png",
+                    "width": size,
+                    "height": size,
+                    "split": split,
+                    "annotations": anns,
+                }
+            )
+        classes = [{"id": 0, "name": "red"}, {"id": 1, "name": "blue"}]
+        body = {"task_type": "object_detection", "classes": classes, "images": images}
+        archive.writestr("annotations_detection.json", json.dumps(body))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("datasets-e2e")
+    name = f"trainyard_dse2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    rendered = database_url.render_as_string(hide_password=False)
+    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(redis_url).flushdb()
+    migrate.upgrade(rendered)
+    env = {"TRAINYARD_DATA_DIR": str(root / "data"), "DATABASE_URL": rendered, "REDIS_URL": redis_url}
+    port = free_port()
+    try:
+        with (
+            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
+            running(
+                [*TRAINYARD, "worker", "--device", "cpu", "--name", f"dse2e-{name}"], env, root / "worker.log"
+            ),
+        ):
+            url = f"http://127.0.0.1:{port}"
+            wait_for(f"{url}/health", root / "worker.log", workers=1)
+            yield url, root / "data" / "storage"
+    finally:
+        redis.Redis.from_url(redis_url).flushdb()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def wait_terminal(http: httpx.Client, job_id: int, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = http.get(f"/api/v1/training/jobs/{job_id}").json()
+        if job["status"] in {"completed", "failed", "stopped", "cancelled"}:
+            return job
+        time.sleep(1)
+    raise TimeoutError(f"job {job_id} did not finish")
+
+
+def test_train_one_epoch_from_a_frozen_version(stack: tuple[str, Path]) -> None:
+    url, storage = stack
+    with httpx.Client(base_url=url, timeout=60) as http:
+        project = http.post("/api/v1/projects", json={"name": "Shapes"}).json()
+        dataset = http.post(
+            "/api/v1/datasets",
+            data={"project_id": str(project["id"]), "name": "shapes"},
+            files={"file": ("shapes.zip", dice_zip(), "application/zip")},
+        )
+        assert dataset.status_code == 201, dataset.text
+        version = http.post(
+            f"/api/v1/projects/{project['id']}/versions", json={"idempotency_key": "e2e"}
+        ).json()
+        assert version["status"] == "ready" and version["split_counts"] == {
+            "detection": {"train": 12, "val": 4}
+        }
+
+        submitted = http.post(
+            "/api/v1/training/jobs",
+            json={
+                "name": "from v1",
+                "project": "Shapes",
+                "task_type": "detection",
+                "model_name": "yolo11n",
+                "dataset_version_id": version["id"],
+                "config": {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "plots": False},
+            },
+        )
+        assert submitted.status_code == 201, submitted.text
+        version_url = f"/api/v1/projects/{project['id']}/versions/{version['id']}"
+        job = wait_terminal(http, submitted.json()["id"])
+        assert job["status"] == "completed", job
+        assert job["dataset_version_id"] == version["id"]
+        assert job["dataset_manifest_sha256"] == version["manifest_sha256"]
+
+        detail = http.get(version_url).json()
+        assert detail["status"] == "ready"  # back from `training` once the job ended
+        assert [j["id"] for j in detail["jobs"]] == [job["id"]]
+        assert detail["models"] == [{"job_id": job["id"], "weights": job["checkpoints"]["best"]}]
+        assert (storage / job["checkpoints"]["best"]).is_file()
+        # The worker materialized the version's YOLO layout in the version's folder.
+        yolo = (
+            storage
+            / f"projects/shapes/datasets/shapes/versions/v1/yolo/detection-{version['manifest_sha256']}-c1"
+        )
+        assert (yolo / "data.yaml").is_file() and len(list((yolo / "labels" / "train").iterdir())) == 12
