@@ -77,6 +77,7 @@ def run_scheduler() -> None:
     from workers.celery_app import celery_app
 
     schedule = get_settings().resolved_data_dir / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
     celery_app.worker_main(
         [
             "worker",

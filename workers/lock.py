@@ -27,6 +27,11 @@ class GpuLease:
         try:
             self.lock.extend(expire=self.ttl_seconds)
         except redis_lock.NotAcquired as exc:
+            # A Redis restart without persistence forgets every lock. Nobody else holds this one,
+            # so take it back; the job's DB lease (fenced by attempt) still decides who owns the job.
+            if self.lock.get_owner_id() is None and self.lock.acquire(blocking=False):
+                log.warning("GPU lease of %s was forgotten by Redis; re-acquired", self.owner)
+                return
             raise LeaseLost(str(exc)) from exc
 
     def release(self) -> None:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -63,8 +64,9 @@ class JobSpec:
 
 
 class TrainingRunner:
-    def __init__(self, db: Database, storage: Storage, lease: GpuLease, worker: WorkerIdentity,
-                 settings: Settings) -> None:
+    def __init__(
+        self, db: Database, storage: Storage, lease: GpuLease, worker: WorkerIdentity, settings: Settings
+    ) -> None:
         self.db = db
         self.storage = storage
         self.lease = lease
@@ -95,9 +97,19 @@ class TrainingRunner:
             job = reports.claim(session, job_id, attempt, self.worker.name, self.settings.lease_ttl_seconds)
             if job is None:
                 return None
-            return JobSpec(job.id, job.attempt, job.framework, job.task_type, job.model_name,
-                           job.dataset_path or "", job.dataset_id, dict(job.config), job.storage_prefix,
-                           job.last_checkpoint, dataset_version_id=job.dataset_version_id)
+            return JobSpec(
+                job.id,
+                job.attempt,
+                job.framework,
+                job.task_type,
+                job.model_name,
+                job.dataset_path or "",
+                job.dataset_id,
+                dict(job.config),
+                job.storage_prefix,
+                job.last_checkpoint,
+                dataset_version_id=job.dataset_version_id,
+            )
 
 
 class Attempt:
@@ -111,10 +123,17 @@ class Attempt:
         settings = runner.settings
         self.run_dir = settings.runs_dir / f"job-{spec.job_id}" / f"attempt-{spec.attempt}"
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.heartbeat = Heartbeat(self.db, runner.lease, spec.job_id, spec.attempt,
-                                   settings.heartbeat_seconds, settings.lease_ttl_seconds)
+        self.heartbeat = Heartbeat(
+            self.db,
+            runner.lease,
+            spec.job_id,
+            spec.attempt,
+            settings.heartbeat_seconds,
+            settings.lease_ttl_seconds,
+        )
         self.outcome: dict[str, Any] | None = None
         self.output_tail: list[str] = []
+        self.stop_sent_at: float | None = None
 
     def run(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -152,32 +171,36 @@ class Attempt:
             env["CONFIG_PATH"] = str(config_path)
         else:
             env["CONFIG"] = config
-        env.update({
-            "JOB_ID": str(spec.job_id),
-            "ATTEMPT": str(spec.attempt),
-            "FRAMEWORK": spec.framework,
-            "TASK_TYPE": spec.task_type,
-            "MODEL_NAME": spec.model_name,
-            "MODEL_SOURCE": model_yaml(spec.model_name, spec.task_type)
-            if spec.framework == "ultralytics" else spec.model_name,
-            "DATASET_ID": str(spec.dataset_id or ""),
-            "DATASET_PATH": spec.dataset_path,
-            "EPOCHS": str(spec.config.get("epochs", "")),
-            "BATCH_SIZE": str(spec.config.get("batch", "")),
-            "LEARNING_RATE": str(spec.config.get("lr0", spec.config.get("lr", ""))),
-            "IMGSZ": str(spec.config.get("imgsz", "")),
-            "DEVICE": self.runner.worker.trainer_device,
-            "RUN_DIR": str(self.run_dir),
-            "TRAINYARD_REPORT_FD": str(report_fd),
-            # For trainers that report over HTTP instead (the pipe wins when both are set).
-            "CALLBACK_URL": f"{settings.api_url.rstrip('/')}/api/v1/training/jobs/{spec.job_id}/callback",
-            "TRAINYARD_JOB_TOKEN": job_token(spec.job_id, spec.attempt, settings),
-            "YOLO_CONFIG_DIR": str(settings.resolved_data_dir / "ultralytics"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "JOB_ID": str(spec.job_id),
+                "ATTEMPT": str(spec.attempt),
+                "FRAMEWORK": spec.framework,
+                "TASK_TYPE": spec.task_type,
+                "MODEL_NAME": spec.model_name,
+                "MODEL_SOURCE": model_yaml(spec.model_name, spec.task_type)
+                if spec.framework == "ultralytics"
+                else spec.model_name,
+                "DATASET_ID": str(spec.dataset_id or ""),
+                "DATASET_PATH": spec.dataset_path,
+                "EPOCHS": str(spec.config.get("epochs", "")),
+                "BATCH_SIZE": str(spec.config.get("batch", "")),
+                "LEARNING_RATE": str(spec.config.get("lr0", spec.config.get("lr", ""))),
+                "IMGSZ": str(spec.config.get("imgsz", "")),
+                "DEVICE": self.runner.worker.trainer_device,
+                "RUN_DIR": str(self.run_dir),
+                "TRAINYARD_REPORT_FD": str(report_fd),
+                # For trainers that report over HTTP instead (the pipe wins when both are set).
+                "CALLBACK_URL": f"{settings.api_url.rstrip('/')}/api/v1/training/jobs/{spec.job_id}/callback",
+                "TRAINYARD_JOB_TOKEN": job_token(spec.job_id, spec.attempt, settings),
+                "YOLO_CONFIG_DIR": str(settings.resolved_data_dir / "ultralytics"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if spec.dataset_version_id is not None:
-            folder = materialize_version(self.db, spec.dataset_version_id, spec.task_type,
-                                         settings.resolved_storage_root)
+            folder = materialize_version(
+                self.db, spec.dataset_version_id, spec.task_type, settings.resolved_storage_root
+            )
             env["DATASET_PATH"] = str(folder)
         if spec.attempt > 1 and spec.last_checkpoint and self.storage.exists(spec.last_checkpoint):
             resume = self.storage.get_file(spec.last_checkpoint, self.run_dir / "resume" / "last.pt")
@@ -221,7 +244,9 @@ class Attempt:
             # Progress bars redraw with \r; only the last state of a line is worth keeping.
             text = ANSI.sub("", raw.decode("utf-8", "replace")).rstrip("\n").split("\r")[-1].strip()
             if text:
-                level = "WARNING" if "WARNING" in text else "ERROR" if text.startswith("Traceback") else "INFO"
+                level = (
+                    "WARNING" if "WARNING" in text else "ERROR" if text.startswith("Traceback") else "INFO"
+                )
                 self.inbox.put(("log", {"level": level, "message": text, "source": "system"}))
         self.inbox.put(("closed", "output"))
 
@@ -237,6 +262,7 @@ class Attempt:
                 self._kill(child)
                 self._write(recovery.hand_back, "worker shut down")
                 return False
+            self._pass_on_stop_request(child)
             try:
                 kind, item = self.inbox.get(timeout=0.5)
             except queue.Empty:
@@ -248,6 +274,17 @@ class Attempt:
             else:
                 self._apply(item)
         return not self.heartbeat.lost.is_set()
+
+    def _pass_on_stop_request(self, child: subprocess.Popen[bytes]) -> None:
+        """A user's stop (seen by the heartbeat) becomes SIGUSR1; a trainer that ignores it is killed."""
+        if not self.heartbeat.stop_requested.is_set() or child.poll() is not None:
+            return
+        if self.stop_sent_at is None:
+            self.stop_sent_at = time.monotonic()
+            child.send_signal(signal.SIGUSR1)
+        elif time.monotonic() - self.stop_sent_at > self.runner.settings.stop_grace_seconds:
+            log.warning("trainer of job %s ignored the stop request; killing it", self.spec.job_id)
+            self._kill(child)
 
     def _apply_logs(self, entries: list[dict[str, Any]]) -> None:
         # Drain whatever else is queued as logs, so a chatty trainer costs one transaction per batch.
@@ -276,7 +313,7 @@ class Attempt:
             self._store_checkpoint(report)
         elif kind == "log":
             self._write(reports.logs, report["logs"])
-        elif kind in {"completed", "failed"}:
+        elif kind in {"completed", "failed", "stopped"}:
             self.outcome = report
         elif kind == "started":
             self._write(reports.started, {k: v for k, v in report.items() if k != "type"})
@@ -288,7 +325,9 @@ class Attempt:
         self._write(reports.renew_lease, self.runner.worker.name, self.runner.settings.lease_ttl_seconds)
         size = self.storage.put_file(key, snapshot)
         snapshot.unlink(missing_ok=True)
-        self._write(reports.checkpoint, report["kind"], key, report.get("epoch"), size, report.get("metrics", {}))
+        self._write(
+            reports.checkpoint, report["kind"], key, report.get("epoch"), size, report.get("metrics", {})
+        )
 
     def _finish(self, exit_code: int) -> None:
         outcome = self.outcome or {}
@@ -298,11 +337,18 @@ class Attempt:
                 if Path(path).is_file():
                     self.storage.put_file(f"{self.spec.storage_prefix}/artifacts/{name}", Path(path))
             self._write(reports.complete, results)
-        elif outcome.get("type") == "failed":
-            self._write(reports.fail, outcome["error_code"], outcome["message"])
+        elif outcome.get("type") == "stopped" or self.stop_sent_at is not None:
+            self._write(reports.stopped)
         else:
-            tail = "\n".join(self.output_tail[-5:])
-            self._write(reports.fail, ErrorCode.TRAINER_CRASHED, f"trainer exited with code {exit_code}: {tail}")
+            if outcome.get("type") == "failed":
+                code, message = outcome["error_code"], outcome["message"]
+            else:
+                code = ErrorCode.TRAINER_CRASHED
+                message = f"trainer exited with code {exit_code}: " + "\n".join(self.output_tail[-5:])
+            settings = self.runner.settings
+            self._write(
+                recovery.fail_or_retry, code, message, settings.max_attempts, settings.retry_backoff_seconds
+            )
 
     def _write(self, apply: Any, *args: Any) -> Any:
         with self.db.session() as session:

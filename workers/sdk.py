@@ -74,11 +74,25 @@ class ReportRefused(RuntimeError):
 class HttpTransport:
     """Reports to the callback API (`POST {callback_url}/{started,progress,...}`), with the job token."""
 
-    ENDPOINTS = {"started": "started", "progress": "progress", "metrics": "metrics",
-                 "checkpoint": "checkpoint", "log": "log", "completed": "completion", "failed": "completion"}
+    ENDPOINTS = {
+        "started": "started",
+        "progress": "progress",
+        "metrics": "metrics",
+        "checkpoint": "checkpoint",
+        "log": "log",
+        "completed": "completion",
+        "failed": "completion",
+        "stopped": "completion",
+    }
 
-    def __init__(self, callback_url: str, token: str, timeout: float = 10.0, retries: int = 3,
-                 client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        callback_url: str,
+        token: str,
+        timeout: float = 10.0,
+        retries: int = 3,
+        client: httpx.Client | None = None,
+    ) -> None:
         self.callback_url = callback_url.rstrip("/")
         self.retries = max(1, retries)
         self._client = client or httpx.Client(timeout=timeout)
@@ -108,9 +122,14 @@ class HttpTransport:
         if kind == "completed":
             # Artifacts are files of the trainer's machine; an HTTP trainer uploads what it wants kept.
             return {"status": "completed", "results": report["results"]}
+        if kind == "stopped":
+            return {"status": "stopped"}
         if kind == "failed":
-            return {"status": "failed", "error_code": report["error_code"],
-                    "error_message": report["message"]}
+            return {
+                "status": "failed",
+                "error_code": report["error_code"],
+                "error_message": report["message"],
+            }
         return {k: v for k, v in report.items() if k != "type"}
 
     def close(self) -> None:
@@ -135,8 +154,13 @@ class ConsoleTransport:
 
 
 class TrainerSDK:
-    def __init__(self, transport: Transport, job_id: int, config: dict[str, Any],
-                 flush_every: float = FLUSH_EVERY_SECONDS) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        job_id: int,
+        config: dict[str, Any],
+        flush_every: float = FLUSH_EVERY_SECONDS,
+    ) -> None:
         self.transport = transport
         self.job_id = job_id
         self.config = config
@@ -147,8 +171,7 @@ class TrainerSDK:
         self._flush_lock = threading.Lock()  # one flush at a time, so entries go out in order
         self._wake = threading.Event()
         self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_periodically, name="sdk-log-flusher",
-                                         daemon=True)
+        self._flusher = threading.Thread(target=self._flush_periodically, name="sdk-log-flusher", daemon=True)
         self._flusher.start()
 
     @classmethod
@@ -184,8 +207,9 @@ class TrainerSDK:
         self._send({"type": "started", **info})
 
     def report_progress(self, epoch: int, total_epochs: int, eta_seconds: float | None = None) -> None:
-        self._send({"type": "progress", "epoch": epoch, "total_epochs": total_epochs,
-                    "eta_seconds": eta_seconds})
+        self._send(
+            {"type": "progress", "epoch": epoch, "total_epochs": total_epochs, "eta_seconds": eta_seconds}
+        )
 
     def report_metrics(self, epoch: int, train: dict[str, float], val: dict[str, float]) -> None:
         self._send({"type": "metrics", "epoch": epoch, "train": train, "val": val})
@@ -199,6 +223,11 @@ class TrainerSDK:
         self.flush()
         self._send({"type": "completed", "results": results, "artifacts": artifacts or {}})
 
+    def report_stopped(self) -> None:
+        """The trainer honoured a stop request; its last reported checkpoint is the one to resume."""
+        self.flush()
+        self._send({"type": "stopped"})
+
     def report_failed(self, error_code: str, message: str) -> None:
         self.flush()
         self._send({"type": "failed", "error_code": error_code, "message": message})
@@ -206,8 +235,13 @@ class TrainerSDK:
     # Logs ----------------------------------------------------------------------------------------
     def log(self, level: str, message: str, **metadata: Any) -> None:
         """Buffer one entry; the background flusher sends it (at once when full or on ERROR)."""
-        entry = {"level": level.upper(), "message": message, "timestamp": datetime.now(UTC).isoformat(),
-                 "source": "trainer", "metadata": metadata or None}
+        entry = {
+            "level": level.upper(),
+            "message": message,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "source": "trainer",
+            "metadata": metadata or None,
+        }
         with self._lock:
             self._buffer.append(entry)
             urgent = len(self._buffer) >= FLUSH_AT_ENTRIES or entry["level"] == "ERROR"

@@ -95,11 +95,6 @@ def on_rollback(session: Session, callback: Callable[[], None]) -> None:
     session.info.setdefault("on_rollback", []).append(callback)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_on_commit(session: Session) -> None:
-    session.info.pop("on_commit", None)
-
-
 @event.listens_for(Session, "after_commit")
 def _drop_on_rollback(session: Session) -> None:
     session.info.pop("on_rollback", None)
@@ -111,6 +106,7 @@ def _run_on_rollback(session: Session, transaction: SessionTransaction) -> None:
     # a commit already popped the callbacks, so whatever is left here belongs to a rollback.
     if transaction.parent is not None:
         return
+    session.info.pop("on_commit", None)
     for callback in session.info.pop("on_rollback", []):
         try:
             callback()

@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     LEASE_LOST = "LEASE_LOST"
     WORKER_LOST = "WORKER_LOST"
     TRAINER_CRASHED = "TRAINER_CRASHED"
+    TRANSIENT_ERROR = "TRANSIENT_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -66,7 +67,9 @@ def not_found(what: str, ident: object) -> AppError:
 
 def invalid(field_name: str, reason: str, status: int = 422) -> AppError:
     """A single-field validation error."""
-    return AppError(status, ErrorCode.VALIDATION_ERROR, f"{field_name}: {reason}", [FieldError(field_name, reason)])
+    return AppError(
+        status, ErrorCode.VALIDATION_ERROR, f"{field_name}: {reason}", [FieldError(field_name, reason)]
+    )
 
 
 def invalid_fields(errors: list[FieldError], status: int = 422) -> AppError:

@@ -1,4 +1,8 @@
-"""The job state machine: which status may follow which. Terminal states never change again."""
+"""The job state machine: which status may follow which.
+
+Terminal states end an attempt for good: no worker write changes them. Only a user's resume turns a
+stopped or failed job into a new, queued attempt (checked in app/training/lifecycle.py).
+"""
 
 from enum import StrEnum
 
@@ -17,6 +21,9 @@ TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED, 
 ACTIVE = frozenset({JobStatus.RUNNING, JobStatus.STOPPING})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    # A user resumes a stopped or failed job as a new attempt of the same job.
+    JobStatus.STOPPED: frozenset({JobStatus.QUEUED}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
     # running -> queued: the worker was lost and the job goes back with attempt + 1.
     JobStatus.RUNNING: frozenset(

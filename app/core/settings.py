@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, validation_alias="TRAINYARD_HEARTBEAT")
     reconcile_seconds: float = Field(default=10.0, validation_alias="TRAINYARD_RECONCILE_EVERY")
     max_attempts: int = Field(default=3, validation_alias="TRAINYARD_MAX_ATTEMPTS")
+    # A queued job not taken for this long gets its command again (its message may have been lost).
+    redispatch_after_seconds: float = Field(default=300.0, validation_alias="TRAINYARD_REDISPATCH_AFTER")
+    retry_backoff_seconds: float = Field(default=5.0, validation_alias="TRAINYARD_RETRY_BACKOFF")
+    # How long a trainer asked to stop may take to reach the end of its step before it is killed.
+    stop_grace_seconds: float = Field(default=120.0, validation_alias="TRAINYARD_STOP_GRACE")
     sse_ping_seconds: float = Field(default=15.0, validation_alias="TRAINYARD_SSE_PING")
 
     @property

@@ -44,5 +44,5 @@ def get_celery_client() -> Celery:
     return make_celery("trainyard-api")
 
 
-def send_task(name: TaskName, args: list[Any], queue: Queue) -> None:
-    get_celery_client().send_task(name, args=args, queue=queue)
+def send_task(name: TaskName, args: list[Any], queue: Queue, countdown: float | None = None) -> None:
+    get_celery_client().send_task(name, args=args, queue=queue, countdown=countdown)

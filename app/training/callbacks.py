@@ -108,7 +108,7 @@ class LogReport(Report):
 
 
 class CompletionReport(Report):
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "stopped"]
     results: TrainingResults | None = Field(
         default=None, validation_alias=AliasChoices("results", "training_results")
     )
@@ -207,10 +207,13 @@ def log(job_id: int, body: LogReport, caller: CallerDep, session: SessionDep) ->
 
 @router.post("/completion", response_model=Ack)
 def completion(job_id: int, body: CompletionReport, caller: CallerDep, session: SessionDep) -> Ack:
-    """The trainer is done: `completed` with results, or `failed` with error_code and error_message."""
+    """The trainer is done: `completed` with results, `stopped` on request, or `failed` with
+    error_code and error_message."""
     if body.status == "completed":
         results = (body.results or TrainingResults()).model_dump()
         _apply(session, caller, body, reports.complete, results)
+    elif body.status == "stopped":
+        _apply(session, caller, body, reports.stopped)
     else:
         _apply(session, caller, body, reports.fail, body.error_code, body.error_message)
     return Ack(job_id=job_id)

@@ -17,19 +17,27 @@ from app.core.jobs import ACTIVE, JobStatus
 from app.core.tasks import Queue, TaskName, send_task
 from app.models import TrainingJob
 from app.models.base import utcnow
-from app.training.reports import set_status
+from app.training.reports import fail, set_status
 
 log = logging.getLogger("operations.training")
 
 
-def dispatch(session: Session, job: TrainingJob) -> None:
+# Failures worth another attempt: the same job may well succeed on the next try (or another worker).
+TRANSIENT = frozenset(
+    {ErrorCode.TRANSIENT_ERROR, ErrorCode.TRAINER_CRASHED, ErrorCode.CHECKPOINT_UPLOAD_FAILED}
+)
+
+
+def dispatch(session: Session, job: TrainingJob, delay: float | None = None) -> None:
     """Send the job's command once the transaction commits (dropped on rollback)."""
     job.dispatched_at = utcnow()
     job_id, attempt = job.id, job.attempt
-    on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], Queue.TRAINING))
+    on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], Queue.TRAINING, countdown=delay))
 
 
-def requeue(session: Session, job: TrainingJob, reason: str, max_attempts: int) -> None:
+def requeue(
+    session: Session, job: TrainingJob, reason: str, max_attempts: int, delay: float | None = None
+) -> None:
     """Give an orphaned job a new attempt, or fail it when it has used them all."""
     if job.attempt >= max_attempts:
         job.error_code = ErrorCode.WORKER_LOST
@@ -42,7 +50,7 @@ def requeue(session: Session, job: TrainingJob, reason: str, max_attempts: int) 
     job.lease_owner = None
     job.lease_expires_at = None
     set_status(session, job, JobStatus.QUEUED, reason=reason, requeued=True, previous_worker=previous)
-    dispatch(session, job)
+    dispatch(session, job, delay)
 
 
 def requeue_expired_leases(session: Session, max_attempts: int, now: datetime | None = None) -> list[int]:
@@ -80,3 +88,22 @@ def hand_back(session: Session, job_id: int, attempt: int, reason: str) -> None:
     job = lock_job(session, job_id, attempt)
     if job.status in ACTIVE:
         requeue(session, job, reason, max_attempts=job.attempt + 1)
+
+
+def fail_or_retry(
+    session: Session,
+    job_id: int,
+    attempt: int,
+    code: str,
+    message: str,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> None:
+    """A transient failure gets a new attempt after a backoff (up to `max_attempts`); others fail now."""
+    job = lock_job(session, job_id, attempt)
+    if code not in TRANSIENT or job.attempt >= max_attempts or job.status not in ACTIVE:
+        fail(session, job_id, attempt, code, message)
+        return
+    record_event(session, job, EventType.ERROR, {"code": code, "message": message, "retrying": True})
+    delay = backoff_seconds * 2 ** (job.attempt - 1)
+    requeue(session, job, f"{code}: {message}", max_attempts, delay=delay)

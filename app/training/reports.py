@@ -46,7 +46,11 @@ def set_status(session: Session, job: TrainingJob, status: JobStatus, **data: An
 
 
 def claim(session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: float) -> TrainingJob | None:
-    """Take a queued job for this attempt; None when the message is stale or a duplicate."""
+    """Take a queued job for this attempt; None when the message is stale, a duplicate, or for a
+    job that no longer exists."""
+    job = session.get(TrainingJob, job_id)
+    if job is None:
+        return None
     job = lock_job(session, job_id)
     if job.attempt != attempt or job.status != JobStatus.QUEUED:
         return None
@@ -83,21 +87,36 @@ def progress(session: Session, job_id: int, attempt: int, epoch: int, total: int
     record_event(session, job, EventType.PROGRESS, {"epoch": epoch, "total": total, "eta_seconds": eta})
 
 
-def metrics(session: Session, job_id: int, attempt: int, epoch: int, train: dict[str, float],
-            val: dict[str, float]) -> None:
+def metrics(
+    session: Session, job_id: int, attempt: int, epoch: int, train: dict[str, float], val: dict[str, float]
+) -> None:
     job = _active_job(session, job_id, attempt)
     record_event(session, job, EventType.METRICS, {"epoch": epoch, "train": train, "val": val})
 
 
-def checkpoint(session: Session, job_id: int, attempt: int, kind: str, path: str, epoch: int | None,
-               size_bytes: int | None, metrics: dict[str, float]) -> None:
+def checkpoint(
+    session: Session,
+    job_id: int,
+    attempt: int,
+    kind: str,
+    path: str,
+    epoch: int | None,
+    size_bytes: int | None,
+    metrics: dict[str, float],
+) -> None:
     job = _active_job(session, job_id, attempt)
     if kind == "best":
         job.best_checkpoint = path
     elif kind == "last":
         job.last_checkpoint = path
-    data = {"kind": kind, "path": path, "epoch": epoch, "size_bytes": size_bytes, "metrics": metrics,
-            "attempt": attempt}
+    data = {
+        "kind": kind,
+        "path": path,
+        "epoch": epoch,
+        "size_bytes": size_bytes,
+        "metrics": metrics,
+        "attempt": attempt,
+    }
     record_event(session, job, EventType.CHECKPOINT, data)
 
 
@@ -106,12 +125,18 @@ def logs(session: Session, job_id: int, attempt: int, entries: list[dict[str, An
     for entry in entries:
         ts = entry.get("timestamp")
         moment = as_utc(datetime.fromisoformat(ts)) if isinstance(ts, str) else None
-        record_event(session, job, EventType.LOG, {
-            "level": str(entry.get("level", "INFO")).upper(),
-            "message": str(entry.get("message", "")),
-            "source": entry.get("source", "trainer"),
-            "metadata": entry.get("metadata"),
-        }, ts=moment)
+        record_event(
+            session,
+            job,
+            EventType.LOG,
+            {
+                "level": str(entry.get("level", "INFO")).upper(),
+                "message": str(entry.get("message", "")),
+                "source": entry.get("source", "trainer"),
+                "metadata": entry.get("metadata"),
+            },
+            ts=moment,
+        )
     return len(entries)
 
 
@@ -119,6 +144,18 @@ def complete(session: Session, job_id: int, attempt: int, results: dict[str, Any
     job = _active_job(session, job_id, attempt)
     job.results = results
     set_status(session, job, JobStatus.COMPLETED, results=results)
+
+
+def stopped(session: Session, job_id: int, attempt: int) -> None:
+    """The trainer stopped on request; `last_checkpoint` (if any) is where a resume starts."""
+    job = _active_job(session, job_id, attempt)
+    set_status(
+        session,
+        job,
+        JobStatus.STOPPED,
+        stopped_at_epoch=job.current_epoch,
+        resumable=job.last_checkpoint is not None,
+    )
 
 
 def fail(session: Session, job_id: int, attempt: int, code: ErrorCode | str, message: str) -> None:

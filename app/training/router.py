@@ -9,7 +9,7 @@ from app.core.deps import DatabaseDep, SessionDep
 from app.core.jobs import JobStatus
 from app.core.settings import get_settings
 from app.observability.metrics import SSE_CLIENTS
-from app.training import schemas, service
+from app.training import lifecycle, schemas, service
 from app.training.stream import JobEventStream, sse_message
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
@@ -36,6 +36,24 @@ def list_jobs(
 @router.get("/jobs/{job_id}", response_model=schemas.JobRead)
 def get_job(job_id: int, session: SessionDep) -> schemas.JobRead:
     return service.to_read(service.get_job(session, job_id))
+
+
+@router.post("/jobs/{job_id}/stop", response_model=schemas.JobRead)
+def stop_job(job_id: int, session: SessionDep) -> schemas.JobRead:
+    """Stop a running job after its current step (resumable); a queued job is cancelled."""
+    return service.to_read(lifecycle.stop(session, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=schemas.JobRead)
+def cancel_job(job_id: int, session: SessionDep) -> schemas.JobRead:
+    """Cancel a queued job: it never starts."""
+    return service.to_read(lifecycle.cancel(session, job_id))
+
+
+@router.post("/jobs/{job_id}/resume", response_model=schemas.JobRead)
+def resume_job(job_id: int, session: SessionDep) -> schemas.JobRead:
+    """Continue a stopped or failed job from its last checkpoint, as a new attempt."""
+    return service.to_read(lifecycle.resume(session, job_id))
 
 
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse)

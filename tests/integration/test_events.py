@@ -89,3 +89,25 @@ def test_concurrent_writers_never_share_a_seq(db: Database) -> None:
     with db.session() as s:
         seqs = list(s.scalars(select(JobEvent.seq).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)))
     assert seqs == list(range(1, 42))
+
+
+def test_a_failed_savepoint_keeps_the_commands_of_the_transaction(
+    db: Database, redis_client: redis.Redis
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from app.core.db import on_commit
+    from app.models import Project
+
+    sent: list[str] = []
+    with db.session() as s:
+        on_commit(s, lambda: sent.append("command"))
+        s.add(Project(name="p", slug="p"))
+        s.flush()
+        with pytest.raises(IntegrityError), s.begin_nested():
+            s.add(Project(name="p", slug="p"))
+    assert sent == ["command"]
+    with pytest.raises(RuntimeError), db.session() as s:
+        on_commit(s, lambda: sent.append("dropped"))
+        raise RuntimeError("rolled back")
+    assert sent == ["command"]

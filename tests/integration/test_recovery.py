@@ -87,3 +87,8 @@ def test_stale_queued_jobs_get_their_command_again(db: Database, redis_client: r
     assert redis_client.llen("training") == 1
     with db.session() as s:
         assert recovery.redispatch_stale_queued(s, timedelta(minutes=5)) == []
+
+
+def test_a_message_for_a_deleted_job_claims_nothing(db: Database) -> None:
+    with db.session() as s:
+        assert reports.claim(s, 424242, 1, "worker-a", 30) is None

@@ -20,9 +20,9 @@ def test_allowed_transitions(current: str, target: str) -> None:
 
 
 @pytest.mark.parametrize("terminal", sorted(TERMINAL))
-def test_terminal_states_never_change(terminal: JobStatus) -> None:
-    for target in JobStatus:
-        assert not can_transition(terminal, target)
+def test_terminal_states_change_only_by_resume(terminal: JobStatus) -> None:
+    resumable = terminal in {JobStatus.STOPPED, JobStatus.FAILED}
+    assert [t for t in JobStatus if can_transition(terminal, t)] == ([JobStatus.QUEUED] if resumable else [])
 
 
 @pytest.mark.parametrize(

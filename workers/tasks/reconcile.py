@@ -11,15 +11,15 @@ from workers.celery_app import celery_app
 
 log = logging.getLogger("operations.training")
 
-REDISPATCH_AFTER = timedelta(minutes=5)
-
 
 @celery_app.task(name=TaskName.RECONCILE)
 def reconcile() -> dict[str, list[int]]:
     settings = get_settings()
     with get_database().session() as session:
         requeued = recovery.requeue_expired_leases(session, settings.max_attempts)
-        redispatched = recovery.redispatch_stale_queued(session, REDISPATCH_AFTER)
+        redispatched = recovery.redispatch_stale_queued(
+            session, timedelta(seconds=settings.redispatch_after_seconds)
+        )
     if requeued or redispatched:
         log.info("reconciled: requeued %s, redispatched %s", requeued, redispatched)
     return {"requeued": requeued, "redispatched": redispatched}

