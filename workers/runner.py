@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+from sqlalchemy.exc import DBAPIError
 
 from app.configs.catalog import model_yaml
 from app.core.db import Database
@@ -44,6 +45,7 @@ TRAINER_SCRIPTS = {"pytorch": EXAMPLES_DIR / "plain_pytorch" / "train.py"}
 CONFIG_INLINE_MAX = 32 * 1024  # larger configs go to a file (CONFIG_PATH) rather than the environment
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LOG_BATCH = 200
+WRITE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -351,8 +353,18 @@ class Attempt:
             )
 
     def _write(self, apply: Any, *args: Any) -> Any:
-        with self.db.session() as session:
-            return apply(session, self.spec.job_id, self.spec.attempt, *args)
+        """Apply one report in its own transaction, retrying a database hiccup a few times; a write
+        that still fails is treated like a lost lease (the reconciler will give the job a new attempt)."""
+        for attempt in range(WRITE_RETRIES):
+            try:
+                with self.db.session() as session:
+                    return apply(session, self.spec.job_id, self.spec.attempt, *args)
+            except DBAPIError as exc:
+                if attempt == WRITE_RETRIES - 1:
+                    raise StaleAttempt(self.spec.job_id, self.spec.attempt, -1) from exc
+                log.warning("job %s: database write failed; retrying", self.spec.job_id, exc_info=True)
+                time.sleep(1.0)
+        return None
 
     @staticmethod
     def _kill(child: subprocess.Popen[bytes]) -> None:

@@ -24,7 +24,10 @@ class Base(DeclarativeBase):
 
 def make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # Our transactions are short. A client frozen mid-transaction (a paused VM, SIGSTOP) must not
+        # hold a job's row lock forever: the server ends such sessions, and nobody waits for long.
+        options = "-c idle_in_transaction_session_timeout=15000 -c lock_timeout=15000"
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     # API, workers and beat share one SQLite file. WAL lets readers run beside the writer, and
