@@ -10,6 +10,7 @@ from app.core.db import Database, get_database
 from app.core.errors import register_error_handlers
 from app.core.logging import configure_logging, request_id_var
 from app.dataset_registry.router import router as datasets_router
+from app.fleet.router import router as fleet_router
 from app.health.router import router as health_router
 from app.observability.router import router as observability_router
 from app.projects.router import router as projects_router
@@ -36,6 +37,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         return response
 
     app.include_router(health_router)
+    app.include_router(fleet_router)
     app.include_router(observability_router)
     app.include_router(training_router)
     app.include_router(preflight_router)

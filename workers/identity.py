@@ -2,7 +2,9 @@
 
 import os
 import socket
+import subprocess
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.metadata import version
 
 
@@ -28,7 +30,33 @@ class WorkerIdentity:
             "id": self.name,
             "host": self.host,
             "device": self.device,
+            **device_details(self.device),
             "queues": list(self.queues),
             "pid": os.getpid(),
             "version": version("trainyard"),
         }
+
+
+@lru_cache
+def device_details(device: str) -> dict[str, object]:
+    """GPU name and memory from nvidia-smi (the GPU this process is pinned to), or the host's CPU/RAM."""
+    if device != "cpu":
+        try:
+            out = subprocess.run(
+                [
+                    "nvidia-smi",
+                    f"--id={device}",
+                    "--query-gpu=name,memory.total",
+                    "--format=csv,noheader,nounits",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            name, memory = (part.strip() for part in out.split(",", 1))
+            return {"gpu_name": name, "memory_total_mb": int(float(memory))}
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return {"gpu_name": "unknown GPU", "memory_total_mb": None}
+    ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    return {"gpu_name": None, "cpu_count": os.cpu_count(), "memory_total_mb": ram_mb}

@@ -96,6 +96,8 @@ def follow(url: str, job_id: int, after: int = 0, stop_after: int | None = None)
         connect_sse(http, "GET", f"/api/v1/training/jobs/{job_id}/events", headers=headers) as source,
     ):
         for sse in source.iter_sse():
+            if not sse.data:  # keep-alive ping
+                continue
             event = json.loads(sse.data)
             assert sse.id == str(event["seq"]) and sse.event == event["type"]
             events.append(event)

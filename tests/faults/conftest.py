@@ -150,6 +150,8 @@ class Fleet:
             connect_sse(http, "GET", f"/api/v1/training/jobs/{job_id}/events", headers=headers) as source,
         ):
             for sse in source.iter_sse():
+                if not sse.data:  # keep-alive ping
+                    continue
                 events.append(json.loads(sse.data))
                 if (until and until(events[-1])) or time.monotonic() > deadline:
                     break

@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from celery import Celery
 
@@ -169,3 +170,36 @@ def test_duplicate_delivery_runs_one_attempt(
     time.sleep(1)
     logs = fleet.log("dup-a") + fleet.log("dup-b")
     assert "message dropped" in logs
+
+
+def test_workers_registry_drain_and_graceful_shutdown(workers: Fleet, dataset: Path) -> None:
+    fleet = workers
+    fleet.start_worker("drain-a")
+    listed = httpx.get(f"{fleet.url}/api/v1/workers", timeout=10).json()["items"]
+    mine = next(w for w in listed if w["id"] == "drain-a")
+    assert mine["status"] == "online" and mine["device"] == "cpu" and mine["memory_total_mb"] > 0
+    assert set(mine["queues"]) == {"training", "inference"} and mine["heartbeat_age_seconds"] < 30
+
+    first = fleet.submit("drain-first", dataset, epochs=2)
+    fleet.follow(first["id"], until=lambda e: e["type"] == "status" and e["data"]["status"] == "running")
+    drained = httpx.post(f"{fleet.url}/api/v1/workers/drain-a/drain", timeout=10)
+    assert drained.status_code == 202 and drained.json()["status"] == "draining"
+    second = fleet.submit("drain-second", dataset, epochs=1)
+    assert statuses(fleet.follow(first["id"]))[-1] == "completed"  # the current job finishes
+    time.sleep(3)
+    assert fleet.job(second["id"])["status"] == "queued"  # and no new one is taken
+
+    fleet.start_worker("drain-b")
+    events = fleet.follow(second["id"], until=lambda e: e["type"] == "progress")
+    assert running_worker(events) == "drain-b"
+    # SIGTERM mid-training: the job goes back to the queue, resumable, and the worker goes offline.
+    fleet.kill_worker("drain-b", signal.SIGTERM)
+    assert fleet.workers["drain-b"].wait(60) == 0
+    handed_back = fleet.job(second["id"])
+    assert handed_back["status"] == "queued" and handed_back["attempt"] == 2
+    gone = httpx.get(f"{fleet.url}/api/v1/workers/drain-b", timeout=10).json()
+    assert gone["status"] == "offline"
+    fleet.start_worker("drain-c")
+    rest = fleet.follow(second["id"])
+    assert statuses(rest)[-3:] == ["queued", "running", "completed"]
+    assert httpx.get(f"{fleet.url}/api/v1/workers/nobody", timeout=10).status_code == 404

@@ -1,0 +1,45 @@
+"""The worker registry: who is out there, on which device, doing what; and draining a worker."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.core.errors import not_found
+from app.core.redis import get_redis
+from app.core.tasks import get_celery_client
+from app.core.workers import all_workers, mark_draining
+
+router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+
+
+def _find(worker_id: str) -> dict[str, Any]:
+    for worker in all_workers(get_redis()):
+        if worker["id"] == worker_id:
+            return worker
+    raise not_found("worker", worker_id)
+
+
+@router.get("")
+def list_workers() -> dict[str, Any]:
+    """Every registered worker: host, device (GPU name and memory, or CPU), queues, version, current
+    job, heartbeat age and status (online, draining, offline)."""
+    workers = all_workers(get_redis())
+    return {"items": workers, "total": len(workers)}
+
+
+@router.get("/{worker_id}")
+def get_worker(worker_id: str) -> dict[str, Any]:
+    return _find(worker_id)
+
+
+@router.post("/{worker_id}/drain", status_code=202)
+def drain_worker(worker_id: str) -> dict[str, Any]:
+    """Finish the current job, take no more: the worker stops consuming its queues."""
+    worker = _find(worker_id)
+    if worker["status"] == "offline":
+        return worker
+    control = get_celery_client().control
+    for queue in worker.get("queues", []):
+        control.cancel_consumer(queue, destination=[f"{worker_id}@{worker['host']}"])
+    mark_draining(get_redis(), worker_id)
+    return {**worker, "status": "draining"}
