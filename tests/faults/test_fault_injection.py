@@ -184,7 +184,7 @@ def test_workers_registry_drain_and_graceful_shutdown(workers: Fleet, dataset: P
     fleet.follow(first["id"], until=lambda e: e["type"] == "status" and e["data"]["status"] == "running")
     drained = httpx.post(f"{fleet.url}/api/v1/workers/drain-a/drain", timeout=10)
     assert drained.status_code == 202 and drained.json()["status"] == "draining"
-    second = fleet.submit("drain-second", dataset, epochs=1)
+    second = fleet.submit("drain-second", dataset, epochs=3)
     assert statuses(fleet.follow(first["id"]))[-1] == "completed"  # the current job finishes
     time.sleep(3)
     assert fleet.job(second["id"])["status"] == "queued"  # and no new one is taken

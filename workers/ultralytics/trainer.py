@@ -161,7 +161,15 @@ def train(sdk: TrainerSDK) -> None:
         model = YOLO(resume_from, task=task)
         reporter.attach(model)
         # save_dir: the checkpoint remembers the old attempt's folder, possibly on another host.
-        model.train(resume=True, data=data, device=env.get("DEVICE"), save_dir=str(run_dir / "train"))
+        try:
+            model.train(resume=True, data=data, device=env.get("DEVICE"), save_dir=str(run_dir / "train"))
+        except AssertionError as exc:
+            if "nothing to resume" not in str(exc):
+                raise
+            # The previous attempt finished its last epoch but was lost before it said so.
+            sdk.log_info("the checkpoint already covers every epoch; nothing left to train")
+            sdk.report_completed(reporter.results(int(env.get("EPOCHS") or 0)))
+            return
     else:
         model = YOLO(env["MODEL_SOURCE"], task=task)
         reporter.attach(model)
