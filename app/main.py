@@ -3,12 +3,15 @@
 import uuid
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from app.configs.router import router as configs_router
+from app.core.auth import authenticate
 from app.core.db import Database, get_database
 from app.core.errors import register_error_handlers
+from app.core.limits import BodyLimitMiddleware
 from app.core.logging import configure_logging, request_id_var
+from app.core.security import secret_key
 from app.dataset_registry.router import router as datasets_router
 from app.fleet.router import router as fleet_router
 from app.health.router import router as health_router
@@ -24,9 +27,13 @@ from app.versions.router import router as versions_router
 def create_app(db: Database | None = None) -> FastAPI:
     configure_logging("api")
 
-    app = FastAPI(title="Trainyard", version="0.1.0")
+    # Outside dev, a missing TRAINYARD_SECRET_KEY stops the API now rather than at the first token.
+    secret_key()
+    # Every route needs an API key unless its endpoint is marked public (app/core/auth.py).
+    app = FastAPI(title="Trainyard", version="0.1.0", dependencies=[Depends(authenticate)])
     app.state.db = db or get_database()
     register_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

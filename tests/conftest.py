@@ -81,14 +81,17 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def env(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     session_dir: Path,
     database_url: str,
     redis_client: redis.Redis,
 ) -> Iterator[Path]:
-    """The environment of one test: its own data dir, the given database, the test Redis."""
+    """The environment of one test: its own data dir, the given database, the test Redis; datasets
+    anywhere under pytest's temporary folder may be imported."""
     monkeypatch.setenv("TRAINYARD_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("TRAINYARD_IMPORT_ROOTS", str(tmp_path_factory.getbasetemp()))
     clear_caches()
     yield tmp_path
     clear_caches()
@@ -107,3 +110,29 @@ def _truncate(database: Database) -> None:
     with database.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+
+
+def make_api_key(
+    db: Database, role: str = "admin", projects: list[str] | None = None, all_projects: bool = False
+) -> str:
+    """A new API key (as `trainyard keys create` makes it); projects are created when missing."""
+    from app.keys.service import create_key
+    from app.models import Role
+
+    with db.session() as session:
+        _key, token, _ = create_key(session, Role(role), projects or [], all_projects=all_projects)
+    return token
+
+
+def bearer_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def admin_key(db: Database) -> str:
+    return make_api_key(db)
+
+
+@pytest.fixture
+def admin_headers(admin_key: str) -> dict[str, str]:
+    return bearer_headers(admin_key)

@@ -17,10 +17,14 @@ console = Console()
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 1, "stopped": 3}
 
 ApiUrl = Annotated[str | None, typer.Option("--api", help="API base URL (default TRAINYARD_API_URL)")]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="TRAINYARD_API_KEY", help="API key (default TRAINYARD_API_KEY)"),
+]
 
 
-def _client(api: str | None) -> ApiClient:
-    return ApiClient(api or get_settings().api_url)
+def _client(api: str | None, api_key: str | None) -> ApiClient:
+    return ApiClient(api or get_settings().api_url, api_key)
 
 
 def _fail(exc: ApiError) -> typer.Exit:
@@ -53,6 +57,7 @@ def submit(
     set_: Annotated[list[str] | None, typer.Option("--set", help="any config key=value")] = None,
     watch_: Annotated[bool, typer.Option("--watch", help="follow the job until it ends")] = False,
     api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Submit a training job."""
     config = _parse_set(set_ or [])
@@ -68,7 +73,7 @@ def submit(
         "dataset_path": dataset,
         "config": config,
     }
-    client = _client(api)
+    client = _client(api, api_key)
     try:
         job = client.submit(body)
     except ApiError as exc:
@@ -84,10 +89,11 @@ def list_jobs(
     status: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option()] = 50,
     api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """List jobs, newest first."""
     try:
-        page = _client(api).list_jobs(project=project, status=status, limit=limit)
+        page = _client(api, api_key).list_jobs(project=project, status=status, limit=limit)
     except ApiError as exc:
         raise _fail(exc) from exc
     table = Table("id", "project", "name", "status", "epoch", "attempt", "created")
@@ -106,18 +112,18 @@ def list_jobs(
 
 
 @cli.command()
-def show(job_id: int, api: ApiUrl = None) -> None:
+def show(job_id: int, api: ApiUrl = None, api_key: ApiKey = None) -> None:
     """Show a job as JSON."""
     try:
-        console.print_json(json.dumps(_client(api).get_job(job_id)))
+        console.print_json(json.dumps(_client(api, api_key).get_job(job_id)))
     except ApiError as exc:
         raise _fail(exc) from exc
 
 
 @cli.command()
-def watch(job_id: int, api: ApiUrl = None) -> None:
+def watch(job_id: int, api: ApiUrl = None, api_key: ApiKey = None) -> None:
     """Follow a job live (epoch, ETA, losses, mAP); exit 0 if it completes, non-zero otherwise."""
-    raise typer.Exit(_watch(_client(api), job_id))
+    raise typer.Exit(_watch(_client(api, api_key), job_id))
 
 
 def _watch(client: ApiClient, job_id: int) -> int:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import jobs
+from app.cli import jobs, keys
 from app.core.logging import configure_logging
 
 cli = typer.Typer(
@@ -14,6 +14,7 @@ cli = typer.Typer(
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(jobs.cli, name="jobs")
+cli.add_typer(keys.cli, name="keys")
 
 
 @cli.command()

@@ -70,6 +70,7 @@ def serve(host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         migrate.upgrade(settings.resolved_database_url)
+        first_admin_key(settings.resolved_database_url)
         for name, command in child_commands(host, port, visible_gpus()):
             children.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
             log.info("started %s (pid %s)", name, children[-1][1].pid)
@@ -85,6 +86,28 @@ def serve(host: str, port: int) -> int:
         if bundled is not None:
             bundled.stop()
     return 0
+
+
+def first_admin_key(database_url: str) -> None:
+    """On a database without any key, make an admin key and show it once (stdout, not the log)."""
+    from app.core.db import Database
+    from app.keys import service
+    from app.models import Role
+
+    db = Database(database_url)
+    try:
+        with db.session() as session:
+            if service.has_keys(session):
+                return
+            _key, token, _ = service.create_key(session, Role.ADMIN, [], name="first admin key")
+    finally:
+        db.dispose()
+    log.info("created the first admin API key")
+    sys.stdout.write(
+        "\nFirst admin API key (shown only now; `trainyard keys create` makes more):\n"
+        f"  TRAINYARD_API_KEY={token}\n\n"
+    )
+    sys.stdout.flush()
 
 
 def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float = 30.0) -> None:

@@ -8,6 +8,7 @@ from app.configs import schemas
 from app.configs.catalog import Framework, Task, catalog, find_model, model_yaml
 from app.configs.resolver import ResolvedConfig, default_config, resolve_config
 from app.configs.schema import RESERVED, USER_MODE_KEYS, params_for
+from app.core.auth import read_only
 
 router = APIRouter(tags=["configs"])
 
@@ -56,6 +57,7 @@ def get_default_config(task: Task, framework: Framework = Query("ultralytics")) 
 
 
 @router.post("/api/v1/training/config/resolve", response_model=schemas.ResolvedConfigRead)
+@read_only
 def post_resolve(body: schemas.ResolveRequest) -> schemas.ResolvedConfigRead:
     """Merge base_config and overrides onto the base; 422 with one entry per bad field."""
     model = model_yaml(body.model_name, body.task) if body.model_name is not None else None

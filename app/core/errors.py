@@ -21,6 +21,9 @@ class ErrorCode(StrEnum):
     # Request errors
     VALIDATION_ERROR = "VALIDATION_ERROR"
     UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    RATE_LIMITED = "RATE_LIMITED"
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
     INVALID_TRANSITION = "INVALID_TRANSITION"
@@ -56,6 +59,7 @@ class AppError(Exception):
     code: ErrorCode
     detail: str
     errors: list[FieldError] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # WWW-Authenticate, Retry-After
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}"
@@ -105,7 +109,9 @@ def register_error_handlers(app: FastAPI) -> None:
         else:
             validation_log.info("rejected %s %s: %s", request.method, request.url.path, exc)
         extra = {"errors": [e.as_dict() for e in exc.errors]} if exc.errors else {}
-        return problem(request, exc.status, exc.code, exc.detail, **extra)
+        response = problem(request, exc.status, exc.code, exc.detail, **extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -116,8 +122,11 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION_ERROR
-        return problem(request, exc.status_code, code, str(exc.detail))
+        codes = {404: ErrorCode.NOT_FOUND, 413: ErrorCode.PAYLOAD_TOO_LARGE}
+        code = codes.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
+        response = problem(request, exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -75,3 +75,36 @@ def token_attempt(job_id: int, token: str, settings: Settings | None = None) -> 
     attempt = int(attempt_text)
     expected = _signature(secret_key(settings), job_id, attempt)
     return attempt if hmac.compare_digest(expected, signature) else None
+
+
+# Stream tokens: what a browser's EventSource (which cannot set headers) passes as `?token=` to follow
+# one job's events. Bound to the job and to the API key that asked for it (a revoked key's tokens stop
+# working), and short-lived; an open stream is not cut when its token expires.
+STREAM_PREFIX = "ys1"
+
+
+def _stream_signature(key: bytes, job_id: int, key_id: int, expires: int) -> str:
+    message = f"trainyard-stream:{job_id}:{key_id}:{expires}".encode()
+    return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).rstrip(b"=").decode()
+
+
+def stream_token(job_id: int, key_id: int, expires: int, settings: Settings | None = None) -> str:
+    """A token for the events of `job_id`, on behalf of API key `key_id`, valid until `expires` (unix)."""
+    signature = _stream_signature(secret_key(settings), job_id, key_id, expires)
+    return f"{STREAM_PREFIX}.{job_id}.{key_id}.{expires}.{signature}"
+
+
+def stream_token_key(job_id: int, token: str, now: float, settings: Settings | None = None) -> int | None:
+    """The API key id a stream token speaks for; None when it is forged, expired or for another job."""
+    parts = token.split(".")
+    if (
+        len(parts) != 5
+        or parts[0] != STREAM_PREFIX
+        or not all(p.isdigit() and len(p) < 19 for p in parts[1:4])
+    ):
+        return None
+    token_job, key_id, expires = int(parts[1]), int(parts[2]), int(parts[3])
+    expected = _stream_signature(secret_key(settings), token_job, key_id, expires)
+    if not hmac.compare_digest(expected, parts[4]) or token_job != job_id or expires <= now:
+        return None
+    return key_id

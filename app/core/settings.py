@@ -1,5 +1,6 @@
 """Settings, read from the environment (and `.env`): one object for API, workers and CLI."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,16 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(default=120.0, validation_alias="TRAINYARD_STOP_GRACE")
     sse_ping_seconds: float = Field(default=15.0, validation_alias="TRAINYARD_SSE_PING")
 
+    # Folders outside storage that jobs may read an absolute `dataset_path` from (os.pathsep- or
+    # comma-separated). The storage root is always allowed; nothing else is.
+    import_roots: str = Field(default="", validation_alias="TRAINYARD_IMPORT_ROOTS")
+    # Job submissions per API key: "<count>/<seconds>s" (a fixed window in Redis).
+    submit_rate: str = Field(default="30/60s", validation_alias="TRAINYARD_SUBMIT_RATE")
+    # Request bodies: JSON and forms, and dataset uploads (ZIPs, images).
+    max_body_mb: float = Field(default=10.0, validation_alias="TRAINYARD_MAX_BODY_MB")
+    max_upload_mb: float = Field(default=20 * 1024.0, validation_alias="TRAINYARD_MAX_UPLOAD_MB")
+    stream_token_seconds: int = Field(default=300, validation_alias="TRAINYARD_STREAM_TOKEN_TTL")
+
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
@@ -65,6 +76,11 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_root(self) -> Path:
         return (self.storage_root or self.resolved_data_dir / "storage").expanduser().resolve()
+
+    @property
+    def resolved_import_roots(self) -> list[Path]:
+        parts = self.import_roots.replace(",", os.pathsep).split(os.pathsep)
+        return [Path(p.strip()).expanduser().resolve() for p in parts if p.strip()]
 
     @property
     def runs_dir(self) -> Path:

@@ -22,8 +22,14 @@ class UnsafeKey(ValueError):
 
 
 def check_key(key: str) -> str:
-    """A relative, normalized key: no `..`, no `.`, no leading `/`, no backslash."""
-    if not key or key.startswith("/") or "\\" in key or any(p in {"..", "."} for p in key.split("/")):
+    """A relative, normalized key: no `..`, no `.`, no leading `/`, no backslash, no NUL."""
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(p in {"..", "."} for p in key.split("/"))
+    ):
         raise UnsafeKey(f"unsafe storage key {key!r}")
     return key
 

@@ -3,7 +3,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from app.core.auth import Principal, PrincipalDep, ensure_project_visible, ensure_visible
 from app.core.deps import SessionDep
 from app.core.errors import FieldError, invalid, invalid_fields
 from app.core.naming import NAME_PATTERN
@@ -16,36 +18,47 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 @router.post("", status_code=201, response_model=schemas.DatasetRead)
 def register_zip(
     session: SessionDep,
+    principal: PrincipalDep,
     project_id: Annotated[int, Form()],
     name: Annotated[str, Form(pattern=NAME_PATTERN)],
     file: Annotated[UploadFile, File(description="a ZIP of a DICE dataset folder")],
     description: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> schemas.DatasetRead:
     """Register a DICE dataset from an uploaded ZIP (extracted safely, validated, or nothing is kept)."""
+    ensure_project_visible(principal, project_id)
     return service.to_read(service.register_from_zip(session, project_id, name, description, file.file))
 
 
 @router.post("/from-folder", status_code=201, response_model=schemas.DatasetRead)
-def register_folder(body: schemas.DatasetFromFolder, session: SessionDep) -> schemas.DatasetRead:
+def register_folder(
+    body: schemas.DatasetFromFolder, session: SessionDep, principal: PrincipalDep
+) -> schemas.DatasetRead:
     """Register a DICE folder already in storage (copied into the dataset's own folder)."""
-    return service.to_read(service.register_from_folder(session, body))
+    ensure_project_visible(principal, body.project_id)
+    return service.to_read(service.register_from_folder(session, body, principal))
 
 
 @router.get("", response_model=schemas.DatasetPage)
 def list_datasets(
     session: SessionDep,
+    principal: PrincipalDep,
     project_id: int | None = None,
     task_type: TaskType | None = None,
     search: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.DatasetPage:
-    rows, total = service.list_datasets(session, project_id, task_type, search, limit, offset)
+    rows, total = service.list_datasets(session, project_id, task_type, search, limit, offset, principal)
     return schemas.DatasetPage(datasets=[service.to_read(d) for d in rows], total=total)
 
 
+def visible_dataset(session: Session, principal: Principal, dataset_id: int) -> None:
+    ensure_visible(principal, service.get_dataset(session, dataset_id).project_id, "dataset", dataset_id)
+
+
 @router.get("/{dataset_id}", response_model=schemas.DatasetRead)
-def get_dataset(dataset_id: int, session: SessionDep) -> schemas.DatasetRead:
+def get_dataset(dataset_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.DatasetRead:
+    visible_dataset(session, principal, dataset_id)
     return service.to_read(service.get_dataset(session, dataset_id))
 
 
@@ -53,10 +66,12 @@ def get_dataset(dataset_id: int, session: SessionDep) -> schemas.DatasetRead:
 def upload_annotations(
     dataset_id: int,
     session: SessionDep,
+    principal: PrincipalDep,
     batch: Annotated[str, Form(description="JSON: {task_type, classes?, images: [...]} (DICE shape)")],
     files: Annotated[list[UploadFile] | None, File(description="image files, matched by file_name")] = None,
 ) -> schemas.AnnotationUploadRead:
     """Add images and annotations to the dataset; validated as a whole, all or nothing."""
+    visible_dataset(session, principal, dataset_id)
     try:
         parsed = schemas.AnnotationBatch.model_validate(json.loads(batch))
     except json.JSONDecodeError as exc:
@@ -68,5 +83,8 @@ def upload_annotations(
 
 
 @router.get("/{dataset_id}/annotations/stats", response_model=schemas.AnnotationStats)
-def annotation_stats(dataset_id: int, session: SessionDep) -> schemas.AnnotationStats:
+def annotation_stats(
+    dataset_id: int, session: SessionDep, principal: PrincipalDep
+) -> schemas.AnnotationStats:
+    visible_dataset(session, principal, dataset_id)
     return annotations.stats(session, dataset_id)

@@ -13,6 +13,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.auth import Principal, ensure_storage_path_visible
 from app.core.db import on_rollback
 from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
 from app.core.naming import is_valid_name, slugify
@@ -108,9 +109,13 @@ def _flatten_single_root(source: Path) -> None:
         inner.rmdir()
 
 
-def register_from_folder(session: Session, body: schemas.DatasetFromFolder) -> Dataset:
+def register_from_folder(
+    session: Session, body: schemas.DatasetFromFolder, principal: Principal | None = None
+) -> Dataset:
     """Copy a DICE folder already in storage into the dataset's own folder, validate it, register it."""
     source = files.storage_path(get_local_storage(), body.source_path, "source_path")
+    if principal is not None:
+        ensure_storage_path_visible(session, principal, source, "folder")
     if not source.is_dir():
         raise invalid("source_path", f"folder {body.source_path!r} does not exist in storage")
     project, slug, folder = _prepare(session, body.project_id, body.name)
@@ -139,8 +144,11 @@ def list_datasets(
     search: str | None,
     limit: int,
     offset: int,
+    principal: Principal | None = None,
 ) -> tuple[list[Dataset], int]:
     stmt = select(Dataset)
+    if principal is not None:
+        stmt = stmt.where(principal.project_filter(Dataset.project_id))
     if project_id is not None:
         stmt = stmt.where(Dataset.project_id == project_id)
     if task_type is not None:

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from app.core.auth import PrincipalDep
 from app.core.errors import not_found
 from app.core.redis import get_redis
 from app.core.tasks import get_celery_client
@@ -33,8 +34,10 @@ def get_worker(worker_id: str) -> dict[str, Any]:
 
 
 @router.post("/{worker_id}/drain", status_code=202)
-def drain_worker(worker_id: str) -> dict[str, Any]:
-    """Finish the current job, take no more: the worker stops consuming its queues."""
+def drain_worker(worker_id: str, principal: PrincipalDep) -> dict[str, Any]:
+    """Finish the current job, take no more: the worker stops consuming its queues. Admin keys (or keys
+    for all projects) only: workers serve every project."""
+    principal.require_all_projects("draining a worker")
     worker = _find(worker_id)
     if worker["status"] == "offline":
         return worker

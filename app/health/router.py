@@ -4,6 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.core.auth import public
 from app.core.deps import DatabaseDep
 from app.core.redis import get_redis
 from app.core.workers import live_workers
@@ -12,6 +13,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
+@public
 def health(db: DatabaseDep) -> JSONResponse:
     """Database, Redis and worker liveness; 503 when the database or Redis is down."""
     checks: dict[str, Any] = {}

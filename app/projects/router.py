@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from app.core.auth import PrincipalDep, ensure_project_visible
 from app.core.deps import SessionDep
 from app.projects import schemas, service
 
@@ -9,34 +10,46 @@ router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
 
 @router.post("", status_code=201, response_model=schemas.ProjectRead)
-def create_project(body: schemas.ProjectCreate, session: SessionDep) -> schemas.ProjectRead:
+def create_project(
+    body: schemas.ProjectCreate, session: SessionDep, principal: PrincipalDep
+) -> schemas.ProjectRead:
+    """Needs an admin key or a member key for all projects."""
+    principal.require_all_projects("creating a project")
     return service.to_read(session, service.create_project(session, body))
 
 
 @router.get("", response_model=schemas.ProjectPage)
 def list_projects(
     session: SessionDep,
+    principal: PrincipalDep,
     search: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.ProjectPage:
-    projects, total = service.list_projects(session, search, limit, offset)
+    projects, total = service.list_projects(session, search, limit, offset, principal)
     items = [service.to_read(session, p) for p in projects]
     return schemas.ProjectPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{project_id}", response_model=schemas.ProjectRead)
-def get_project(project_id: int, session: SessionDep) -> schemas.ProjectRead:
+def get_project(project_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.ProjectRead:
+    ensure_project_visible(principal, project_id)
     return service.to_read(session, service.get_project(session, project_id))
 
 
 @router.patch("/{project_id}", response_model=schemas.ProjectRead)
-def update_project(project_id: int, body: schemas.ProjectUpdate, session: SessionDep) -> schemas.ProjectRead:
+def update_project(
+    project_id: int, body: schemas.ProjectUpdate, session: SessionDep, principal: PrincipalDep
+) -> schemas.ProjectRead:
+    ensure_project_visible(principal, project_id)
     return service.to_read(session, service.update_project(session, project_id, body))
 
 
 @router.delete("/{project_id}", status_code=204)
-def delete_project(project_id: int, session: SessionDep) -> Response:
-    """Delete the project, its datasets, versions, jobs and storage folder; 409 while a job is unfinished."""
+def delete_project(project_id: int, session: SessionDep, principal: PrincipalDep) -> Response:
+    """Delete the project, its datasets, versions, jobs and storage folder; 409 while a job is unfinished.
+    Needs an admin key or a member key for all projects."""
+    ensure_project_visible(principal, project_id)
+    principal.require_all_projects("deleting a project")
     service.delete_project(session, project_id)
     return Response(status_code=204)

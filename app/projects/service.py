@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.auth import Principal
 from app.core.db import on_commit
 from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
 from app.core.jobs import TERMINAL
@@ -53,8 +54,12 @@ def create_project(session: Session, body: schemas.ProjectCreate) -> Project:
     return project
 
 
-def list_projects(session: Session, search: str | None, limit: int, offset: int) -> tuple[list[Project], int]:
+def list_projects(
+    session: Session, search: str | None, limit: int, offset: int, principal: Principal | None = None
+) -> tuple[list[Project], int]:
     stmt = select(Project)
+    if principal is not None:
+        stmt = stmt.where(principal.project_filter(Project.id))
     if search:
         stmt = stmt.where(Project.name.ilike(f"%{search}%"))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.auth import Principal, ensure_visible
 from app.core.errors import invalid, not_found
 from app.core.storage import get_local_storage
 from app.dataset_registry.files import storage_path
@@ -32,8 +33,8 @@ class Release:
     target: Path
 
 
-def resolve(session: Session, zip_path: str) -> Release:
-    """Check the key's shape and project; 422/404 otherwise."""
+def resolve(session: Session, zip_path: str, principal: Principal | None = None) -> Release:
+    """Check the key's shape and project (one the API key covers); 422/404 otherwise."""
     storage = get_local_storage()
     zip_file = storage_path(storage, zip_path, FIELD)
     parts = zip_path.split("/")
@@ -47,22 +48,24 @@ def resolve(session: Session, zip_path: str) -> Release:
     project = session.scalar(select(Project).where(Project.slug == parts[1]))
     if project is None:
         raise not_found("project", parts[1])
+    if principal is not None:
+        ensure_visible(principal, project.id, "project", parts[1])
     slug = release_slug(parts[3])
     target_key = f"projects/{project.slug}/training_data/{slug}"
     return Release(zip_path, zip_file, slug, target_key, storage.path(target_key))
 
 
-def status(session: Session, zip_path: str) -> schemas.ExtractionRead:
-    release = resolve(session, zip_path)
+def status(session: Session, zip_path: str, principal: Principal | None = None) -> schemas.ExtractionRead:
+    release = resolve(session, zip_path, principal)
     if not release.zip_file.is_file():
         raise not_found("release ZIP", zip_path)
     found = check_extracted(release.zip_file, release.target)
     return _read(release, found.extracted, found.up_to_date, found.files, found.bytes)
 
 
-def extract(session: Session, zip_path: str) -> schemas.ExtractionRead:
+def extract(session: Session, zip_path: str, principal: Principal | None = None) -> schemas.ExtractionRead:
     """Extract the release; an up-to-date extraction is left as is, a stale one is replaced."""
-    release = resolve(session, zip_path)
+    release = resolve(session, zip_path, principal)
     found = check_extracted(release.zip_file, release.target) if release.zip_file.is_file() else None
     if found is not None and found.extracted and found.up_to_date:
         return _read(release, True, True, found.files, found.bytes)
@@ -81,9 +84,9 @@ def extract(session: Session, zip_path: str) -> schemas.ExtractionRead:
     return _read(release, True, done.up_to_date, done.files, done.bytes)
 
 
-def delete(session: Session, zip_path: str) -> None:
+def delete(session: Session, zip_path: str, principal: Principal | None = None) -> None:
     """Delete the release ZIP and its extracted folder (training outputs are elsewhere and stay)."""
-    release = resolve(session, zip_path)
+    release = resolve(session, zip_path, principal)
     if not release.zip_file.is_file() and not release.target.exists():
         raise not_found("release ZIP", zip_path)
     shutil.rmtree(release.target, ignore_errors=True)

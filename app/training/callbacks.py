@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
+from app.core.auth import public
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.events import StaleAttempt
@@ -179,6 +180,7 @@ def _apply(session: Session, caller: Caller, report: Report, apply: Callable[...
 
 
 @router.post("/started", response_model=Ack)
+@public  # the job token (CallerDep), not an API key
 def started(job_id: int, body: StartedReport, caller: CallerDep, session: SessionDep) -> Ack:
     """The trainer process is up."""
     _apply(session, caller, body, reports.started, body.model_extra or {})
@@ -186,18 +188,21 @@ def started(job_id: int, body: StartedReport, caller: CallerDep, session: Sessio
 
 
 @router.post("/progress", response_model=Ack)
+@public  # the job token (CallerDep), not an API key
 def progress(job_id: int, body: ProgressReport, caller: CallerDep, session: SessionDep) -> Ack:
     _apply(session, caller, body, reports.progress, body.epoch, body.total_epochs, body.eta_seconds)
     return Ack(job_id=job_id)
 
 
 @router.post("/metrics", response_model=Ack)
+@public  # the job token (CallerDep), not an API key
 def metrics(job_id: int, body: MetricsReport, caller: CallerDep, session: SessionDep) -> Ack:
     _apply(session, caller, body, reports.metrics, body.epoch, body.train, body.val)
     return Ack(job_id=job_id)
 
 
 @router.post("/log", response_model=Ack)
+@public  # the job token (CallerDep), not an API key
 def log(job_id: int, body: LogReport, caller: CallerDep, session: SessionDep) -> Ack:
     """One log entry or a batch (`{"logs": [...]}`)."""
     entries = [e.model_dump(mode="json") for e in body.logs]
@@ -206,6 +211,7 @@ def log(job_id: int, body: LogReport, caller: CallerDep, session: SessionDep) ->
 
 
 @router.post("/completion", response_model=Ack)
+@public  # the job token (CallerDep), not an API key
 def completion(job_id: int, body: CompletionReport, caller: CallerDep, session: SessionDep) -> Ack:
     """The trainer is done: `completed` with results, `stopped` on request, or `failed` with
     error_code and error_message."""
@@ -220,6 +226,7 @@ def completion(job_id: int, body: CompletionReport, caller: CallerDep, session: 
 
 
 @router.post("/checkpoint", response_model=Ack)
+@public  # the job token (CallerDep), not an API key
 def checkpoint(job_id: int, body: CheckpointReport, caller: CallerDep, db: DatabaseDep) -> Ack:
     """A checkpoint the trainer already wrote: a URI, a storage key, or a file in the runs folder."""
     kind = body.resolved_kind

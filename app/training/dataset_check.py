@@ -12,13 +12,21 @@ FIELD = "dataset_path"
 
 
 def resolve_dataset_path(raw: str, task_type: str) -> Path:
-    """Absolute, or relative to the storage root (and then never outside it)."""
+    """Relative to the storage root, or absolute under the storage root or an import root
+    (TRAINYARD_IMPORT_ROOTS); never anywhere else, whatever links or `..` it goes through."""
     if "\x00" in raw or not raw.strip():
         raise invalid(FIELD, "must be a folder path")
-    root = get_settings().resolved_storage_root
+    settings = get_settings()
+    root = settings.resolved_storage_root
     candidate = Path(raw).expanduser()
     if candidate.is_absolute():
         path = candidate.resolve()
+        allowed = [root, *settings.resolved_import_roots]
+        if not any(path.is_relative_to(r) for r in allowed):
+            raise invalid(
+                FIELD,
+                "an absolute path must be inside the storage root or an import root (TRAINYARD_IMPORT_ROOTS)",
+            )
     else:
         path = (root / candidate).resolve()
         if not path.is_relative_to(root):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.configs.catalog import model_yaml
 from app.configs.schemas import ResolvedConfigRead
+from app.core.auth import PrincipalDep, ensure_project_usable
 from app.core.deps import SessionDep
 from app.core.errors import AppError, FieldError
 from app.core.naming import slugify
@@ -161,6 +162,8 @@ def _classes(dataset: Path, task_type: str) -> list[str]:
 
 
 @router.post("/preflight", response_model=PreflightRead)
-def post_preflight(body: schemas.JobCreate, session: SessionDep) -> PreflightRead:
-    """Check a job submission as `POST /jobs` would, and show what it would run, without creating it."""
+def post_preflight(body: schemas.JobCreate, session: SessionDep, principal: PrincipalDep) -> PreflightRead:
+    """Check a job submission as `POST /jobs` would, and show what it would run, without creating it.
+    Like submitting, it needs a key that may write to the project (404 for a project it does not cover)."""
+    ensure_project_usable(session, principal, body.project)
     return preflight(session, body, get_redis())

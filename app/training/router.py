@@ -1,13 +1,26 @@
+import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
+from app.core.auth import (
+    Principal,
+    PrincipalDep,
+    ensure_project_usable,
+    ensure_visible,
+    read_only,
+    stream_token_ok,
+)
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.jobs import JobStatus
+from app.core.ratelimit import check_rate
+from app.core.security import stream_token
 from app.core.settings import get_settings
+from app.models import TrainingJob
 from app.observability.metrics import SSE_CLIENTS
 from app.training import lifecycle, schemas, service
 from app.training.stream import JobEventStream, sse_message
@@ -15,58 +28,91 @@ from app.training.stream import JobEventStream, sse_message
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
 
 
+def visible_job(session: Session, principal: Principal, job_id: int) -> TrainingJob:
+    """The job, or 404 when it does not exist or belongs to a project the key does not cover."""
+    job = service.get_job(session, job_id)
+    ensure_visible(principal, job.project_id, "training job", job_id)
+    return job
+
+
 @router.post("/jobs", status_code=201, response_model=schemas.JobRead)
-def create_job(body: schemas.JobCreate, session: SessionDep) -> schemas.JobRead:
-    """Submit a training job; it is queued once the request commits."""
-    return service.to_read(service.create_job(session, body))
+def create_job(body: schemas.JobCreate, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
+    """Submit a training job; it is queued once the request commits. Rate limited per API key (429)."""
+    check_rate("submit", str(principal.key_id), get_settings().submit_rate)
+    ensure_project_usable(session, principal, body.project)
+    return service.to_read(service.create_job(session, body, principal))
 
 
 @router.get("/jobs", response_model=schemas.JobPage)
 def list_jobs(
     session: SessionDep,
+    principal: PrincipalDep,
     project: str | None = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.JobPage:
-    jobs, total = service.list_jobs(session, project, status, limit, offset)
+    jobs, total = service.list_jobs(session, project, status, limit, offset, principal)
     return schemas.JobPage(items=[service.to_read(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobRead)
-def get_job(job_id: int, session: SessionDep) -> schemas.JobRead:
-    return service.to_read(service.get_job(session, job_id))
+def get_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
+    return service.to_read(visible_job(session, principal, job_id))
 
 
 @router.post("/jobs/{job_id}/stop", response_model=schemas.JobRead)
-def stop_job(job_id: int, session: SessionDep) -> schemas.JobRead:
+def stop_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Stop a running job after its current step (resumable); a queued job is cancelled."""
+    visible_job(session, principal, job_id)
     return service.to_read(lifecycle.stop(session, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=schemas.JobRead)
-def cancel_job(job_id: int, session: SessionDep) -> schemas.JobRead:
+def cancel_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Cancel a queued job: it never starts."""
+    visible_job(session, principal, job_id)
     return service.to_read(lifecycle.cancel(session, job_id))
 
 
 @router.post("/jobs/{job_id}/resume", response_model=schemas.JobRead)
-def resume_job(job_id: int, session: SessionDep) -> schemas.JobRead:
+def resume_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Continue a stopped or failed job from its last checkpoint, as a new attempt."""
+    visible_job(session, principal, job_id)
     return service.to_read(lifecycle.resume(session, job_id))
 
 
+@router.post("/jobs/{job_id}/stream-token", response_model=schemas.StreamTokenRead)
+@read_only
+def create_stream_token(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.StreamTokenRead:
+    """A short-lived token for `GET .../events?token=...`, for clients that cannot send headers
+    (a browser's EventSource). Bound to this job and to the calling key."""
+    visible_job(session, principal, job_id)
+    expires = int(time.time()) + get_settings().stream_token_seconds
+    token = stream_token(job_id, principal.key_id, expires)
+    return schemas.StreamTokenRead(
+        token=token,
+        expires_at=datetime.fromtimestamp(expires, UTC),
+        events_url=f"{router.prefix}/jobs/{job_id}/events?token={token}",
+    )
+
+
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse)
+@stream_token_ok
 def job_events(
     job_id: int,
     request: Request,
     db: DatabaseDep,
     session: SessionDep,
+    principal: PrincipalDep,
+    token: Annotated[
+        str | None, Query(description="a stream token, instead of the Authorization header")
+    ] = None,
     after: Annotated[int | None, Query(ge=0, description="replay events after this seq")] = None,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> EventSourceResponse:
     """Server-sent events: replay after `Last-Event-ID` (or `?after=`), then live, until the job ends."""
-    service.get_job(session, job_id)
+    visible_job(session, principal, job_id)
     start = last_event_id if last_event_id is not None else (after or 0)
     stream = JobEventStream(db, job_id, start, request.is_disconnected)
 
@@ -85,20 +131,24 @@ def job_events(
 def job_logs(
     job_id: int,
     session: SessionDep,
+    principal: PrincipalDep,
     level: Annotated[str | None, Query(pattern="^(?i)(debug|info|warning|error)$")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.LogPage:
+    visible_job(session, principal, job_id)
     return service.query_logs(session, job_id, level, since, until, limit, offset)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=schemas.MetricsHistory)
-def job_metrics(job_id: int, session: SessionDep) -> schemas.MetricsHistory:
+def job_metrics(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.MetricsHistory:
+    visible_job(session, principal, job_id)
     return service.metrics_history(session, job_id)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=schemas.CheckpointList)
-def job_checkpoints(job_id: int, session: SessionDep) -> schemas.CheckpointList:
+def job_checkpoints(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.CheckpointList:
+    visible_job(session, principal, job_id)
     return service.checkpoints(session, job_id)

@@ -112,3 +112,9 @@ class CheckpointList(BaseModel):
     best: str | None
     last: str | None
     history: list[CheckpointRead]
+
+
+class StreamTokenRead(BaseModel):
+    token: str
+    expires_at: datetime
+    events_url: str = Field(description="the job's events URL with the token, for EventSource")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.configs.catalog import model_yaml
 from app.configs.resolver import ResolvedConfig, resolve_config
+from app.core.auth import Principal, ensure_storage_path_visible
 from app.core.errors import AppError, ErrorCode, FieldError, invalid, invalid_fields, not_found
 from app.core.events import EventType, record_event
 from app.core.jobs import JobStatus
@@ -76,8 +77,9 @@ def get_or_create_project(session: Session, name: str) -> Project:
         # Another request created it (or a project whose name has the same slug) meanwhile.
         project = session.scalar(select(Project).where(Project.name == name))
         if project is None:
-            raise invalid("project", "a project with a name that differs only in case or punctuation exists",
-                          409) from exc
+            raise invalid(
+                "project", "a project with a name that differs only in case or punctuation exists", 409
+            ) from exc
     return project
 
 
@@ -101,8 +103,9 @@ def resolve_job_config(
     """The job's resolved config; `model` and `data` only fill the CLI preview."""
     if body.framework == "pytorch":
         return resolve_plain_config(body.task_type, body.config)
-    return resolve_config(body.framework, body.task_type, overrides=body.config, mode="developer",
-                          model=model, data=data)
+    return resolve_config(
+        body.framework, body.task_type, overrides=body.config, mode="developer", model=model, data=data
+    )
 
 
 def check_dataset_given(body: schemas.JobCreate) -> None:
@@ -135,10 +138,12 @@ def job_name_taken(session: Session, project: str, name: str) -> bool:
     return session.scalar(stmt.limit(1)) is not None
 
 
-def create_job(session: Session, body: schemas.JobCreate) -> TrainingJob:
+def create_job(session: Session, body: schemas.JobCreate, principal: Principal | None = None) -> TrainingJob:
     """Validate everything, write the job and its first event, and queue it once committed."""
     valid = validate(body)
     resolved, dataset = valid.config, valid.dataset
+    if principal is not None and dataset is not None:
+        ensure_storage_path_visible(session, principal, dataset, "dataset folder")
 
     project = get_or_create_project(session, body.project)
     version = None
@@ -182,9 +187,16 @@ def get_job(session: Session, job_id: int) -> TrainingJob:
 
 
 def list_jobs(
-    session: Session, project: str | None, status: JobStatus | None, limit: int, offset: int
+    session: Session,
+    project: str | None,
+    status: JobStatus | None,
+    limit: int,
+    offset: int,
+    principal: Principal | None = None,
 ) -> tuple[list[TrainingJob], int]:
     stmt = select(TrainingJob)
+    if principal is not None:
+        stmt = stmt.where(principal.project_filter(TrainingJob.project_id))
     if project is not None:
         stmt = stmt.join(Project).where(Project.name == project)
     if status is not None:
@@ -243,8 +255,9 @@ def query_logs(
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(stmt.order_by(TrainingLog.timestamp, TrainingLog.id).limit(limit).offset(offset))
     logs = [
-        schemas.LogRead(id=r.id, level=r.level, message=r.message, timestamp=r.timestamp, source=r.source,
-                        metadata=r.meta)
+        schemas.LogRead(
+            id=r.id, level=r.level, message=r.message, timestamp=r.timestamp, source=r.source, metadata=r.meta
+        )
         for r in rows
     ]
     return schemas.LogPage(logs=logs, total=total, has_more=offset + len(logs) < total)
@@ -281,5 +294,6 @@ def checkpoints(session: Session, job_id: int) -> schemas.CheckpointList:
         )
         for e in _events_of_type(session, job_id, EventType.CHECKPOINT)
     ]
-    return schemas.CheckpointList(job_id=job_id, best=job.best_checkpoint, last=job.last_checkpoint,
-                                  history=history)
+    return schemas.CheckpointList(
+        job_id=job_id, best=job.best_checkpoint, last=job.last_checkpoint, history=history
+    )

@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from app.core.auth import PrincipalDep, ensure_project_visible
 from app.core.deps import DatabaseDep, SessionDep
 from app.versions import schemas, service
 
@@ -10,9 +11,10 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}/versions", tags=["datas
 
 @router.post("", status_code=201, response_model=schemas.VersionRead)
 def create_version(
-    project_id: int, body: schemas.VersionCreate, db: DatabaseDep, response: Response
+    project_id: int, body: schemas.VersionCreate, db: DatabaseDep, response: Response, principal: PrincipalDep
 ) -> schemas.VersionRead:
     """Freeze a version (201); a repeated idempotency key returns the version it made (200)."""
+    ensure_project_visible(principal, project_id)
     version, created = service.create_version(db, project_id, body)
     if not created:
         response.status_code = 200
@@ -23,30 +25,39 @@ def create_version(
 def list_versions(
     project_id: int,
     session: SessionDep,
+    principal: PrincipalDep,
     include_archived: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.VersionList:
     """Newest first."""
+    ensure_project_visible(principal, project_id)
     rows, total = service.list_versions(session, project_id, include_archived, limit, offset)
     return schemas.VersionList(versions=[service.to_read(v) for v in rows], total=total)
 
 
 @router.get("/{version_id}", response_model=schemas.VersionDetail)
-def get_version(project_id: int, version_id: int, session: SessionDep) -> schemas.VersionDetail:
+def get_version(
+    project_id: int, version_id: int, session: SessionDep, principal: PrincipalDep
+) -> schemas.VersionDetail:
     """The version with the jobs (and their weights) trained from it."""
+    ensure_project_visible(principal, project_id)
     return service.to_detail(session, service.get_version(session, project_id, version_id))
 
 
 @router.get("/{version_id}/compare", response_model=schemas.VersionComparison)
 def compare_versions(
-    project_id: int, version_id: int, other: int, session: SessionDep
+    project_id: int, version_id: int, other: int, session: SessionDep, principal: PrincipalDep
 ) -> schemas.VersionComparison:
     """Images and classes added and removed going from this version to `other`."""
+    ensure_project_visible(principal, project_id)
     return service.compare(session, project_id, version_id, other)
 
 
 @router.delete("/{version_id}", response_model=schemas.VersionRead)
-def archive_version(project_id: int, version_id: int, session: SessionDep) -> schemas.VersionRead:
+def archive_version(
+    project_id: int, version_id: int, session: SessionDep, principal: PrincipalDep
+) -> schemas.VersionRead:
     """Archive (soft delete); 409 while a job trains from it."""
+    ensure_project_visible(principal, project_id)
     return service.to_read(service.archive_version(session, project_id, version_id))

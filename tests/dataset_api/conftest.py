@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(db: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(db)) as test_client:
+def client(db: Database, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    """The API with an admin key on every request (tests/auth covers the other keys)."""
+    with TestClient(create_app(db), headers=admin_headers) as test_client:
         yield test_client
 
 

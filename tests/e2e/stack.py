@@ -57,3 +57,20 @@ def wait_for(url: str, log: Path, timeout: float = 60.0, workers: int = 0) -> No
             pass
         time.sleep(0.3)
     raise TimeoutError(f"{url} not ready; log:\n{log.read_text()[-3000:]}")
+
+
+def create_key(env: dict[str, str], *args: str) -> str:
+    """`trainyard keys create` against the stack's database (default: an admin key); returns the key."""
+    result = subprocess.run(
+        [*TRAINYARD, "keys", "create", *(args or ("--role", "admin"))],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

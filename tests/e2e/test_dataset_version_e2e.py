@@ -22,7 +22,7 @@ from sqlalchemy import make_url
 
 from app.core import migrate
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
-from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, running, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
     root = tmp_path_factory.mktemp("datasets-e2e")
     name = f"trainyard_dse2e_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -74,6 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     redis.Redis.from_url(redis_url).flushdb()
     migrate.upgrade(rendered)
     env = {"TRAINYARD_DATA_DIR": str(root / "data"), "DATABASE_URL": rendered, "REDIS_URL": redis_url}
+    key = create_key(env)
     port = free_port()
     try:
         with (
@@ -84,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
         ):
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/health", root / "worker.log", workers=1)
-            yield url, root / "data" / "storage"
+            yield url, root / "data" / "storage", key
     finally:
         redis.Redis.from_url(redis_url).flushdb()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -101,9 +102,9 @@ def wait_terminal(http: httpx.Client, job_id: int, timeout: float = 300) -> dict
     raise TimeoutError(f"job {job_id} did not finish")
 
 
-def test_train_one_epoch_from_a_frozen_version(stack: tuple[str, Path]) -> None:
-    url, storage = stack
-    with httpx.Client(base_url=url, timeout=60) as http:
+def test_train_one_epoch_from_a_frozen_version(stack: tuple[str, Path, str]) -> None:
+    url, storage, key = stack
+    with httpx.Client(base_url=url, timeout=60, headers=auth(key)) as http:
         project = http.post("/api/v1/projects", json={"name": "Shapes"}).json()
         dataset = http.post(
             "/api/v1/datasets",

@@ -7,6 +7,8 @@ weights it produced are loaded and used by Ultralytics.
 """
 
 import json
+import os
+import re
 import subprocess
 import time
 import uuid
@@ -24,7 +26,7 @@ from sqlalchemy import make_url
 from app.cli.client import ApiClient
 from app.core import migrate
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
-from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, running, wait_for
 from tests.factories import make_yolo_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -36,16 +38,24 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`trainyard serve`: nothing configured but the data directory."""
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
+    """`trainyard serve`: nothing configured but the data directory (and where datasets may come from).
+    The first admin key is the one `serve` prints on its first start."""
     data = tmp_path_factory.mktemp("embedded") / "data"
     port = free_port()
     log = data.parent / "serve.log"
-    env = {"TRAINYARD_DATA_DIR": str(data), "REDIS_URL": "", "DATABASE_URL": ""}
+    env = {
+        "TRAINYARD_DATA_DIR": str(data),
+        "REDIS_URL": "",
+        "DATABASE_URL": "",
+        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+    }
     with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/health", log, workers=1)
-        yield url, data / "storage"
+        printed = re.findall(r"TRAINYARD_API_KEY=(ty_\S+)", log.read_text())
+        assert len(printed) == 1, log.read_text()[-3000:]
+        yield url, data / "storage", printed[0]
         serve.terminate()  # what Ctrl-C does: the supervisor stops its children and the bundled Redis
         assert serve.wait(60) == 0, log.read_text()[-3000:]
     assert not (data / "redis" / "redis.sock").exists() or not _answers(data / "redis" / "redis.sock")
@@ -59,7 +69,7 @@ def _answers(socket_path: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
     """`trainyard api` + `trainyard worker --device cpu` on PostgreSQL and the shared Redis."""
     root = tmp_path_factory.mktemp("production")
     name = f"trainyard_e2e_{uuid.uuid4().hex[:8]}"
@@ -71,7 +81,13 @@ def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     redis.Redis.from_url(redis_url).flushdb()
     migrate.upgrade(rendered)
     port = free_port()
-    env = {"TRAINYARD_DATA_DIR": str(root / "data"), "DATABASE_URL": rendered, "REDIS_URL": redis_url}
+    env = {
+        "TRAINYARD_DATA_DIR": str(root / "data"),
+        "DATABASE_URL": rendered,
+        "REDIS_URL": redis_url,
+        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+    }
+    key = create_key(env)
     try:
         with (
             running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
@@ -81,16 +97,19 @@ def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         ):
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/health", root / "worker.log", workers=1)
-            yield url, root / "data" / "storage"
+            yield url, root / "data" / "storage", key
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def follow(url: str, job_id: int, after: int = 0, stop_after: int | None = None) -> list[dict[str, Any]]:
+def follow(
+    url: str, key: str, job_id: int, after: int = 0, stop_after: int | None = None
+) -> list[dict[str, Any]]:
     """Read the SSE stream (from `after`) until it closes, or until `stop_after` events, then hang up."""
     events: list[dict[str, Any]] = []
     headers = {"Last-Event-ID": str(after)} if after else {}
+    headers.update(auth(key))
     with (
         httpx.Client(base_url=url, timeout=httpx.Timeout(10, read=120)) as http,
         connect_sse(http, "GET", f"/api/v1/training/jobs/{job_id}/events", headers=headers) as source,
@@ -125,8 +144,8 @@ def assert_training_story(events: list[dict[str, Any]], epochs: int) -> None:
 
 @pytest.mark.parametrize("stack", ["embedded_stack", "production_stack"])
 def test_train_watch_and_use_the_model(stack: str, request: pytest.FixtureRequest, dataset: Path) -> None:
-    url, storage = request.getfixturevalue(stack)
-    client = ApiClient(url)
+    url, storage, key = request.getfixturevalue(stack)
+    client = ApiClient(url, key)
     started = time.monotonic()
     job = client.submit(
         {
@@ -141,10 +160,10 @@ def test_train_watch_and_use_the_model(stack: str, request: pytest.FixtureReques
     assert job["status"] == "queued"
 
     # A second client hangs up after a few events and comes back with Last-Event-ID.
-    first_part = follow(url, job["id"], stop_after=4)
-    whole = follow(url, job["id"])
+    first_part = follow(url, key, job["id"], stop_after=4)
+    whole = follow(url, key, job["id"])
     elapsed = time.monotonic() - started
-    rest = follow(url, job["id"], after=first_part[-1]["seq"])
+    rest = follow(url, key, job["id"], after=first_part[-1]["seq"])
     assert first_part + rest == whole
     assert_training_story(whole, epochs=2)
     print(f"\n[{stack}] submit -> completed over SSE: {elapsed:.1f} s")
@@ -159,12 +178,13 @@ def test_train_watch_and_use_the_model(stack: str, request: pytest.FixtureReques
     for artifact in ("config.yaml", "results.csv", "args.yaml"):
         assert (storage / prefix / "artifacts" / artifact).is_file(), artifact
     assert len((storage / prefix / "artifacts" / "results.csv").read_text().splitlines()) == 3
-    metrics = httpx.get(f"{url}/api/v1/training/jobs/{job['id']}/metrics").json()
+    metrics = httpx.get(f"{url}/api/v1/training/jobs/{job['id']}/metrics", headers=auth(key)).json()
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
 
     # `trainyard jobs watch` on a finished job replays it and exits with its outcome.
     watch = subprocess.run(
         [*TRAINYARD, "jobs", "watch", str(job["id"]), "--api", url],
+        env={**os.environ, "TRAINYARD_API_KEY": key},
         capture_output=True,
         text=True,
         timeout=60,
@@ -180,14 +200,14 @@ def test_train_watch_and_use_the_model(stack: str, request: pytest.FixtureReques
 
 
 def test_a_job_that_fails_in_the_worker_ends_failed_with_its_code(
-    embedded_stack: tuple[str, Path], tmp_path: Path
+    embedded_stack: tuple[str, Path, str], tmp_path: Path
 ) -> None:
-    url, _storage = embedded_stack
+    url, _storage, key = embedded_stack
     broken = tmp_path / "broken"
     broken.mkdir()
     # Passes the API's checks (it exists and parses), but its image folders do not exist.
     (broken / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: a}\n")
-    job = ApiClient(url).submit(
+    job = ApiClient(url, key).submit(
         {
             "name": "broken",
             "project": "e2e",
@@ -195,10 +215,10 @@ def test_a_job_that_fails_in_the_worker_ends_failed_with_its_code(
             "config": {"epochs": 1, "imgsz": 64},
         }
     )
-    events = follow(url, job["id"])
+    events = follow(url, key, job["id"])
     assert [e["data"]["status"] for e in events if e["type"] == "status"] == ["queued", "running", "failed"]
     errors = [e["data"] for e in events if e["type"] == "error"]
     assert len(errors) == 1 and errors[0]["code"] == "DATASET_NOT_FOUND", errors
-    final = ApiClient(url).get_job(job["id"])
+    final = ApiClient(url, key).get_job(job["id"])
     assert final["status"] == "failed" and final["error_code"] == "DATASET_NOT_FOUND"
     assert "images" in final["error_message"]

@@ -23,7 +23,7 @@ from sqlalchemy import make_url
 
 from app.core import migrate
 from tests.conftest import PG_ADMIN_URL
-from tests.e2e.stack import TRAINYARD, free_port, stop, wait_for
+from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, stop, wait_for
 from tests.factories import make_yolo_dataset
 
 LEASE = {
@@ -84,6 +84,7 @@ class Fleet:
     root: Path
     env: dict[str, str]
     url: str = ""
+    key: str = ""  # an admin API key
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -112,6 +113,10 @@ class Fleet:
     def kill_worker(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         os.kill(self.workers[name].pid, sig)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return auth(self.key)
+
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
 
@@ -122,17 +127,21 @@ class Fleet:
             "dataset_path": str(dataset),
             "config": {"epochs": epochs, "imgsz": 96, "batch": 8, "workers": 0, "plots": False, **config},
         }
-        response = httpx.post(f"{self.url}/api/v1/training/jobs", json=body, timeout=30)
+        response = httpx.post(f"{self.url}/api/v1/training/jobs", json=body, headers=self.headers, timeout=30)
         assert response.status_code == 201, response.text
         job: dict[str, Any] = response.json()
         return job
 
     def job(self, job_id: int) -> dict[str, Any]:
-        job: dict[str, Any] = httpx.get(f"{self.url}/api/v1/training/jobs/{job_id}", timeout=30).json()
+        job: dict[str, Any] = httpx.get(
+            f"{self.url}/api/v1/training/jobs/{job_id}", headers=self.headers, timeout=30
+        ).json()
         return job
 
     def post(self, job_id: int, action: str) -> httpx.Response:
-        return httpx.post(f"{self.url}/api/v1/training/jobs/{job_id}/{action}", timeout=30)
+        return httpx.post(
+            f"{self.url}/api/v1/training/jobs/{job_id}/{action}", headers=self.headers, timeout=30
+        )
 
     def follow(
         self,
@@ -146,7 +155,9 @@ class Fleet:
         headers = {"Last-Event-ID": str(after)} if after else {}
         deadline = time.monotonic() + timeout
         with (
-            httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=timeout)) as http,
+            httpx.Client(
+                base_url=self.url, timeout=httpx.Timeout(10, read=timeout), headers=self.headers
+            ) as http,
             connect_sse(http, "GET", f"/api/v1/training/jobs/{job_id}/events", headers=headers) as source,
         ):
             for sse in source.iter_sse():
@@ -195,9 +206,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis)
         "TRAINYARD_DATA_DIR": str(root / "data"),
         "DATABASE_URL": rendered,
         "REDIS_URL": private_redis.url,
+        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
         **LEASE,
     }
-    fleet = Fleet(root, env)
+    fleet = Fleet(root, env, key=create_key(env))
     port = free_port()
     fleet.url = f"http://127.0.0.1:{port}"
     fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))

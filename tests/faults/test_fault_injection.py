@@ -175,16 +175,16 @@ def test_duplicate_delivery_runs_one_attempt(
 def test_workers_registry_drain_and_graceful_shutdown(workers: Fleet, dataset: Path) -> None:
     fleet = workers
     fleet.start_worker("drain-a")
-    listed = httpx.get(f"{fleet.url}/api/v1/workers", timeout=10).json()["items"]
+    listed = httpx.get(f"{fleet.url}/api/v1/workers", headers=fleet.headers, timeout=10).json()["items"]
     mine = next(w for w in listed if w["id"] == "drain-a")
     assert mine["status"] == "online" and mine["device"] == "cpu" and mine["memory_total_mb"] > 0
     assert set(mine["queues"]) == {"training", "inference"} and mine["heartbeat_age_seconds"] < 30
 
     first = fleet.submit("drain-first", dataset, epochs=2)
     fleet.follow(first["id"], until=lambda e: e["type"] == "status" and e["data"]["status"] == "running")
-    drained = httpx.post(f"{fleet.url}/api/v1/workers/drain-a/drain", timeout=10)
+    drained = httpx.post(f"{fleet.url}/api/v1/workers/drain-a/drain", headers=fleet.headers, timeout=10)
     assert drained.status_code == 202 and drained.json()["status"] == "draining"
-    second = fleet.submit("drain-second", dataset, epochs=3)
+    second = fleet.submit("drain-second", dataset, epochs=8)
     assert statuses(fleet.follow(first["id"]))[-1] == "completed"  # the current job finishes
     time.sleep(3)
     assert fleet.job(second["id"])["status"] == "queued"  # and no new one is taken
@@ -197,9 +197,30 @@ def test_workers_registry_drain_and_graceful_shutdown(workers: Fleet, dataset: P
     assert fleet.workers["drain-b"].wait(60) == 0
     handed_back = fleet.job(second["id"])
     assert handed_back["status"] == "queued" and handed_back["attempt"] == 2
-    gone = httpx.get(f"{fleet.url}/api/v1/workers/drain-b", timeout=10).json()
+    gone = httpx.get(f"{fleet.url}/api/v1/workers/drain-b", headers=fleet.headers, timeout=10).json()
     assert gone["status"] == "offline"
     fleet.start_worker("drain-c")
     rest = fleet.follow(second["id"])
     assert statuses(rest)[-3:] == ["queued", "running", "completed"]
-    assert httpx.get(f"{fleet.url}/api/v1/workers/nobody", timeout=10).status_code == 404
+    assert (
+        httpx.get(f"{fleet.url}/api/v1/workers/nobody", headers=fleet.headers, timeout=10).status_code == 404
+    )
+
+
+def test_redis_restart_loses_nothing(workers: Fleet, dataset: Path, private_redis: PrivateRedis) -> None:
+    fleet = workers
+    fleet.start_worker("restart-a")
+    running = fleet.submit("restart-running", dataset, epochs=4)
+    waiting = fleet.submit("restart-queued", dataset, epochs=1)
+    early = fleet.follow(running["id"], until=lambda e: e["type"] == "progress")
+    # Redis dies and comes back empty (no persistence): queued messages, locks and channels are gone.
+    private_redis.stop()
+    time.sleep(1)
+    private_redis.start()
+    rest = fleet.follow(running["id"], after=early[-1]["seq"])
+    events = early + rest
+    assert_contiguous(events)
+    assert statuses(events) == ["queued", "running", "completed"]
+    assert progress_epochs(events) == [1, 2, 3, 4]
+    # The lost message of the queued job is sent again by the reconciler.
+    assert statuses(fleet.follow(waiting["id"]))[-1] == "completed"

@@ -12,7 +12,16 @@ from tests.conftest import PG_ADMIN_URL
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"projects", "training_jobs", "job_events", "training_logs", "datasets", "dataset_versions"}
+TABLES = {
+    "projects",
+    "training_jobs",
+    "job_events",
+    "training_logs",
+    "datasets",
+    "dataset_versions",
+    "api_keys",
+    "api_key_projects",
+}
 
 
 def _roundtrip(url: str) -> None:

@@ -24,9 +24,22 @@ def compose_command() -> list[str]:
     pytest.skip("neither the docker compose plugin nor docker-compose is installed; cannot validate the file")
 
 
-def compose(*args: str, secret: str | None = "test-secret") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRAINYARD_SECRET_KEY"}
-    if secret is not None:
+SECRETS = {
+    "TRAINYARD_SECRET_KEY": "test-secret",
+    "POSTGRES_PASSWORD": "pg-secret",
+    "MINIO_ROOT_PASSWORD": "minio-secret",
+    "FLOWER_BASIC_AUTH": "admin:flower-secret",
+}
+
+
+def compose(
+    *args: str, secret: str | None = "test-secret", without: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    env.update({k: v for k, v in SECRETS.items() if k != without})
+    if secret is None:
+        env.pop("TRAINYARD_SECRET_KEY")
+    else:
         env["TRAINYARD_SECRET_KEY"] = secret
     return subprocess.run(
         [*compose_command(), "-f", str(ROOT / "docker-compose.yml"), *args],
@@ -55,6 +68,13 @@ def test_compose_refuses_to_run_without_a_secret_key() -> None:
     result = compose("config", "-q", secret=None)
     assert result.returncode != 0
     assert "TRAINYARD_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("secret", ["POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "FLOWER_BASIC_AUTH"])
+def test_no_secret_has_a_default(secret: str) -> None:
+    result = compose("config", "-q", without=secret)
+    assert result.returncode != 0
+    assert secret in result.stderr
 
 
 def test_every_part_of_the_fleet_is_there_with_a_health_check(rendered: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.core.db import Database
 from app.core.tasks import Queue, TaskName
 from app.main import create_app
-from tests.e2e.stack import TRAINYARD, free_port, wait_for
+from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, wait_for
 from tests.ops.conftest import wait_until, worker_is_live
 
 pytestmark = pytest.mark.integration
@@ -61,6 +61,7 @@ def test_api_writes_json_lines_with_request_id_and_categories(
 ) -> None:
     port = free_port()
     log = tmp_path / "api.log"
+    key = auth(create_key(process_env))
     api = run_until_stopped([*TRAINYARD, "api", "--port", str(port)], process_env, log)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -68,10 +69,12 @@ def test_api_writes_json_lines_with_request_id_and_categories(
         resolved = httpx.post(
             f"{base}/api/v1/training/config/resolve",
             json={"task": "detection", "overrides": {"epochs": 3}},
-            headers={"x-request-id": "req-resolve"},
+            headers={"x-request-id": "req-resolve", **key},
         )
         assert resolved.status_code == 200
-        missing = httpx.get(f"{base}/api/v1/training/jobs/999999", headers={"x-request-id": "req-missing"})
+        missing = httpx.get(
+            f"{base}/api/v1/training/jobs/999999", headers={"x-request-id": "req-missing", **key}
+        )
         assert missing.status_code == 404
     finally:
         terminate(api)
@@ -96,7 +99,7 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_an_unhandled_error_is_logged_as_errors_system_with_its_traceback(
-    db: Database, json_logs: None, capsys: pytest.CaptureFixture[str]
+    db: Database, json_logs: None, capsys: pytest.CaptureFixture[str], admin_headers: dict[str, str]
 ) -> None:
     app = create_app(db)
 
@@ -105,7 +108,7 @@ def test_an_unhandled_error_is_logged_as_errors_system_with_its_traceback(
 
     app.add_api_route("/boom", boom)
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.get("/boom", headers={"x-request-id": "req-boom"})
+        response = client.get("/boom", headers={"x-request-id": "req-boom", **admin_headers})
     assert response.status_code == 500
     assert "disk on fire" not in response.text
     entries = json_lines(capsys.readouterr().err)

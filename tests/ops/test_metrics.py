@@ -22,10 +22,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(db: Database, ops_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def client(
+    db: Database, ops_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch, admin_headers: dict[str, str]
+) -> Iterator[TestClient]:
     monkeypatch.setenv("REDIS_URL", OPS_REDIS_URL)
     clear_caches()
-    with TestClient(create_app(db)) as test_client:
+    with TestClient(create_app(db), headers=admin_headers) as test_client:
         yield test_client
 
 

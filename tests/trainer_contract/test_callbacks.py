@@ -38,7 +38,15 @@ ENDPOINT_BODIES: dict[str, dict[str, Any]] = {
 
 @pytest.fixture
 def client(db: Database) -> Iterator[TestClient]:
+    """No API key: trainers call back with their job token only."""
     with TestClient(create_app(db)) as c:
+        yield c
+
+
+@pytest.fixture
+def reader(db: Database, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    """What a user sees of the job, through the API with an admin key."""
+    with TestClient(create_app(db), headers=admin_headers) as c:
         yield c
 
 
@@ -88,7 +96,7 @@ def events(db: Database, job_id: int) -> list[JobEvent]:
 
 
 def test_each_report_lands_in_the_job_like_the_workers_own(
-    client: TestClient, db: Database, running: tuple[int, str]
+    client: TestClient, reader: TestClient, db: Database, running: tuple[int, str]
 ) -> None:
     job_id, token = running
     for endpoint in ("started", "progress", "metrics", "checkpoint", "log"):
@@ -123,22 +131,22 @@ def test_each_report_lands_in_the_job_like_the_workers_own(
     assert recorded[2].data["metadata"] == {"pid": 42, "hostname": "far-away"}
     assert recorded[3].data == {"epoch": 1, "total": 2, "eta_seconds": 3.5}
     assert recorded[-1].data["status"] == "completed"
-    job = client.get(f"/api/v1/training/jobs/{job_id}").json()
+    job = reader.get(f"/api/v1/training/jobs/{job_id}").json()
     assert job["status"] == "completed"
     assert job["current_epoch"] == 1
     assert job["checkpoints"]["best"] == "s3://bucket/run/best.pt"
     assert job["results"]["epochs_completed"] == 1
-    levels = [log["level"] for log in client.get(f"/api/v1/training/jobs/{job_id}/logs").json()["logs"]]
+    levels = [log["level"] for log in reader.get(f"/api/v1/training/jobs/{job_id}/logs").json()["logs"]]
     assert sorted(levels) == ["INFO", "INFO", "INFO", "WARNING"]
 
 
 def test_failed_completion_records_the_error(
-    client: TestClient, db: Database, running: tuple[int, str]
+    client: TestClient, reader: TestClient, db: Database, running: tuple[int, str]
 ) -> None:
     job_id, token = running
     body = {"status": "failed", "error_code": "OOM", "error_message": "CUDA out of memory"}
     assert client.post(url(job_id, "completion"), json=body, headers=bearer(token)).status_code == 200
-    job = client.get(f"/api/v1/training/jobs/{job_id}").json()
+    job = reader.get(f"/api/v1/training/jobs/{job_id}").json()
     assert (job["status"], job["error_code"], job["error_message"]) == ("failed", "OOM", "CUDA out of memory")
     assert [e.type for e in events(db, job_id)][-2:] == ["error", "status"]
 
@@ -245,7 +253,7 @@ def test_a_queued_job_takes_no_reports(client: TestClient, db: Database) -> None
     ("endpoint", "body", "field"),
     [
         ("completion", {"status": "failed", "error_code": "OOM"}, "body"),
-        ("completion", {"status": "stopped"}, "status"),
+        ("completion", {"status": "paused"}, "status"),  # "stopped" is a valid outcome since stop/resume
         ("progress", {"epoch": -1, "total_epochs": 2}, "epoch"),
         ("metrics", {"epoch": 1, "train": {"loss": "high"}}, "train.loss"),
         ("log", {"logs": []}, "logs"),
@@ -271,7 +279,7 @@ def test_a_malformed_report_is_422_and_changes_nothing(
 
 
 def test_a_checkpoint_file_in_the_runs_folder_is_copied_into_storage(
-    client: TestClient, db: Database, running: tuple[int, str]
+    client: TestClient, reader: TestClient, db: Database, running: tuple[int, str]
 ) -> None:
     job_id, token = running
     snapshot_file = get_settings().runs_dir / "elsewhere" / "best-epoch3.pt"
@@ -279,7 +287,7 @@ def test_a_checkpoint_file_in_the_runs_folder_is_copied_into_storage(
     snapshot_file.write_bytes(b"weights" * 10)
     body = {"is_best": True, "checkpoint_path": str(snapshot_file), "epoch": 3}
     assert client.post(url(job_id, "checkpoint"), json=body, headers=bearer(token)).status_code == 200
-    listing = client.get(f"/api/v1/training/jobs/{job_id}/checkpoints").json()
+    listing = reader.get(f"/api/v1/training/jobs/{job_id}/checkpoints").json()
     key = listing["best"]
     assert key.endswith("/weights/best.pt") and key.startswith("projects/demo/model/training/run/")
     assert get_storage().path(key).read_bytes() == b"weights" * 10
@@ -287,7 +295,7 @@ def test_a_checkpoint_file_in_the_runs_folder_is_copied_into_storage(
     # A key already in the job's storage is recorded as is.
     body = {"kind": "last", "path": key, "epoch": 3}
     assert client.post(url(job_id, "checkpoint"), json=body, headers=bearer(token)).status_code == 200
-    assert client.get(f"/api/v1/training/jobs/{job_id}").json()["checkpoints"]["last"] == key
+    assert reader.get(f"/api/v1/training/jobs/{job_id}").json()["checkpoints"]["last"] == key
 
 
 def test_unknown_job_with_a_made_up_token_is_401_not_404(client: TestClient, db: Database) -> None:

@@ -25,7 +25,7 @@ from app.core.jobs import JobStatus
 from app.core.security import job_token
 from app.models import Project, TrainingJob
 from app.training import reports
-from tests.conftest import clear_caches
+from tests.conftest import bearer_headers, clear_caches, make_api_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,6 +42,11 @@ class Stack:
     db: Database
     env: dict[str, str]
     worker: str
+    key: str  # an admin API key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer_headers(self.key)
 
 
 def _free_port() -> int:
@@ -132,7 +137,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 return any(w.get("id") == worker for w in health["workers"]["workers"])
 
             _wait(worker_ready, "the API and the worker", procs, timeout=90)
-            yield Stack(api, data_dir, db, env, worker)
+            yield Stack(api, data_dir, db, env, worker, make_api_key(db))
         except BaseException:
             for name, handle in logs.items():
                 handle.flush()
@@ -155,7 +160,7 @@ def follow(stack: Stack, job_id: int, timeout: float = 180.0) -> list[dict[str, 
     """Every event of the job over SSE, until the stream ends with the job."""
     events = []
     with (
-        httpx.Client(timeout=httpx.Timeout(10, read=timeout)) as client,
+        httpx.Client(timeout=httpx.Timeout(10, read=timeout), headers=stack.headers) as client,
         connect_sse(client, "GET", f"{stack.api}/api/v1/training/jobs/{job_id}/events") as source,
     ):
         for sse in source.iter_sse():
@@ -186,7 +191,7 @@ def assert_shows_up_like_a_yolo_job(stack: Stack, job_id: int, events: list[dict
     assert any(m.startswith("trainer started") for m in logs)
     assert any(m.startswith(f"training {EPOCHS} epochs") for m in logs)
 
-    job = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}").json()
+    job = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}", headers=stack.headers).json()
     assert job["status"] == "completed" and job["framework"] == "pytorch"
     assert job["current_epoch"] == EPOCHS and job["total_epochs"] == EPOCHS
     assert job["results"]["epochs_completed"] == EPOCHS
@@ -196,7 +201,7 @@ def assert_shows_up_like_a_yolo_job(stack: Stack, job_id: int, events: list[dict
         key = job["checkpoints"][kind]
         assert key.endswith(f"/weights/{kind}.pt")
         assert (storage / key).stat().st_size > 0
-    history = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}/metrics").json()
+    history = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}/metrics", headers=stack.headers).json()
     assert [e["epoch"] for e in history["epochs"]] == list(range(1, EPOCHS + 1))
 
 
@@ -209,10 +214,10 @@ def test_the_example_trainer_runs_on_a_real_worker_like_yolo(stack: Stack) -> No
         "model_name": "tiny-mlp",
         "config": {"epochs": EPOCHS, "lr": 0.05, "batch": 32},
     }
-    preflight = httpx.post(f"{stack.api}/api/v1/training/preflight", json=body).json()
+    preflight = httpx.post(f"{stack.api}/api/v1/training/preflight", json=body, headers=stack.headers).json()
     assert preflight["ok"] is True, preflight["problems"]
     assert [w["id"] for w in preflight["workers"]["workers"]] == [stack.worker]
-    response = httpx.post(f"{stack.api}/api/v1/training/jobs", json=body)
+    response = httpx.post(f"{stack.api}/api/v1/training/jobs", json=body, headers=stack.headers)
     assert response.status_code == 201, response.text
     job_id = response.json()["id"]
     events = follow(stack, job_id)
@@ -296,7 +301,7 @@ def test_an_external_trainer_with_a_wrong_token_changes_nothing(stack: Stack) ->
     trainer = subprocess.run([sys.executable, str(EXAMPLE)], env=env, capture_output=True, timeout=180)
     assert trainer.returncode != 0
     assert b"401" in trainer.stderr
-    job = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}").json()
+    job = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}", headers=stack.headers).json()
     assert (job["status"], job["current_epoch"]) == ("running", 0)
-    events = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}/logs").json()
+    events = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}/logs", headers=stack.headers).json()
     assert events["total"] == 0

@@ -20,8 +20,8 @@ URL = "/api/v1/training/preflight"
 
 
 @pytest.fixture
-def client(db: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(db)) as c:
+def client(db: Database, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(db), headers=admin_headers) as c:
         yield c
 
 

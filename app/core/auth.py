@@ -1,0 +1,180 @@
+"""Who is calling, and what they may see: one dependency for the whole app, plus project scoping helpers.
+
+Every route needs `Authorization: Bearer ty_<prefix>_<secret>` unless its endpoint is marked:
+- `@public`: no API key (health; the trainer callbacks, which check their own per-job token);
+- `@read_only`: a POST that writes nothing (config resolution, stream tokens), open to viewers;
+- `@stream_token_ok`: also takes `?token=` from `POST .../stream-token` (browser EventSource).
+
+Missing, malformed, unknown or revoked keys are 401; a viewer's write is 403. Another project's row is a
+404 (`ensure_visible`), exactly as if it did not exist, and lists only show the key's projects.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import ColumnElement, select, true
+from sqlalchemy.orm import Session
+
+from app.core.deps import DatabaseDep
+from app.core.errors import AppError, ErrorCode, not_found
+from app.core.security import stream_token_key
+from app.core.settings import get_settings
+from app.keys import service as keys
+from app.models import ApiKey, Project, Role
+
+F = TypeVar("F", bound=Callable[..., Any])
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+bearer = HTTPBearer(auto_error=False, description="an API key: `trainyard keys create`")
+
+
+def public(endpoint: F) -> F:
+    """No API key for this endpoint."""
+    endpoint.__trainyard_public__ = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def read_only(endpoint: F) -> F:
+    """A POST that changes nothing: viewers may call it."""
+    endpoint.__trainyard_read_only__ = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def stream_token_ok(endpoint: F) -> F:
+    """Accepts `?token=<stream token>` instead of the Authorization header."""
+    endpoint.__trainyard_stream_token__ = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def _marked(request: Request, mark: str) -> bool:
+    return bool(getattr(request.scope.get("endpoint"), f"__trainyard_{mark}__", False))
+
+
+def unauthorized(detail: str) -> AppError:
+    return AppError(401, ErrorCode.UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def forbidden(detail: str) -> AppError:
+    return AppError(403, ErrorCode.FORBIDDEN, detail)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated API key. `project_ids` None means every project."""
+
+    key_id: int
+    name: str
+    role: Role
+    project_ids: frozenset[int] | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> "Principal":
+        return cls(key.id, key.name, Role(key.role), key.project_ids)
+
+    @property
+    def all_projects(self) -> bool:
+        return self.project_ids is None
+
+    def can_read(self, project_id: int) -> bool:
+        return self.project_ids is None or project_id in self.project_ids
+
+    def require_write(self) -> None:
+        if self.role == Role.VIEWER:
+            raise forbidden("this API key is read-only (viewer)")
+
+    def require_all_projects(self, action: str) -> None:
+        """Creating or deleting projects, fleet metrics: an admin or an all-projects key. (Whether it may
+        write is checked by the method, in `authenticate`.)"""
+        if not self.all_projects:
+            raise forbidden(f"{action} needs an admin key or a key for all projects")
+
+    def project_filter(self, column: Any) -> ColumnElement[bool]:
+        """A WHERE clause keeping the rows of visible projects."""
+        return true() if self.project_ids is None else column.in_(self.project_ids)
+
+
+def ensure_visible(principal: "Principal", project_id: int, what: str, ident: object) -> None:
+    """404 for a row of a project the key does not cover, worded as if the row did not exist."""
+    if not principal.can_read(project_id):
+        raise not_found(what, ident)
+
+
+def ensure_project_visible(principal: "Principal", project_id: int) -> None:
+    ensure_visible(principal, project_id, "project", project_id)
+
+
+def ensure_project_usable(session: Session, principal: "Principal", name: str) -> None:
+    """A job names its project: an existing one the key covers, or a new one if the key may create it.
+    A scoped key cannot tell a project it does not cover from one that does not exist (404 both)."""
+    project_id = session.scalar(select(Project.id).where(Project.name == name))
+    if project_id is not None:
+        ensure_visible(principal, project_id, "project", name)
+    elif not principal.all_projects:
+        raise not_found("project", name)
+
+
+def ensure_storage_path_visible(session: Session, principal: "Principal", path: Path, what: str) -> None:
+    """A path in storage under `projects/<slug>/` belongs to that project: 404 when the key does not
+    cover it (a scoped key must not train on or copy another project's files)."""
+    if principal.all_projects:
+        return
+    projects_dir = get_settings().resolved_storage_root / "projects"
+    if not path.is_relative_to(projects_dir) or path == projects_dir:
+        return
+    slug = path.relative_to(projects_dir).parts[0]
+    project_id = session.scalar(select(Project.id).where(Project.slug == slug))
+    if project_id is None or not principal.can_read(project_id):
+        raise not_found(what, str(path))
+
+
+def _from_header(db_session: Session, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    if credentials is None:
+        raise unauthorized("an API key is required: Authorization: Bearer <key>")
+    key = keys.authenticate(db_session, credentials.credentials.strip())
+    if key is None:
+        raise unauthorized("the API key is malformed, unknown or revoked")
+    return key
+
+
+def _from_stream_token(db_session: Session, request: Request, token: str) -> ApiKey:
+    job_id = str(request.path_params.get("job_id", ""))
+    key_id = stream_token_key(int(job_id), token, time.time()) if job_id.isdigit() else None
+    key = keys.active_key(db_session, key_id) if key_id is not None else None
+    if key is None:
+        raise unauthorized("the stream token is invalid, expired or for another job")
+    return key
+
+
+def authenticate(
+    request: Request,
+    db: DatabaseDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> "Principal | None":
+    """The app-wide dependency: the caller's Principal (None on public endpoints)."""
+    if _marked(request, "public"):
+        return None
+    token = request.query_params.get("token")
+    # A short session of its own: the request's session may not be used (or may hold SQLite's write lock).
+    with db.session() as session:
+        if credentials is None and token and _marked(request, "stream_token"):
+            key = _from_stream_token(session, request, token)
+        else:
+            key = _from_header(session, credentials)
+        principal = Principal.of(key)
+    if request.method not in SAFE_METHODS and not _marked(request, "read_only"):
+        principal.require_write()
+    request.state.principal = principal
+    return principal
+
+
+def current_principal(principal: Annotated["Principal | None", Depends(authenticate)]) -> "Principal":
+    if principal is None:  # a public endpoint asked for a principal: a programming error
+        raise unauthorized("an API key is required")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
