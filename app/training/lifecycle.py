@@ -9,6 +9,7 @@ from app.core.jobs import JobStatus
 from app.models import TrainingJob
 from app.training.recovery import dispatch
 from app.training.reports import set_status
+from app.versions.usage import claim_for_job
 
 
 def _refuse(job: TrainingJob, action: str) -> AppError:
@@ -41,6 +42,8 @@ def resume(session: Session, job_id: int) -> TrainingJob:
     job = lock_job(session, job_id)
     if job.status not in {JobStatus.STOPPED, JobStatus.FAILED}:
         raise _refuse(job, "resumed")
+    if job.dataset_version_id is not None:
+        claim_for_job(session, job.dataset_version_id, job.project, job.task_type)
     job.attempt += 1
     job.error_code = None
     job.error_message = None

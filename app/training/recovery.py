@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from app.core.db import on_commit
 from app.core.errors import ErrorCode
 from app.core.events import EventType, lock_job, record_event
-from app.core.jobs import ACTIVE, JobStatus
+from app.core.jobs import ACTIVE, TERMINAL, JobStatus
 from app.core.tasks import Queue, TaskName, send_task
-from app.models import TrainingJob
+from app.models import DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
 from app.training.reports import fail, set_status
 
@@ -107,3 +107,16 @@ def fail_or_retry(
     record_event(session, job, EventType.ERROR, {"code": code, "message": message, "retrying": True})
     delay = backoff_seconds * 2 ** (job.attempt - 1)
     requeue(session, job, f"{code}: {message}", max_attempts, delay=delay)
+
+
+def release_idle_versions(session: Session) -> list[int]:
+    """Dataset versions left `training` with no unfinished job on them (a crash between the job's end
+    and the version's release) become `ready` again."""
+    busy = select(TrainingJob.id).where(
+        TrainingJob.dataset_version_id == DatasetVersion.id, TrainingJob.status.not_in(list(TERMINAL))
+    )
+    stmt = select(DatasetVersion).where(DatasetVersion.status == VersionStatus.TRAINING, ~busy.exists())
+    versions = list(session.scalars(stmt.with_for_update(of=DatasetVersion)).unique())
+    for version in versions:
+        version.status = VersionStatus.READY
+    return [version.id for version in versions]

@@ -20,6 +20,9 @@ def reconcile() -> dict[str, list[int]]:
         redispatched = recovery.redispatch_stale_queued(
             session, timedelta(seconds=settings.redispatch_after_seconds)
         )
-    if requeued or redispatched:
-        log.info("reconciled: requeued %s, redispatched %s", requeued, redispatched)
-    return {"requeued": requeued, "redispatched": redispatched}
+        released = recovery.release_idle_versions(session)
+    if requeued or redispatched or released:
+        log.info(
+            "reconciled: requeued %s, redispatched %s, released versions %s", requeued, redispatched, released
+        )
+    return {"requeued": requeued, "redispatched": redispatched, "released_versions": released}
