@@ -15,6 +15,10 @@ from app.core.security import secret_key
 from app.dataset_registry.router import router as datasets_router
 from app.fleet.router import router as fleet_router
 from app.health.router import router as health_router
+from app.inference.router import router as inference_router
+from app.inference.router import workers_router as worker_models_router
+from app.model_registry.router import deployments_router
+from app.model_registry.router import router as models_router
 from app.observability.router import router as observability_router
 from app.projects.router import router as projects_router
 from app.releases.router import router as releases_router
@@ -54,4 +58,8 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(datasets_router)
     app.include_router(versions_router)
     app.include_router(releases_router)
+    app.include_router(models_router)  # after configs: /models/catalog stays the catalog
+    app.include_router(deployments_router)
+    app.include_router(inference_router)
+    app.include_router(worker_models_router)
     return app

@@ -18,7 +18,12 @@ app = celery_app  # the name `celery -A workers.celery_app` looks for
 
 celery_app.conf.update(
     task_queues=[KombuQueue(q.value, Exchange(q.value), routing_key=q.value) for q in Queue],
-    task_routes={TaskName.TRAIN: {"queue": Queue.TRAINING}, TaskName.RECONCILE: {"queue": Queue.SCHEDULER}},
+    task_routes={
+        TaskName.TRAIN: {"queue": Queue.TRAINING},
+        TaskName.RECONCILE: {"queue": Queue.SCHEDULER},
+        TaskName.INFER: {"queue": Queue.INFERENCE},
+        TaskName.VALIDATE_MODEL: {"queue": Queue.INFERENCE},
+    },
     # One task at a time per GPU process, acknowledged when done. The message only wakes a worker:
     # the job row decides what runs, so losing or repeating a message loses or repeats nothing.
     task_acks_late=True,
@@ -33,7 +38,7 @@ celery_app.conf.update(
             "options": {"queue": Queue.SCHEDULER, "expires": get_settings().reconcile_seconds},
         }
     },
-    include=["workers.tasks.training", "workers.tasks.reconcile"],
+    include=["workers.tasks.training", "workers.tasks.reconcile", "workers.tasks.inference"],
 )
 
 

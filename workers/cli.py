@@ -25,6 +25,9 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
         # Before torch is imported anywhere in this process or its trainers.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     device = "cpu" if gpu is None else str(gpu)
+    if get_settings().inference_policy == "reserved":
+        # The GPU serves inference only: this worker never takes a training job.
+        queues = [q for q in queues if q != Queue.TRAINING]
     identity = WorkerIdentity(
         name=name or f"{os.uname().nodename}-{'cpu' if gpu is None else f'gpu{gpu}'}",
         device=device,
@@ -42,11 +45,13 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
     @signals.worker_ready.connect(weak=False)
     def _ready(**_: object) -> None:
         presence.start()
+        context.get_inference().start_control()  # GET/POST /api/v1/workers/{id}/models
 
     @signals.worker_shutting_down.connect(weak=False)
     def _shutting_down(**_: object) -> None:
         log.info("worker %s shutting down; handing back its running job", identity.name)
         context.get_runner().shutdown.set()
+        context.get_inference().stop_control()
         presence.stop()
 
     celery_app.worker_main(

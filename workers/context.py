@@ -1,6 +1,7 @@
 """The process-wide objects of a worker, built once from settings and the worker's identity."""
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -10,6 +11,9 @@ from app.core.storage import get_storage
 from workers.identity import WorkerIdentity
 from workers.lock import GpuLease
 from workers.runner import TrainingRunner
+
+if TYPE_CHECKING:
+    from workers.inference.service import InferenceService
 
 _identity: WorkerIdentity | None = None
 
@@ -36,3 +40,20 @@ def get_lease() -> GpuLease:
 @lru_cache
 def get_runner() -> TrainingRunner:
     return TrainingRunner(get_database(), get_storage(), get_lease(), get_identity(), get_settings())
+
+
+@lru_cache
+def get_inference() -> "InferenceService":
+    from workers.inference.service import InferenceService
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.resolved_redis_url)
+    return InferenceService(
+        get_database(),
+        get_storage(),
+        get_lease(),
+        get_identity(),
+        settings,
+        client,
+        training_active=lambda: get_runner().current_job is not None,
+    )

@@ -27,6 +27,11 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
     INVALID_TRANSITION = "INVALID_TRANSITION"
+    # Models and inference
+    MODEL_NOT_READY = "MODEL_NOT_READY"
+    INVALID_IMAGE = "INVALID_IMAGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    INFERENCE_TIMEOUT = "INFERENCE_TIMEOUT"
     # Job failure codes (the seeds' codes), stored on the job and sent in `error` events
     OOM = "OOM"
     DATASET_NOT_FOUND = "DATASET_NOT_FOUND"

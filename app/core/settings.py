@@ -38,6 +38,21 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(default=120.0, validation_alias="TRAINYARD_STOP_GRACE")
     sse_ping_seconds: float = Field(default=15.0, validation_alias="TRAINYARD_SSE_PING")
 
+    # Inference. `wait`: on a shared GPU, inference waits for the device's lease (training holds it for
+    # a whole job); `other-worker`: a busy device hands the request back to the queue for another worker;
+    # `reserved`: this worker takes no training at all, its GPU serves inference only.
+    inference_policy: Literal["wait", "other-worker", "reserved"] = Field(
+        default="wait", validation_alias="TRAINYARD_INFERENCE_POLICY"
+    )
+    inference_timeout_seconds: float = Field(default=30.0, validation_alias="TRAINYARD_INFERENCE_TIMEOUT")
+    inference_max_image_mb: float = Field(default=20.0, validation_alias="TRAINYARD_INFERENCE_MAX_IMAGE_MB")
+    inference_max_pixels: int = Field(default=40_000_000, validation_alias="TRAINYARD_INFERENCE_MAX_PIXELS")
+    # Requests with more images than this must go through an inference job (POST /inference/jobs).
+    inference_sync_max_images: int = Field(default=64, validation_alias="TRAINYARD_INFERENCE_SYNC_MAX")
+    # The worker's model cache: at most this many models, and this much weight memory.
+    model_cache_size: int = Field(default=4, validation_alias="TRAINYARD_MODEL_CACHE_SIZE")
+    model_cache_mb: float = Field(default=2048.0, validation_alias="TRAINYARD_MODEL_CACHE_MB")
+
     # Folders outside storage that jobs may read an absolute `dataset_path` from (os.pathsep- or
     # comma-separated). The storage root is always allowed; nothing else is.
     import_roots: str = Field(default="", validation_alias="TRAINYARD_IMPORT_ROOTS")

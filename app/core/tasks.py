@@ -21,6 +21,8 @@ class Queue(StrEnum):
 class TaskName(StrEnum):
     TRAIN = "trainyard.train"
     RECONCILE = "trainyard.reconcile"
+    INFER = "trainyard.infer"
+    VALIDATE_MODEL = "trainyard.validate_model"
 
 
 def make_celery(main: str) -> Celery:

@@ -3,6 +3,7 @@
 from app.models.api_key import ApiKey, ApiKeyProject, Role
 from app.models.dataset import Dataset, DatasetVersion, VersionStatus
 from app.models.project import Project
+from app.models.registry import Deployment, DeploymentAction, ModelStatus, RegisteredModel
 from app.models.training import JobEvent, TrainingJob, TrainingLog
 
 __all__ = [
@@ -10,8 +11,12 @@ __all__ = [
     "ApiKeyProject",
     "Dataset",
     "DatasetVersion",
+    "Deployment",
+    "DeploymentAction",
     "JobEvent",
+    "ModelStatus",
     "Project",
+    "RegisteredModel",
     "Role",
     "TrainingJob",
     "TrainingLog",

@@ -12,6 +12,7 @@ from app.core.errors import ErrorCode
 from app.core.events import EventType, StaleAttempt, lock_job, record_event
 from app.core.jobs import ACTIVE, TERMINAL, JobStatus, check_transition
 from app.core.security import job_token, token_hash
+from app.model_registry.service import register_job
 from app.models import TrainingJob
 from app.models.base import as_utc, utcnow
 from app.versions.usage import release_for_job
@@ -144,6 +145,7 @@ def complete(session: Session, job_id: int, attempt: int, results: dict[str, Any
     job = _active_job(session, job_id, attempt)
     job.results = results
     set_status(session, job, JobStatus.COMPLETED, results=results)
+    register_job(session, job)
 
 
 def stopped(session: Session, job_id: int, attempt: int) -> None:
@@ -156,6 +158,7 @@ def stopped(session: Session, job_id: int, attempt: int) -> None:
         stopped_at_epoch=job.current_epoch,
         resumable=job.last_checkpoint is not None,
     )
+    register_job(session, job)  # a stopped job with a best checkpoint is a usable model too
 
 
 def fail(session: Session, job_id: int, attempt: int, code: ErrorCode | str, message: str) -> None:

@@ -179,7 +179,23 @@ def train(sdk: TrainerSDK) -> None:
     trainer: Any = model.trainer
     save_dir = Path(trainer.save_dir)
     artifacts = {name: str(save_dir / name) for name in ("results.csv", "args.yaml")}
-    sdk.report_completed(reporter.results(trainer.epoch + 1), artifacts)
+    results = reporter.results(trainer.epoch + 1)
+    results["model_info"] = model_info(trainer)  # what the model registry records
+    sdk.report_completed(results, artifacts)
+
+
+def model_info(trainer: Any) -> dict[str, Any]:
+    """Class names, input size and the package versions the weights were trained with."""
+    from importlib.metadata import version
+
+    names = getattr(trainer.data, "get", lambda *_: None)("names") if trainer.data else None
+    if isinstance(names, dict):
+        names = [str(names[k]) for k in sorted(names)]
+    return {
+        "class_names": list(names or []),
+        "imgsz": int(trainer.args.imgsz) if isinstance(trainer.args.imgsz, int) else None,
+        "package_versions": {name: version(name) for name in ("ultralytics", "torch")},
+    }
 
 
 def main() -> None:

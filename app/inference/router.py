@@ -1,0 +1,118 @@
+"""HTTP endpoints of inference (synchronous requests and inference jobs) and of worker model caches."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from app.core.auth import PrincipalDep, read_only
+from app.core.deps import SessionDep
+from app.core.errors import invalid
+from app.core.settings import get_settings
+from app.inference import schemas, service
+from app.inference.protocol import model_ref
+from app.inference.service import Params, Upload
+from app.model_registry.service import get_model
+from app.models import ModelStatus
+from app.training.schemas import TaskType
+
+router = APIRouter(prefix="/api/v1/inference", tags=["inference"])
+workers_router = APIRouter(prefix="/api/v1/workers/{worker_id}/models", tags=["workers"])
+
+Files = Annotated[list[UploadFile] | None, File(description="images (multipart)")]
+Keys = Annotated[list[str] | None, Form(description="storage keys of images")]
+Conf = Annotated[float, Form(ge=0.0, le=1.0)]
+Iou = Annotated[float, Form(ge=0.0, le=1.0)]
+Imgsz = Annotated[int | None, Form(ge=32, le=4096, description="default: the model's training size")]
+MaxDet = Annotated[int, Form(ge=1, le=3000)]
+TopK = Annotated[int, Form(ge=1, le=100, description="classification: classes returned per image")]
+
+
+def _uploads(files: list[UploadFile] | None) -> list[Upload]:
+    return [Upload(f.filename or f"image-{i}", f.file) for i, f in enumerate(files or [])]
+
+
+@router.post("", response_model=schemas.InferenceRead)
+@read_only  # runs a model, writes nothing: viewers may call it
+def infer(
+    session: SessionDep,
+    principal: PrincipalDep,
+    files: Files = None,
+    keys: Keys = None,
+    model_id: Annotated[int | None, Form()] = None,
+    project_id: Annotated[int | None, Form(description="with no model_id: its active model")] = None,
+    task: Annotated[TaskType | None, Form()] = None,
+    conf: Conf = 0.25,
+    iou: Iou = 0.7,
+    imgsz: Imgsz = None,
+    max_det: MaxDet = 300,
+    top_k: TopK = 5,
+    timeout: Annotated[float | None, Form(gt=0, le=600)] = None,
+) -> dict[str, Any]:
+    """Run a model on a few images through a worker and answer when it is done (504 past `timeout`)."""
+    settings = get_settings()
+    count = len(files or []) + len(keys or [])
+    if count > settings.inference_sync_max_images:
+        raise invalid(
+            "files", f"more than {settings.inference_sync_max_images} images: use /inference/jobs", 413
+        )
+    model = service.resolve_model(session, principal, model_id, project_id, task)
+    images = service.images_of(_uploads(files), keys or [])
+    session.commit()  # nothing to write; do not hold a transaction while the worker runs
+    params = Params(conf, iou, imgsz, max_det, top_k)
+    return service.predict(model, images, params, timeout or settings.inference_timeout_seconds)
+
+
+@router.post("/jobs", status_code=202, response_model=schemas.InferenceJobRead)
+def submit_job(
+    session: SessionDep,
+    principal: PrincipalDep,
+    files: Files = None,
+    keys: Keys = None,
+    model_id: Annotated[int | None, Form()] = None,
+    project_id: Annotated[int | None, Form()] = None,
+    task: Annotated[TaskType | None, Form()] = None,
+    conf: Conf = 0.25,
+    iou: Iou = 0.7,
+    imgsz: Imgsz = None,
+    max_det: MaxDet = 300,
+    top_k: TopK = 5,
+) -> dict[str, Any]:
+    """A large batch: images go to storage and are run in chunks; poll the job for progress and results."""
+    model = service.resolve_model(session, principal, model_id, project_id, task)
+    return service.submit_job(model, _uploads(files), keys or [], Params(conf, iou, imgsz, max_det, top_k))
+
+
+@router.get("/jobs/{inference_id}", response_model=schemas.InferenceJobRead)
+def get_job(inference_id: str, principal: PrincipalDep) -> dict[str, Any]:
+    """Progress of an inference job (chunks answered out of chunks queued)."""
+    return service.job_status(inference_id, principal)
+
+
+@router.get("/jobs/{inference_id}/results", response_model=schemas.InferenceJobRead)
+def get_job_results(inference_id: str, principal: PrincipalDep) -> dict[str, Any]:
+    """Progress and the results so far, in the order the images were sent."""
+    return service.job_status(inference_id, principal, with_results=True)
+
+
+@workers_router.get("")
+def worker_models(worker_id: str, principal: PrincipalDep) -> dict[str, Any]:
+    """The models warm in the worker's cache (most recently used first), its bounds and counters."""
+    principal.require_all_projects("reading a worker's model cache")
+    return service.worker_models(worker_id)
+
+
+@workers_router.post("")
+def control_models(
+    worker_id: str, body: schemas.WorkerModelsAction, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """`load` a model into the worker's cache ahead of requests (pre-warm), or `unload` it. Admin keys
+    (or keys for all projects) only: workers serve every project."""
+    principal.require_all_projects("managing a worker's model cache")
+    message: dict[str, Any] = {"action": body.action, "model_id": body.model_id}
+    if body.action == "load":
+        model = get_model(session, body.model_id)
+        if model.status == ModelStatus.FAILED:
+            raise invalid("model_id", f"model {model.id} failed validation: {model.status_reason}")
+        message["model"] = model_ref(model)
+    session.commit()
+    return service.control_worker(worker_id, message, get_settings().inference_timeout_seconds)

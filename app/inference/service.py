@@ -1,0 +1,271 @@
+"""Inference as the API sees it: pick the model, check the images, send the request to the `inference`
+queue and wait for the worker's answer on the request's reply key. Large batches become inference
+jobs: the images go to storage, chunks are queued, and their answers collect under the job's key.
+"""
+
+import base64
+import io
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, BinaryIO
+
+import redis
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy.orm import Session
+
+from app.core.auth import Principal, ensure_project_visible, ensure_visible
+from app.core.errors import AppError, ErrorCode, invalid, not_found
+from app.core.naming import slugify
+from app.core.redis import get_redis
+from app.core.settings import get_settings
+from app.core.storage import UnsafeKey, check_key, get_storage
+from app.core.tasks import Queue, TaskName, send_task
+from app.core.workers import live_workers
+from app.inference import protocol
+from app.model_registry.deployments import active_model, deployed_tasks
+from app.model_registry.service import get_model
+from app.models import ModelStatus, RegisteredModel
+from app.projects.service import get_project
+
+JOB_CHUNK = 16
+MAX_WAIT_SECONDS = 600
+JOB_TTL_SECONDS = 24 * 3600
+
+
+@lru_cache
+def _waiting_client(url: str) -> redis.Redis:
+    """For blocking pops: the shared client's socket timeout is shorter than a cold model load."""
+    return redis.Redis.from_url(url, socket_timeout=MAX_WAIT_SECONDS + 10, socket_connect_timeout=5)
+
+
+def blpop(key: str, timeout: float) -> bytes | str | None:
+    popped = _waiting_client(get_settings().resolved_redis_url).blpop([key], timeout=timeout)
+    return None if popped is None else popped[1]
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    file: BinaryIO
+
+
+@dataclass(frozen=True)
+class Params:
+    conf: float
+    iou: float
+    imgsz: int | None
+    max_det: int
+    top_k: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "conf": self.conf,
+            "iou": self.iou,
+            "imgsz": self.imgsz,
+            "max_det": self.max_det,
+            "top_k": self.top_k,
+        }
+
+
+def resolve_model(
+    session: Session, principal: Principal, model_id: int | None, project_id: int | None, task: str | None
+) -> RegisteredModel:
+    """`model_id`, or the project's active model (for `task`, or its only deployed task); it must be
+    ready, of the project when one is given, and of `task` when one is given."""
+    if model_id is not None:
+        model = get_model(session, model_id, principal=principal)
+        if project_id is not None and model.project_id != project_id:
+            raise invalid("model_id", f"model {model_id} belongs to another project")
+    else:
+        if project_id is None:
+            raise invalid("model_id", "give model_id, or project_id to use the project's active model")
+        ensure_project_visible(principal, project_id)
+        get_project(session, project_id)
+        tasks = [task] if task is not None else deployed_tasks(session, project_id)
+        found = active_model(session, project_id, tasks[0]) if len(tasks) == 1 else None
+        if found is None:
+            what = f"an active {task} model" if task else "exactly one active model (give task)"
+            raise AppError(409, ErrorCode.CONFLICT, f"project {project_id} has no {what}")
+        model = found
+    if task is not None and task != model.task_type:
+        raise invalid("task", f"model {model.id} is a {model.task_type} model, not {task}")
+    if model.status != ModelStatus.READY:
+        raise AppError(409, ErrorCode.MODEL_NOT_READY, f"model {model.id} is {model.status}, not ready")
+    return model
+
+
+def read_upload(upload: Upload) -> bytes:
+    """The file's bytes once its size and header pass (full decoding happens on the worker)."""
+    settings = get_settings()
+    limit = int(settings.inference_max_image_mb * 2**20)
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise AppError(
+            413, ErrorCode.IMAGE_TOO_LARGE, f"{upload.name}: larger than {settings.inference_max_image_mb} MB"
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise AppError(422, ErrorCode.INVALID_IMAGE, f"{upload.name}: not an image ({exc})") from exc
+    if width * height > settings.inference_max_pixels:
+        raise AppError(
+            413,
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"{upload.name}: {width}x{height} exceeds {settings.inference_max_pixels} pixels",
+        )
+    return data
+
+
+def check_storage_key(key: str) -> str:
+    try:
+        check_key(key)
+    except UnsafeKey as exc:
+        raise invalid("keys", str(exc)) from exc
+    if not get_storage().exists(key):
+        raise invalid("keys", f"no image at storage key {key!r}", 404)
+    return key
+
+
+def images_of(uploads: list[Upload], keys: list[str]) -> list[dict[str, Any]]:
+    if not uploads and not keys:
+        raise invalid("files", "send at least one image (files) or storage key (keys)")
+    inline = [{"name": u.name, "data": base64.b64encode(read_upload(u)).decode()} for u in uploads]
+    return inline + [{"name": k, "key": check_storage_key(k)} for k in keys]
+
+
+def predict(
+    model: RegisteredModel, images: list[dict[str, Any]], params: Params, timeout: float
+) -> dict[str, Any]:
+    """Queue the request and wait for its answer (504 when no worker answers in time)."""
+    started = time.perf_counter()
+    request_id = uuid.uuid4().hex
+    reply_key = protocol.reply_key(request_id)
+    now = time.time()
+    payload = {
+        "request_id": request_id,
+        "reply_key": reply_key,
+        "sent_at": now,
+        "deadline": now + timeout,
+        "model": protocol.model_ref(model),
+        "images": images,
+        "params": params.as_dict(),
+    }
+    send_task(TaskName.INFER, [payload], Queue.INFERENCE)
+    raw = blpop(reply_key, timeout)
+    if raw is None:
+        raise AppError(504, ErrorCode.INFERENCE_TIMEOUT, f"no worker answered within {timeout:g} s")
+    reply: dict[str, Any] = json.loads(raw)
+    if not reply.get("ok"):
+        raise AppError(int(reply["status"]), ErrorCode(reply["code"]), str(reply["detail"]))
+    reply.pop("ok")
+    reply["request_id"] = request_id
+    reply["timing_ms"]["round_trip"] = round((time.perf_counter() - started) * 1000, 3)
+    return reply
+
+
+# Inference jobs (large batches) -----------------------------------------------------------------
+def submit_job(
+    model: RegisteredModel, uploads: list[Upload], keys: list[str], params: Params
+) -> dict[str, Any]:
+    """Store the images, queue them in chunks; answers collect under the job's results key."""
+    job_id = uuid.uuid4().hex
+    storage = get_storage()
+    items: list[dict[str, Any]] = []
+    for i, upload in enumerate(uploads):
+        key = f"inference/jobs/{job_id}/inputs/{i:05d}-{slugify(upload.name) or 'image'}"
+        storage.put_bytes(key, read_upload(upload))
+        items.append({"name": upload.name, "key": key})
+    items += [{"name": k, "key": check_storage_key(k)} for k in keys]
+    if not items:
+        raise invalid("files", "send at least one image (files) or storage key (keys)")
+    chunks = [items[i : i + JOB_CHUNK] for i in range(0, len(items), JOB_CHUNK)]
+    state = {
+        "id": job_id,
+        "model_id": model.id,
+        "project_id": model.project_id,
+        "images": len(items),
+        "chunks": len(chunks),
+        "created_at": time.time(),
+    }
+    client = get_redis()
+    client.set(protocol.job_key(job_id), json.dumps(state), ex=JOB_TTL_SECONDS)
+    results_key = protocol.job_key(job_id) + ":results"
+    now = time.time()
+    for number, chunk in enumerate(chunks):
+        payload = {
+            "request_id": f"{job_id}-{number}",
+            "reply_key": results_key,
+            "reply_ttl": JOB_TTL_SECONDS,
+            "chunk": number,
+            "sent_at": now,
+            "deadline": now + JOB_TTL_SECONDS,
+            "model": protocol.model_ref(model),
+            "images": chunk,
+            "params": params.as_dict(),
+        }
+        send_task(TaskName.INFER, [payload], Queue.INFERENCE)
+    return job_status(job_id)
+
+
+def job_status(job_id: str, principal: Principal | None = None, with_results: bool = False) -> dict[str, Any]:
+    client = get_redis()
+    raw = client.get(protocol.job_key(job_id))
+    if raw is None:
+        raise not_found("inference job", job_id)
+    state: dict[str, Any] = json.loads(raw)
+    if principal is not None:
+        ensure_visible(principal, int(state.get("project_id", 0)), "inference job", job_id)
+    replies = [json.loads(r) for r in client.lrange(protocol.job_key(job_id) + ":results", 0, -1)]
+    failed = [r for r in replies if not r.get("ok")]
+    done = len(replies)
+    status = "queued" if done == 0 else "running" if done < state["chunks"] else "completed"
+    if failed and done == state["chunks"]:
+        status = "failed" if len(failed) == done else "completed_with_errors"
+    state.update(
+        status=status,
+        chunks_done=done,
+        progress=round(done / state["chunks"], 4),
+        errors=[{k: r.get(k) for k in ("status", "code", "detail")} for r in failed],
+    )
+    if with_results:
+        ordered = sorted((r for r in replies if r.get("ok")), key=lambda r: int(r.get("chunk", 0)))
+        state["results"] = [item for r in ordered for item in r["results"]]
+    return state
+
+
+# Worker model caches ---------------------------------------------------------------------------
+def _live_worker(worker_id: str) -> dict[str, Any]:
+    for worker in live_workers(get_redis()):
+        if worker.get("id") == worker_id:
+            return worker
+    raise not_found("worker", worker_id)
+
+
+def worker_models(worker_id: str) -> dict[str, Any]:
+    """What the worker last published about its model cache."""
+    _live_worker(worker_id)
+    raw = get_redis().get(protocol.models_key(worker_id))
+    state: dict[str, Any] = json.loads(raw) if raw else {"worker": worker_id, "models": []}
+    return state
+
+
+def control_worker(worker_id: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Send a control message to one worker and wait for its answer."""
+    _live_worker(worker_id)
+    reply_key = protocol.reply_key(uuid.uuid4().hex)
+    client = get_redis()
+    client.rpush(protocol.control_key(worker_id), protocol.encode({**message, "reply_key": reply_key}))
+    raw = blpop(reply_key, math.ceil(timeout))
+    if raw is None:
+        raise AppError(
+            504, ErrorCode.INFERENCE_TIMEOUT, f"worker {worker_id} did not answer in {timeout:g} s"
+        )
+    reply: dict[str, Any] = json.loads(raw)
+    if not reply.get("ok"):
+        raise AppError(int(reply["status"]), ErrorCode(reply["code"]), str(reply["detail"]))
+    return reply

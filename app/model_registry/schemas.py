@@ -1,0 +1,79 @@
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.training.schemas import TaskType
+
+
+class Lineage(BaseModel):
+    job_id: int | None
+    dataset_path: str | None
+    dataset_version_id: int | None
+    dataset_manifest_sha256: str | None
+    parent_model_id: int | None
+    config: dict[str, Any]
+    package_versions: dict[str, str]
+
+
+class ModelRead(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: int
+    name: str
+    project_id: int
+    project: str
+    framework: str
+    task_type: str
+    format: str
+    architecture: str
+    status: str
+    status_reason: str | None
+    weights_key: str
+    exported_key: str | None
+    size_bytes: int | None
+    imgsz: int | None
+    class_names: list[str]
+    best_epoch: int | None
+    metrics: dict[str, float]
+    lineage: Lineage
+    job_status: str
+    validated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModelPage(BaseModel):
+    items: list[ModelRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeploymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_id: int
+    task_type: TaskType | None = Field(default=None, description="must match the model's task when given")
+
+
+class DeploymentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: int
+    task_type: str
+    action: str
+    model_id: int | None
+    previous_model_id: int | None
+    created_at: datetime
+
+
+class DeploymentState(BaseModel):
+    """The active model of a project for one task, and how it got there (newest first)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    project_id: int
+    task_type: str
+    active_model: ModelRead | None
+    history: list[DeploymentRead]

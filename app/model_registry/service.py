@@ -1,0 +1,243 @@
+"""The model registry: register a job's weights (upsert by job), query, download, export-best.
+
+A job that completes (or stops with a best checkpoint) registers its model in the same transaction as
+its terminal status; a worker then loads the weights and predicts once (`trainyard.validate_model` on
+the inference queue) and marks the model `ready`, or `failed` with the reason.
+"""
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.auth import Principal, ensure_visible
+from app.core.db import on_commit
+from app.core.errors import invalid, not_found
+from app.core.settings import get_settings
+from app.core.storage import LocalStorage, get_storage
+from app.core.tasks import Queue, TaskName, send_task
+from app.models import ModelStatus, Project, RegisteredModel, TrainingJob
+from app.models.base import utcnow
+
+log = logging.getLogger("app.backend")
+
+PACKAGES = ("ultralytics", "torch")
+
+
+def register_job(session: Session, job: TrainingJob) -> RegisteredModel | None:
+    """Upsert the model of a finished job (the caller holds the job's row lock); None without best.pt."""
+    if not job.best_checkpoint:
+        return None
+    results = job.results or {}
+    info: dict[str, Any] = results.get("model_info") or {}
+    best_epoch, best_metrics = _best_event(session, job)
+    model = session.scalar(select(RegisteredModel).where(RegisteredModel.job_id == job.id))
+    if model is None:
+        model = RegisteredModel(job_id=job.id, project=job.project)
+        session.add(model)
+    weights_changed = model.weights_key != job.best_checkpoint or model.job_status != job.status
+    model.name = job.name
+    model.framework = job.framework
+    model.task_type = job.task_type
+    model.format = "pt"
+    model.architecture = job.model_name
+    model.weights_key = job.best_checkpoint
+    model.size_bytes = _size(job.best_checkpoint)
+    model.imgsz = _int(info.get("imgsz", job.config.get("imgsz")))
+    model.class_names = list(info.get("class_names") or dataset_class_names(job))
+    model.best_epoch = results.get("best_epoch", best_epoch)
+    model.metrics = dict(results.get("best_metrics") or best_metrics)
+    model.dataset_path = job.dataset_path
+    model.dataset_version_id = job.dataset_version_id
+    model.dataset_manifest_sha256 = job.dataset_manifest_sha256
+    # Fine-tuning from a registered model is not a job field yet; picked up once it is.
+    model.parent_model_id = getattr(job, "checkpoint_model_id", None)
+    model.config = dict(job.config)
+    model.package_versions = dict(info.get("package_versions") or installed_versions())
+    model.job_status = job.status
+    if weights_changed and model.id is not None:
+        model.revision += 1
+    if weights_changed or model.status != ModelStatus.READY:
+        model.status = ModelStatus.PENDING
+        model.status_reason = None
+        model.validated_at = None
+    session.flush()
+    model_id = model.id
+    on_commit(session, lambda: _request_validation(model_id))
+    return model
+
+
+def _request_validation(model_id: int) -> None:
+    try:
+        send_task(TaskName.VALIDATE_MODEL, [model_id], Queue.INFERENCE)
+    except Exception:
+        # The model stays `pending`; POST /models/{id}/validate asks again.
+        log.warning("could not queue the validation of model %s", model_id, exc_info=True)
+
+
+def request_validation(
+    session: Session, model_id: int, principal: Principal | None = None
+) -> RegisteredModel:
+    """Ask a worker (again) to load and run the model."""
+    model = get_model(session, model_id, principal=principal)
+    on_commit(session, lambda: _request_validation(model_id))
+    return model
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _size(key: str) -> int | None:
+    try:
+        return get_storage().size(key)
+    except Exception:
+        return None
+
+
+def _best_event(session: Session, job: TrainingJob) -> tuple[int | None, dict[str, float]]:
+    """Epoch and metrics of the job's last `best` checkpoint event (a stopped job has no results)."""
+    from app.core.events import EventType
+    from app.models import JobEvent
+
+    stmt = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job.id, JobEvent.type == EventType.CHECKPOINT)
+        .order_by(JobEvent.seq.desc())
+    )
+    for event in session.scalars(stmt):
+        if event.data.get("kind") == "best":
+            return event.data.get("epoch"), dict(event.data.get("metrics") or {})
+    return None, {}
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of the training packages in this process (the worker's, when it registers)."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def dataset_class_names(job: TrainingJob) -> list[str]:
+    """Class names from the job's dataset: data.yaml `names`, or the train/<class> folders."""
+    if not job.dataset_path:
+        return []
+    folder = Path(job.dataset_path)
+    if not folder.is_absolute():
+        folder = get_settings().resolved_storage_root / folder
+    try:
+        if job.task_type == "classification":
+            return sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+        names = yaml.safe_load((folder / "data.yaml").read_text()).get("names")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def get_model(
+    session: Session, model_id: int, *, for_update: bool = False, principal: Principal | None = None
+) -> RegisteredModel:
+    """The model; 404 also when `principal` does not cover its project (as if it did not exist)."""
+    stmt = select(RegisteredModel).where(RegisteredModel.id == model_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=RegisteredModel).execution_options(populate_existing=True)
+    model = session.execute(stmt).unique().scalar_one_or_none()
+    if model is None:
+        raise not_found("model", model_id)
+    if principal is not None:
+        ensure_visible(principal, model.project_id, "model", model_id)
+    return model
+
+
+@dataclass(frozen=True)
+class ModelFilter:
+    project: str | None = None
+    project_id: int | None = None
+    task: str | None = None
+    status: str | None = None
+    metric: str = "mAP50-95"
+    min_metric: float | None = None
+
+
+def list_models(
+    session: Session, where: ModelFilter, limit: int, offset: int, principal: Principal | None = None
+) -> tuple[list[RegisteredModel], int]:
+    """Newest first; `min_metric` applies to `metric` (models without that metric are left out); only
+    the projects `principal` covers."""
+    stmt = select(RegisteredModel).join(Project)
+    if principal is not None:
+        stmt = stmt.where(principal.project_filter(RegisteredModel.project_id))
+    if where.project is not None:
+        stmt = stmt.where(Project.name == where.project)
+    if where.project_id is not None:
+        stmt = stmt.where(RegisteredModel.project_id == where.project_id)
+    if where.task is not None:
+        stmt = stmt.where(RegisteredModel.task_type == where.task)
+    if where.status is not None:
+        stmt = stmt.where(RegisteredModel.status == where.status)
+    rows = list(session.scalars(stmt.order_by(RegisteredModel.id.desc())).unique())
+    if where.min_metric is not None:
+        # Metric names vary by task; JSON paths differ by dialect. Registries are small: filter here.
+        threshold = where.min_metric
+        rows = [m for m in rows if _metric(m, where.metric) >= threshold]
+    return rows[offset : offset + limit], len(rows)
+
+
+def _metric(model: RegisteredModel, name: str) -> float:
+    value = model.metrics.get(name)
+    return float(value) if isinstance(value, int | float) else float("-inf")
+
+
+def weights_key(model: RegisteredModel) -> str:
+    """The exported copy when there is one (it survives the job folder), else the job's best.pt."""
+    return model.exported_key or model.weights_key
+
+
+def local_weights(model: RegisteredModel) -> Path | None:
+    """The weights as a local file when storage is local; None for S3 (callers redirect)."""
+    storage = get_storage()
+    key = weights_key(model)
+    if not storage.exists(key):
+        raise invalid("model_id", f"the weights of model {model.id} are missing from storage", 409)
+    return storage.path(key) if isinstance(storage, LocalStorage) else None
+
+
+def export_best(session: Session, model_id: int, principal: Principal | None = None) -> RegisteredModel:
+    """Copy the best checkpoint to the model's stable key (idempotent)."""
+    model = get_model(session, model_id, for_update=True, principal=principal)
+    storage = get_storage()
+    if not storage.exists(model.weights_key):
+        raise invalid("model_id", f"the best checkpoint of model {model.id} is missing from storage", 409)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = storage.get_file(model.weights_key, Path(tmp) / "best.pt")
+        model.size_bytes = storage.put_file(model.stable_key, local)
+    if model.exported_key != model.stable_key:
+        model.revision += 1
+    model.exported_key = model.stable_key
+    model.updated_at = utcnow()
+    session.flush()
+    return model
+
+
+def mark_validated(session: Session, model_id: int, ok: bool, reason: str | None, names: list[str]) -> None:
+    """A worker's verdict on the model's weights (called by the validation task)."""
+    model = session.get(RegisteredModel, model_id)
+    if model is None:
+        return
+    model.status = ModelStatus.READY if ok else ModelStatus.FAILED
+    model.status_reason = reason
+    model.validated_at = utcnow()
+    if ok and names and not model.class_names:
+        model.class_names = names

@@ -1,0 +1,191 @@
+"""Warm inference through Trainyard (REST -> inference queue -> worker -> reply key -> response) against a
+direct `model.predict` on the same images, in the same run: p50/p99 latency of one image and images/s for
+a batch of 64, both ways. Real processes (API, one CPU worker) on a SQLite file and a private Redis.
+
+    .venv/bin/python bench/bench_inference.py [--requests 100] [--imgsz 320]
+
+The model is YOLO11n (random weights: the cost of a forward pass does not depend on what it learned),
+registered as `ready` and warmed in the worker's cache before anything is timed. Both sides decode the
+same JPEG bytes; the direct side runs in this process while the worker is idle, and vice versa.
+"""
+
+import argparse
+import io
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.core import migrate
+from app.core.db import Database
+from app.models import ModelStatus, Project, RegisteredModel
+from tests.conftest import make_api_key
+from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+from tests.faults.conftest import PrivateRedis
+from workers.ultralytics.offline import prepare_offline
+
+
+def images(count: int, seed: int = 0) -> list[bytes]:
+    """640x480 JPEGs: a few filled shapes on a noisy background."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        image = Image.effect_noise((640, 480), 40).convert("RGB")
+        draw = ImageDraw.Draw(image)
+        for _ in range(4):
+            x, y = rng.randint(0, 560), rng.randint(0, 400)
+            draw.rectangle(
+                [x, y, x + rng.randint(20, 80), y + rng.randint(20, 80)],
+                fill=(rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)),
+            )
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        out.append(buffer.getvalue())
+    return out
+
+
+def register(database_url: str, storage: Path, weights: Path, names: list[str], imgsz: int) -> int:
+    key = "projects/bench/model/registry/yolo11n/best.pt"
+    (storage / key).parent.mkdir(parents=True, exist_ok=True)
+    (storage / key).write_bytes(weights.read_bytes())
+    db = Database(database_url)
+    with db.session() as session:
+        project = Project(name="bench", slug="bench")
+        model = RegisteredModel(
+            project=project,
+            name="yolo11n-random",
+            framework="ultralytics",
+            task_type="detection",
+            architecture="yolo11n",
+            weights_key=key,
+            size_bytes=weights.stat().st_size,
+            imgsz=imgsz,
+            class_names=names,
+            metrics={},
+            config={},
+            package_versions={},
+            job_status="completed",
+            status=ModelStatus.READY,
+        )
+        session.add(model)
+        session.flush()
+        model_id = model.id
+    db.dispose()
+    return model_id
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def via_api(http: httpx.Client, model_id: int, batch: list[bytes], imgsz: int) -> dict[str, Any]:
+    files = [("files", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(batch)]
+    response = http.post(
+        "/api/v1/inference",
+        files=files,
+        data={"model_id": str(model_id), "imgsz": str(imgsz), "conf": "0.25"},
+    )
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def direct(model: Any, batch: list[bytes], imgsz: int) -> Any:
+    decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in batch]
+    return model.predict(decoded, imgsz=imgsz, conf=0.25, device="cpu", verbose=False)
+
+
+def timed(call: Any, runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--imgsz", type=int, default=320)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="bench-inference-"))
+    prepare_offline(root / "ultralytics")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(root / "ultralytics"))
+    from ultralytics import YOLO
+
+    weights = root / "yolo11n.pt"
+    YOLO("yolo11n.yaml").save(weights)
+    model = YOLO(str(weights), task="detect")
+    names = [str(model.names[k]) for k in sorted(model.names)]
+
+    database_url = f"sqlite:///{root / 'trainyard.db'}"
+    migrate.upgrade(database_url)
+    db = Database(database_url)
+    key = make_api_key(db)
+    db.dispose()
+    storage = root / "data" / "storage"
+    model_id = register(database_url, storage, weights, names, args.imgsz)
+    redis_server = PrivateRedis(root)
+    redis_server.start()
+    env = {
+        "TRAINYARD_DATA_DIR": str(root / "data"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "TRAINYARD_MAX_BODY_MB": "64",
+    }
+    pictures = images(64)
+    port = free_port()
+    try:
+        with (
+            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
+            running([*TRAINYARD, "worker", "--device", "cpu", "--name", "bench"], env, root / "worker.log"),
+            httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=300, headers={"Authorization": f"Bearer {key}"}
+            ) as http,
+        ):
+            wait_for(f"http://127.0.0.1:{port}/health", root / "worker.log", workers=1)
+            for i in range(5):  # warm both sides: the worker's cache, this process's model
+                via_api(http, model_id, [pictures[i]], args.imgsz)
+                direct(model, [pictures[i]], args.imgsz)
+
+            counter = iter(range(10**9))
+            api_ms = timed(
+                lambda: via_api(http, model_id, [pictures[next(counter) % 64]], args.imgsz), args.requests
+            )
+            counter = iter(range(10**9))
+            direct_ms = timed(
+                lambda: direct(model, [pictures[next(counter) % 64]], args.imgsz), args.requests
+            )
+            api_batch = timed(lambda: via_api(http, model_id, pictures, args.imgsz), 3)
+            direct_batch = timed(lambda: direct(model, pictures, args.imgsz), 3)
+    finally:
+        redis_server.stop()
+
+    api_p50, direct_p50 = statistics.median(api_ms), statistics.median(direct_ms)
+    print(f"YOLO11n, CPU, imgsz {args.imgsz}, {args.requests} single-image requests, 640x480 JPEG")
+    print(f"{'':28}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'REST -> queue -> worker':28}{api_p50:10.2f}{percentile(api_ms, 99):10.2f}")
+    print(f"{'direct model.predict':28}{direct_p50:10.2f}{percentile(direct_ms, 99):10.2f}")
+    print(f"p50 overhead {api_p50 - direct_p50:+.2f} ms, ratio {api_p50 / direct_p50:.3f}")
+    api_ips = 64 / (min(api_batch) / 1000)
+    direct_ips = 64 / (min(direct_batch) / 1000)
+    print(
+        f"batch of 64 (best of 3): REST {api_ips:.1f} images/s, direct {direct_ips:.1f} images/s, "
+        f"ratio {api_ips / direct_ips:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

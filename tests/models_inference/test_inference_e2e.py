@@ -1,0 +1,282 @@
+"""Models and inference for real: API + worker processes on a SQLite file and the test Redis. Two tiny
+models are trained (a detector and a classifier), registered with their lineage, validated by the worker
+(status `ready`), deployed, and used through POST /inference; the worker's model cache (one model at a
+time here) hits, evicts and unloads; bad input gets problem+json and the worker keeps serving.
+"""
+
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from PIL import Image
+
+from app.core import migrate
+from app.core.db import Database
+from tests.conftest import REDIS_URL, make_api_key
+from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+from tests.factories import make_yolo_dataset
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+WORKER = "infer-e2e"
+
+
+@dataclass
+class Stack:
+    url: str
+    http: httpx.Client
+    storage: Path
+    root: Path
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        response = self.http.get(path, **kwargs)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def infer(self, images: list[tuple[str, bytes]], **form: Any) -> httpx.Response:
+        files = [("files", (name, data, "application/octet-stream")) for name, data in images]
+        return self.http.post("/api/v1/inference", files=files, data={k: str(v) for k, v in form.items()})
+
+
+def make_classes_dataset(root: Path, per_class: int = 8, size: int = 32) -> Path:
+    """ImageFolder layout (train/<class>/, val/<class>/): red and blue squares on grey."""
+    for split, count in (("train", per_class), ("val", 2)):
+        for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                image = Image.new("RGB", (size, size), (90 + i, 90, 90))
+                image.paste(colour, (4 + i % 4, 4, size - 4, size - 4 - i % 3))
+                image.save(folder / f"{i}.jpg")
+    return root
+
+
+def jpeg(size: tuple[int, int] = (64, 64), colour: tuple[int, int, int] = (200, 20, 20)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("inference")
+    database_url = f"sqlite:///{root / 'trainyard.db'}"
+    migrate.upgrade(database_url)
+    db = Database(database_url)
+    key = make_api_key(db)
+    db.dispose()
+    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        "TRAINYARD_DATA_DIR": str(root / "data"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+        "TRAINYARD_MODEL_CACHE_SIZE": "1",  # so the two models evict each other
+        "TRAINYARD_INFERENCE_MAX_PIXELS": "1000000",
+    }
+    port = free_port()
+    with (
+        running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
+        running([*TRAINYARD, "worker", "--device", "cpu", "--name", WORKER], env, root / "worker.log"),
+    ):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", root / "worker.log", workers=1)
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+            yield Stack(url, http, root / "data" / "storage", root)
+
+
+def train(stack: Stack, name: str, task: str, model: str, dataset: Path, imgsz: int) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "project": "vision",
+        "task_type": task,
+        "model_name": model,
+        "dataset_path": str(dataset),
+        "config": {"epochs": 1, "imgsz": imgsz, "batch": 4, "workers": 0, "plots": False},
+    }
+    response = stack.http.post("/api/v1/training/jobs", json=body)
+    assert response.status_code == 201, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_until(check: Any, what: str, stack: Stack, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    log = (stack.root / "worker.log").read_text(errors="replace")[-4000:]
+    raise TimeoutError(f"{what}; worker log:\n{log}")
+
+
+@pytest.fixture(scope="module")
+def models(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """A detector and a classifier, trained, registered and validated (`ready`) by the worker."""
+    base = tmp_path_factory.mktemp("data")
+    shapes = make_yolo_dataset(base / "shapes", train=8, val=4, size=64)
+    classes = make_classes_dataset(base / "classes")
+    jobs = {
+        "detection": train(stack, "detector", "detection", "yolo11n", shapes, 64),
+        "classification": train(stack, "classifier", "classification", "yolo11n", classes, 32),
+    }
+    found: dict[str, dict[str, Any]] = {}
+    for task, job in jobs.items():
+
+        def ready(job_id: int = job["id"]) -> dict[str, Any] | None:
+            current = stack.get(f"/api/v1/training/jobs/{job_id}")
+            assert current["status"] not in {"failed", "cancelled"}, current
+            items = stack.get("/api/v1/models", params={"project": "vision"})["items"]
+            model = next((m for m in items if m["lineage"]["job_id"] == job_id), None)
+            assert model is None or model["status"] != "failed", model
+            return model if model is not None and model["status"] == "ready" else None
+
+        found[task] = wait_until(ready, f"the {task} model never became ready", stack)
+    return found
+
+
+def test_registry_records_lineage_of_real_jobs(stack: Stack, models: dict[str, dict[str, Any]]) -> None:
+    detector, classifier = models["detection"], models["classification"]
+    assert detector["class_names"] == ["red", "blue"] and detector["imgsz"] == 64
+    assert sorted(classifier["class_names"]) == ["blue", "red"] and classifier["imgsz"] == 32
+    for model in (detector, classifier):
+        assert set(model["lineage"]["package_versions"]) == {"ultralytics", "torch"}
+        assert model["metrics"] and model["job_status"] == "completed"
+        assert model["lineage"]["config"]["epochs"] == 1
+        assert (stack.storage / model["weights_key"]).is_file()
+    weights = stack.http.get(f"/api/v1/models/{detector['id']}/weights")
+    assert (
+        weights.status_code == 200
+        and weights.content == (stack.storage / detector["weights_key"]).read_bytes()
+    )
+    # The same job registered once, whatever else happened.
+    assert stack.get("/api/v1/models", params={"project": "vision"})["total"] == 2
+
+
+def test_detection_and_classification_through_the_worker(
+    stack: Stack, models: dict[str, dict[str, Any]]
+) -> None:
+    detector, classifier = models["detection"], models["classification"]
+    project = detector["project_id"]
+    deployed = stack.http.post(f"/api/v1/projects/{project}/deployments", json={"model_id": detector["id"]})
+    assert deployed.status_code == 201, deployed.text
+
+    # No model_id: the project's active detection model. conf=0 so an undertrained model still boxes.
+    first = stack.infer(
+        [("a.jpg", jpeg()), ("b.jpg", jpeg(colour=(20, 20, 200)))],
+        project_id=project,
+        task="detection",
+        conf=0.0,
+        max_det=5,
+    )
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["model_id"] == detector["id"] and body["worker"] == WORKER and len(body["results"]) == 2
+    detection = body["results"][0]["detections"][0]
+    assert len(detection["box"]) == 4 and detection["class_name"] in {"red", "blue"}
+    assert 0.0 <= detection["confidence"] <= 1.0 and len(body["results"][0]["detections"]) <= 5
+    assert {"queue", "predict", "round_trip"} <= set(body["timing_ms"])
+
+    second = stack.infer([("a.jpg", jpeg())], model_id=detector["id"], conf=0.0).json()
+    assert second["cache_hit"] is True, "the second request for a model must not load it again"
+
+    classified = stack.infer([("r.jpg", jpeg((32, 32)))], model_id=classifier["id"], top_k=2)
+    assert classified.status_code == 200, classified.text
+    top = classified.json()["results"][0]["top_k"]
+    assert len(top) == 2 and {t["class_name"] for t in top} == {"red", "blue"}
+    assert abs(sum(t["confidence"] for t in top) - 1.0) < 1e-3
+
+
+def test_model_cache_hits_evicts_at_its_bound_and_unloads(
+    stack: Stack, models: dict[str, dict[str, Any]]
+) -> None:
+    detector, classifier = models["detection"], models["classification"]
+    assert stack.infer([("a.jpg", jpeg())], model_id=detector["id"]).status_code == 200
+    state = stack.get(f"/api/v1/workers/{WORKER}/models")
+    loads, evictions = state["loads"], state["evictions"]
+    assert [m["model_id"] for m in state["models"]] == [detector["id"]] and state["max_models"] == 1
+
+    assert stack.infer([("a.jpg", jpeg())], model_id=detector["id"]).json()["cache_hit"] is True
+    assert stack.get(f"/api/v1/workers/{WORKER}/models")["loads"] == loads
+
+    assert stack.infer([("a.jpg", jpeg((32, 32)))], model_id=classifier["id"]).json()["cache_hit"] is False
+    state = stack.get(f"/api/v1/workers/{WORKER}/models")
+    assert [m["model_id"] for m in state["models"]] == [classifier["id"]]
+    assert state["evictions"] == evictions + 1 and state["loads"] == loads + 1
+    assert stack.infer([("a.jpg", jpeg())], model_id=detector["id"]).json()["cache_hit"] is False
+
+    unloaded = stack.http.post(
+        f"/api/v1/workers/{WORKER}/models", json={"action": "unload", "model_id": detector["id"]}
+    )
+    assert unloaded.status_code == 200 and unloaded.json()["unloaded"] is True
+    assert stack.get(f"/api/v1/workers/{WORKER}/models")["models"] == []
+    loaded = stack.http.post(
+        f"/api/v1/workers/{WORKER}/models", json={"action": "load", "model_id": detector["id"]}
+    )
+    assert loaded.status_code == 200, loaded.text
+    assert stack.infer([("a.jpg", jpeg())], model_id=detector["id"]).json()["cache_hit"] is True
+
+
+def test_bad_input_is_refused_and_the_worker_keeps_serving(
+    stack: Stack, models: dict[str, dict[str, Any]]
+) -> None:
+    detector, classifier = models["detection"], models["classification"]
+
+    def problem(response: httpx.Response, status: int, code: str) -> None:
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == code
+
+    problem(
+        stack.infer([("notes.txt", b"hello, not an image")], model_id=detector["id"]), 422, "INVALID_IMAGE"
+    )
+    truncated = jpeg((64, 64))[:300]  # a valid header, then nothing: only a full decode notices
+    problem(stack.infer([("cut.jpg", truncated)], model_id=detector["id"]), 422, "INVALID_IMAGE")
+    problem(stack.infer([("huge.png", _png((1200, 1000)))], model_id=detector["id"]), 413, "IMAGE_TOO_LARGE")
+    problem(
+        stack.infer([("a.jpg", jpeg())], model_id=detector["id"], task="classification"),
+        422,
+        "VALIDATION_ERROR",
+    )
+    problem(
+        stack.infer([("a.jpg", jpeg())], model_id=detector["id"], project_id=detector["project_id"] + 99),
+        422,
+        "VALIDATION_ERROR",
+    )
+    problem(stack.infer([("a.jpg", jpeg())], model_id=424242), 404, "NOT_FOUND")
+    problem(stack.infer([], model_id=classifier["id"]), 422, "VALIDATION_ERROR")
+
+    after = stack.infer([("a.jpg", jpeg())], model_id=detector["id"])
+    assert after.status_code == 200, "the worker must keep serving after bad input"
+
+
+def test_a_large_batch_runs_as_an_inference_job(stack: Stack, models: dict[str, dict[str, Any]]) -> None:
+    detector = models["detection"]
+    files = [("files", (f"{i}.jpg", jpeg(), "image/jpeg")) for i in range(20)]
+    response = stack.http.post("/api/v1/inference/jobs", files=files, data={"model_id": str(detector["id"])})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["images"] == 20 and job["chunks"] == 2
+
+    def done() -> dict[str, Any] | None:
+        state: dict[str, Any] = stack.get(f"/api/v1/inference/jobs/{job['id']}")
+        return state if state["status"] == "completed" else None
+
+    assert wait_until(done, "the inference job never completed", stack, timeout=120)["progress"] == 1.0
+    results = stack.get(f"/api/v1/inference/jobs/{job['id']}/results")["results"]
+    assert [r["name"] for r in results] == [f"{i}.jpg" for i in range(20)]
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size).save(buffer, "PNG")
+    return buffer.getvalue()

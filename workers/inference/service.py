@@ -1,0 +1,254 @@
+"""The inference side of a worker: requests from the `inference` queue, model validation, the model
+cache and its control channel (load / unload / list, sent by the API to this worker through Redis).
+
+GPU sharing: training holds the device's lease for a whole job; an inference request takes the same
+lease for the duration of its predict, so the two never run on one GPU at once (TRAINYARD_INFERENCE_POLICY
+decides whether a request waits for it or goes to another worker). Before a job trains on a GPU, the
+cache is emptied, so warm models and a trainer never share its memory.
+"""
+
+import base64
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from app.core.db import Database
+from app.core.errors import ErrorCode
+from app.core.settings import Settings
+from app.core.storage import LocalStorage, Storage
+from app.core.tasks import Queue, TaskName
+from app.inference import protocol
+from workers.identity import WorkerIdentity
+from workers.inference.cache import ModelCache
+from workers.inference.predictor import InferenceError, decode, load_model, serialize
+from workers.lock import GpuLease
+
+log = logging.getLogger("operations.inference")
+
+MAX_HOPS = 3  # `other-worker`: how often a request may be handed on before it waits like `wait`
+
+
+class BusyDevice(Exception):
+    """`other-worker` policy: the GPU is training; the request was handed back to the queue."""
+
+
+class InferenceService:
+    def __init__(
+        self,
+        db: Database,
+        storage: Storage,
+        lease: GpuLease,
+        identity: WorkerIdentity,
+        settings: Settings,
+        client: redis.Redis,
+        training_active: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.lease = lease
+        self.identity = identity
+        self.settings = settings
+        self.redis = client
+        self.training_active = training_active
+        self.weights_dir = settings.resolved_data_dir / "model-cache" / identity.name
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = ModelCache(self._load, settings.model_cache_size, int(settings.model_cache_mb * 2**20))
+        self.cache.on_change = self.publish_cache
+        self._control: threading.Thread | None = None
+        self._done = threading.Event()
+
+    def _load(self, ref: dict[str, Any]) -> tuple[Any, int]:
+        started = time.perf_counter()
+        model, nbytes = load_model(ref, self.storage, self.weights_dir, self.identity.trainer_device)
+        log.info("loaded model %s in %.0f ms", ref["id"], (time.perf_counter() - started) * 1000)
+        return model, nbytes
+
+    # Requests ------------------------------------------------------------------------------------
+    def infer(self, payload: dict[str, Any]) -> None:
+        """Answer one request on its reply key, whatever happens (the worker keeps serving)."""
+        received = time.time()
+        if received > float(payload.get("deadline", received + 1)):
+            log.info("inference request %s expired in the queue; dropped", payload.get("request_id"))
+            return
+        try:
+            reply = self.run(payload, received)
+        except BusyDevice:
+            return
+        except InferenceError as exc:
+            reply = exc.reply()
+        except Exception as exc:
+            log.exception("inference request %s failed", payload.get("request_id"))
+            reply = {"ok": False, "status": 500, "code": ErrorCode.INTERNAL_ERROR, "detail": str(exc)[:500]}
+        if "chunk" in payload:
+            reply["chunk"] = payload["chunk"]  # one chunk of an inference job
+        key = payload["reply_key"]
+        pipe = self.redis.pipeline()
+        pipe.rpush(key, protocol.encode(reply))
+        pipe.expire(key, int(payload.get("reply_ttl", protocol.REPLY_TTL_SECONDS)))
+        pipe.execute()
+
+    def run(self, payload: dict[str, Any], received: float | None = None) -> dict[str, Any]:
+        received = received or time.time()
+        started = time.perf_counter()
+        images = [self._image(item) for item in payload["images"]]
+        decoded = time.perf_counter()
+        ref, params = payload["model"], payload.get("params", {})
+        with self.device(payload):
+            entry, hit = self.cache.get(ref)
+            loaded = time.perf_counter()
+            results = entry.model.predict(
+                images,
+                conf=params.get("conf", 0.25),
+                iou=params.get("iou", 0.7),
+                imgsz=params.get("imgsz") or ref.get("imgsz") or 640,
+                max_det=params.get("max_det", 300),
+                device=self.identity.trainer_device,
+                verbose=False,
+            )
+        predicted = time.perf_counter()
+        top_k = int(params.get("top_k", 5))
+        items = [
+            {"name": item.get("name"), **serialize(r, ref["task"], top_k)}
+            for item, r in zip(payload["images"], results, strict=True)
+        ]
+        return {
+            "ok": True,
+            "model_id": ref["id"],
+            "task": ref["task"],
+            "worker": self.identity.name,
+            "cache_hit": hit,
+            "results": items,
+            "timing_ms": {
+                "queue": round((received - float(payload.get("sent_at", received))) * 1000, 3),
+                "decode": round((decoded - started) * 1000, 3),
+                "load": round((loaded - decoded) * 1000, 3),
+                "predict": round((predicted - loaded) * 1000, 3),
+                "worker_total": round((time.perf_counter() - started) * 1000, 3),
+            },
+        }
+
+    def _image(self, item: dict[str, Any]) -> Any:
+        name = str(item.get("name") or item.get("key") or "image")
+        if "data" in item:
+            data = base64.b64decode(item["data"])
+        else:
+            key = str(item["key"])
+            if isinstance(self.storage, LocalStorage):
+                data = self.storage.path(key).read_bytes()
+            else:
+                local = self.weights_dir / "inputs" / Path(key).name
+                data = self.storage.get_file(key, local).read_bytes()
+                local.unlink(missing_ok=True)
+        max_bytes = self.settings.inference_max_image_mb * 2**20
+        if len(data) > max_bytes:
+            raise InferenceError(413, ErrorCode.IMAGE_TOO_LARGE, f"{name}: larger than {max_bytes:.0f} bytes")
+        return decode(name, data, self.settings.inference_max_pixels)
+
+    @contextlib.contextmanager
+    def device(self, payload: dict[str, Any]) -> Iterator[None]:
+        """Hold the GPU's lease while predicting (training holds it for whole jobs)."""
+        remaining = max(1.0, float(payload.get("deadline", time.time() + 30)) - time.time())
+        timeout = int(min(remaining, self.settings.lease_ttl_seconds))
+        if self.settings.inference_policy == "other-worker" and int(payload.get("hops", 0)) < MAX_HOPS:
+            if not self.lease.lock.acquire(blocking=False):
+                self._hand_on(payload)
+                raise BusyDevice
+        elif not self.lease.acquire(timeout=max(1, timeout)):
+            raise InferenceError(
+                503, ErrorCode.INFERENCE_TIMEOUT, "the GPU stayed busy (training) until the deadline"
+            )
+        try:
+            yield
+        finally:
+            self.lease.release()
+
+    def _hand_on(self, payload: dict[str, Any]) -> None:
+        from workers.celery_app import celery_app
+
+        log.info("GPU busy with training; handing inference request %s on", payload.get("request_id"))
+        hopped = {**payload, "hops": int(payload.get("hops", 0)) + 1}
+        celery_app.send_task(TaskName.INFER, args=[hopped], queue=Queue.INFERENCE, countdown=0.2)
+
+    # Validation ----------------------------------------------------------------------------------
+    def validate(self, model_id: int) -> None:
+        """Load the registered model and predict once; record `ready` or `failed` with the reason."""
+        from app.inference.protocol import model_ref
+        from app.model_registry.service import get_model, mark_validated
+
+        with self.db.session() as session:
+            ref = model_ref(get_model(session, model_id))
+        ok, reason, names = True, None, list(ref["class_names"])
+        try:
+            with self.device({"deadline": time.time() + self.settings.lease_ttl_seconds}):
+                entry, _ = self.cache.get(ref)
+            names = names or [str(entry.model.names[k]) for k in sorted(entry.model.names)]
+        except InferenceError as exc:
+            ok, reason = False, exc.detail
+        with self.db.session() as session:
+            mark_validated(session, model_id, ok, reason, names)
+        log.info("model %s validated: %s", model_id, "ready" if ok else reason)
+
+    # GPU sharing ---------------------------------------------------------------------------------
+    def before_training(self) -> None:
+        """Free the GPU's memory for the trainer: no two tenants on one device."""
+        if self.identity.device != "cpu" and self.cache.clear():
+            log.info("model cache emptied for a training job on GPU %s", self.identity.device)
+
+    # Control channel -----------------------------------------------------------------------------
+    def publish_cache(self) -> None:
+        state = {"worker": self.identity.name, "updated_at": time.time(), **self.cache.snapshot()}
+        with contextlib.suppress(redis.RedisError):
+            self.redis.set(protocol.models_key(self.identity.name), json.dumps(state), ex=3600)
+
+    def start_control(self) -> None:
+        if self._control is None:
+            self.publish_cache()
+            self._control = threading.Thread(target=self._serve_control, name="model-control", daemon=True)
+            self._control.start()
+
+    def stop_control(self) -> None:
+        self._done.set()
+
+    def _serve_control(self) -> None:
+        key = protocol.control_key(self.identity.name)
+        while not self._done.is_set():
+            try:
+                popped = self.redis.blpop([key], timeout=2)
+            except redis.RedisError:
+                time.sleep(1)
+                continue
+            if popped is not None:
+                self.control(json.loads(popped[1]))
+
+    def control(self, message: dict[str, Any]) -> None:
+        """`load` (pre-warm) or `unload` a model, or just `list`; the reply is the cache's state."""
+        reply: dict[str, Any] = {"ok": True}
+        try:
+            if message["action"] == "load" and self.identity.device != "cpu" and self.training_active():
+                reply = {
+                    "ok": False,
+                    "status": 409,
+                    "code": ErrorCode.CONFLICT,
+                    "detail": "the worker's GPU is training; load the model when it is done",
+                }
+            elif message["action"] == "load":
+                _, hit = self.cache.get(message["model"])
+                reply["already_loaded"] = hit
+            elif message["action"] == "unload":
+                reply["unloaded"] = self.cache.unload(int(message["model_id"]))
+        except InferenceError as exc:
+            reply = exc.reply()
+        except Exception as exc:
+            log.exception("model control message failed")
+            reply = {"ok": False, "status": 500, "code": ErrorCode.INTERNAL_ERROR, "detail": str(exc)[:500]}
+        reply["state"] = {"worker": self.identity.name, **self.cache.snapshot()}
+        if message.get("reply_key"):
+            self.redis.rpush(message["reply_key"], protocol.encode(reply))
+            self.redis.expire(message["reply_key"], protocol.REPLY_TTL_SECONDS)
