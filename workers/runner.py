@@ -63,6 +63,7 @@ class JobSpec:
     storage_prefix: str
     last_checkpoint: str | None
     dataset_version_id: int | None = None  # converted to a YOLO folder at claim time (workers/datasets.py)
+    checkpoint_path: str | None = None  # weights to start from instead of the model YAML
 
 
 class TrainingRunner:
@@ -111,6 +112,7 @@ class TrainingRunner:
                 job.storage_prefix,
                 job.last_checkpoint,
                 dataset_version_id=job.dataset_version_id,
+                checkpoint_path=job.checkpoint_path,
             )
 
 
@@ -204,6 +206,10 @@ class Attempt:
                 self.db, spec.dataset_version_id, spec.task_type, settings.resolved_storage_root
             )
             env["DATASET_PATH"] = str(folder)
+        if spec.checkpoint_path is not None:
+            # Fine-tuning: a fresh run (new optimizer, epoch 1) that starts from these weights.
+            start = self.storage.get_file(spec.checkpoint_path, self.run_dir / "start" / "weights.pt")
+            env["MODEL_SOURCE"] = str(start)
         if spec.attempt > 1 and spec.last_checkpoint and self.storage.exists(spec.last_checkpoint):
             resume = self.storage.get_file(spec.last_checkpoint, self.run_dir / "resume" / "last.pt")
             env["RESUME_FROM"] = str(resume)

@@ -28,6 +28,11 @@ class TrainingJob(Base):
         ForeignKey("dataset_versions.id", ondelete="SET NULL"), index=True
     )
     dataset_manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Trained from a checkpoint (not from the model YAML): the weights it started from and their
+    # origin. Plain ids, not foreign keys: lineage is history and outlives a deleted model or job.
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)
+    checkpoint_model_id: Mapped[int | None] = mapped_column(Integer)
+    parent_job_id: Mapped[int | None] = mapped_column(Integer)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED, index=True)
 

@@ -24,6 +24,10 @@ class JobCreate(BaseModel):
     dataset_version_id: int | None = Field(
         default=None, description="a frozen dataset version of the project, instead of dataset_path"
     )
+    checkpoint_model_id: int | None = Field(
+        default=None, description="start from a registered model's weights (fine-tuning)"
+    )
+    checkpoint_job_id: int | None = Field(default=None, description="start from another job's best weights")
     config: dict[str, Any] = Field(default_factory=dict, description="overrides of the base config")
     description: str | None = Field(default=None, max_length=2000)
 
@@ -49,6 +53,8 @@ class JobRead(BaseModel):
     dataset_id: int | None
     dataset_version_id: int | None = None
     dataset_manifest_sha256: str | None = None
+    checkpoint_model_id: int | None = None
+    parent_job_id: int | None = None
     status: str
     attempt: int
     current_epoch: int

@@ -24,6 +24,7 @@ from app.datasets.types import TaskType as DiceTask
 from app.models import JobEvent, Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas
+from app.training.checkpoints import resolve_starting_point
 from app.training.dataset_check import resolve_dataset_path
 from app.training.recovery import dispatch
 from app.versions.usage import claim_for_job, yolo_dir
@@ -145,6 +146,7 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
     if principal is not None and dataset is not None:
         ensure_storage_path_visible(session, principal, dataset, "dataset folder")
 
+    start = resolve_starting_point(session, body, principal)
     project = get_or_create_project(session, body.project)
     version = None
     if body.dataset_version_id is not None:
@@ -162,6 +164,9 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
         dataset_version_id=version.id if version is not None else None,
         dataset_manifest_sha256=version.manifest_sha256 if version is not None else None,
         config=resolved.values,
+        checkpoint_path=start.weights_key if start else None,
+        checkpoint_model_id=start.model_id if start else None,
+        parent_job_id=start.job_id if start else None,
         status=JobStatus.QUEUED,
         attempt=1,
         last_event_seq=0,
@@ -218,6 +223,8 @@ def to_read(job: TrainingJob) -> schemas.JobRead:
         dataset_id=job.dataset_id,
         dataset_version_id=job.dataset_version_id,
         dataset_manifest_sha256=job.dataset_manifest_sha256,
+        checkpoint_model_id=job.checkpoint_model_id,
+        parent_job_id=job.parent_job_id,
         status=job.status,
         attempt=job.attempt,
         current_epoch=job.current_epoch,

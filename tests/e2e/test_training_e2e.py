@@ -222,3 +222,35 @@ def test_a_job_that_fails_in_the_worker_ends_failed_with_its_code(
     final = ApiClient(url, key).get_job(job["id"])
     assert final["status"] == "failed" and final["error_code"] == "DATASET_NOT_FOUND"
     assert "images" in final["error_message"]
+
+
+def test_fine_tune_from_another_jobs_best_weights(
+    embedded_stack: tuple[str, Path, str], dataset: Path
+) -> None:
+    url, _storage, key = embedded_stack
+    client = ApiClient(url, key)
+    config = {"epochs": 1, "imgsz": 128, "batch": 8, "workers": 0, "plots": False}
+    base = client.submit(
+        {"name": "ft-base", "project": "e2e", "dataset_path": str(dataset), "config": config}
+    )
+    assert follow(url, key, base["id"])[-1]["data"]["status"] == "completed"
+    tuned = client.submit(
+        {
+            "name": "ft-tuned",
+            "project": "e2e",
+            "dataset_path": str(dataset),
+            "config": config,
+            "checkpoint_job_id": base["id"],
+        }
+    )
+    assert tuned["parent_job_id"] == base["id"]
+    events = follow(url, key, tuned["id"])
+    assert [e["data"]["status"] for e in events if e["type"] == "status"] == [
+        "queued",
+        "running",
+        "completed",
+    ]
+    started = next(
+        e["data"] for e in events if e["type"] == "log" and "trainer started" in e["data"]["message"]
+    )
+    assert started["metadata"]["model_source"].endswith("start/weights.pt")

@@ -156,7 +156,12 @@ def train(sdk: TrainerSDK) -> None:
     reporter = Reporter(sdk, run_dir / "snapshots")
     signal.signal(signal.SIGUSR1, lambda *_: reporter.stop.set())
     resume_from = env.get("RESUME_FROM")
-    sdk.report_started(pid=os.getpid(), device=env.get("DEVICE"), resumed_from=resume_from)
+    sdk.report_started(
+        pid=os.getpid(),
+        device=env.get("DEVICE"),
+        resumed_from=resume_from,
+        model_source=env.get("MODEL_SOURCE"),
+    )
     if resume_from:
         model = YOLO(resume_from, task=task)
         reporter.attach(model)
