@@ -186,7 +186,9 @@ def _image_problem(content: bytes, image: dict[str, Any]) -> str | None:
     try:
         with Image.open(io.BytesIO(content)) as img:
             size = img.size
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, ImportError):
+        # ImportError: where Ultralytics is imported it patches Image.open to try a HEIF plugin on files
+        # PIL cannot identify, and that plugin may be missing.
         return "not an image file"
     if size != (image.get("width"), image.get("height")):
         return (
