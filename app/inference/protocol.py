@@ -11,7 +11,9 @@ from typing import Any
 from app.models import RegisteredModel
 
 REPLY_TTL_SECONDS = 120
-WORKER_PREFIX = "trainyard:worker:"
+# Not under the presence prefix (trainyard:worker:<id>), which app/core/workers.py scans.
+CONTROL_PREFIX = "trainyard:worker-control:"
+MODELS_PREFIX = "trainyard:worker-models:"
 
 
 def reply_key(request_id: str) -> str:
@@ -20,12 +22,12 @@ def reply_key(request_id: str) -> str:
 
 def control_key(worker_id: str) -> str:
     """The list a worker's control thread pops: load, unload and list its cached models."""
-    return f"{WORKER_PREFIX}{worker_id}:control"
+    return f"{CONTROL_PREFIX}{worker_id}"
 
 
 def models_key(worker_id: str) -> str:
     """Where a worker publishes what its model cache holds (refreshed on every change)."""
-    return f"{WORKER_PREFIX}{worker_id}:models"
+    return f"{MODELS_PREFIX}{worker_id}"
 
 
 def job_key(job_id: str) -> str:
