@@ -7,6 +7,7 @@ and clears every cache so the code under test sees it.
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -50,18 +51,28 @@ def redis_client() -> Iterator[redis.Redis]:
     client.flushdb()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped at the end."""
-    name = f"trainyard_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_postgres(prefix: str, migrated: bool = True) -> Iterator[str]:
+    """A new PostgreSQL database (migrated to head unless told otherwise), dropped afterwards."""
+    name = f"trainyard_{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
     rendered = url.render_as_string(hide_password=False)
-    migrate.upgrade(rendered)
-    yield rendered
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        if migrated:
+            migrate.upgrade(rendered)
+        yield rendered
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    with fresh_postgres("test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

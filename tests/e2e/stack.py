@@ -74,3 +74,17 @@ def create_key(env: dict[str, str], *args: str) -> str:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextmanager
+def api_and_worker(root: Path, env: dict[str, str], worker: str) -> Iterator[tuple[str, str]]:
+    """`trainyard api` + one `trainyard worker --device cpu` on a migrated database: (url, admin key)."""
+    key = create_key(env)
+    port = free_port()
+    with (
+        running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
+        running([*TRAINYARD, "worker", "--device", "cpu", "--name", worker], env, root / "worker.log"),
+    ):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", root / "worker.log", workers=1)
+        yield url, key

@@ -7,22 +7,18 @@ import io
 import json
 import random
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 from PIL import Image, ImageDraw
-from sqlalchemy import make_url
 
-from app.core import migrate
-from tests.conftest import PG_ADMIN_URL, REDIS_URL
-from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, running, wait_for
+from tests.conftest import REDIS_URL, fresh_postgres
+from tests.e2e.stack import api_and_worker, auth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -65,31 +61,19 @@ def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
     root = tmp_path_factory.mktemp("datasets-e2e")
-    name = f"trainyard_dse2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-    rendered = database_url.render_as_string(hide_password=False)
     redis_url = REDIS_URL.rsplit("/", 1)[0] + "/12"
     redis.Redis.from_url(redis_url).flushdb()
-    migrate.upgrade(rendered)
-    env = {"TRAINYARD_DATA_DIR": str(root / "data"), "DATABASE_URL": rendered, "REDIS_URL": redis_url}
-    key = create_key(env)
-    port = free_port()
     try:
-        with (
-            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
-            running(
-                [*TRAINYARD, "worker", "--device", "cpu", "--name", f"dse2e-{name}"], env, root / "worker.log"
-            ),
-        ):
-            url = f"http://127.0.0.1:{port}"
-            wait_for(f"{url}/health", root / "worker.log", workers=1)
-            yield url, root / "data" / "storage", key
+        with fresh_postgres("dse2e") as database_url:
+            env = {
+                "TRAINYARD_DATA_DIR": str(root / "data"),
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+            }
+            with api_and_worker(root, env, f"dse2e-{root.name}") as (url, key):
+                yield url, root / "data" / "storage", key
     finally:
         redis.Redis.from_url(redis_url).flushdb()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def wait_terminal(http: httpx.Client, job_id: int, timeout: float = 300) -> dict[str, Any]:

