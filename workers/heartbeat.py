@@ -4,7 +4,6 @@ notices a lost lease or a stop request. A lease that cannot be renewed before it
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from app.core.db import Database
 from app.core.events import StaleAttempt
@@ -24,7 +23,6 @@ class Heartbeat(threading.Thread):
         attempt: int,
         interval: float,
         ttl: float,
-        on_beat: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"heartbeat-job-{job_id}", daemon=True)
         self.db = db
@@ -33,7 +31,6 @@ class Heartbeat(threading.Thread):
         self.attempt = attempt
         self.interval = interval
         self.ttl = ttl
-        self.on_beat = on_beat
         self.lost = threading.Event()
         self.stop_requested = threading.Event()
         self._done = threading.Event()
@@ -51,8 +48,6 @@ class Heartbeat(threading.Thread):
             self._deadline = time.monotonic() + self.ttl
             if status == JobStatus.STOPPING:
                 self.stop_requested.set()
-            if self.on_beat:
-                self.on_beat()
         except (LeaseLost, StaleAttempt) as exc:
             log.error("job %s attempt %s lost its lease: %s", self.job_id, self.attempt, exc)
             self.lost.set()

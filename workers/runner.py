@@ -138,6 +138,8 @@ class Attempt:
         self.outcome: dict[str, Any] | None = None
         self.output_tail: list[str] = []
         self.stop_sent_at: float | None = None
+        # The first non-log item met while batching logs, applied next so reports keep their order.
+        self.held: tuple[str, Any] | None = None
 
     def run(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -272,9 +274,10 @@ class Attempt:
                 return False
             self._pass_on_stop_request(child)
             try:
-                kind, item = self.inbox.get(timeout=0.5)
+                kind, item = self.held or self.inbox.get(timeout=0.5)
             except queue.Empty:
                 continue
+            self.held = None
             if kind == "closed":
                 open_streams -= 1
             elif kind == "log":
@@ -295,21 +298,19 @@ class Attempt:
             self._kill(child)
 
     def _apply_logs(self, entries: list[dict[str, Any]]) -> None:
-        # Drain whatever else is queued as logs, so a chatty trainer costs one transaction per batch.
-        pending: list[tuple[str, Any]] = []
+        # Take the log lines queued behind this one, so a chatty trainer costs one transaction per
+        # batch; stop at the first other item, which is applied next.
         while len(entries) < LOG_BATCH:
             try:
                 kind, item = self.inbox.get_nowait()
             except queue.Empty:
                 break
-            if kind == "log":
-                entries.append(item)
-            else:
-                pending.append((kind, item))
+            if kind != "log":
+                self.held = (kind, item)
+                break
+            entries.append(item)
         self.output_tail = (self.output_tail + [e["message"] for e in entries])[-20:]
         self._write(reports.logs, entries)
-        for kind, item in pending:
-            self.inbox.put((kind, item))
 
     def _apply(self, report: dict[str, Any]) -> None:
         kind = report["type"]

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-TERMINAL = {"completed", "failed", "stopped", "cancelled"}
+from app.core.jobs import TERMINAL
 
 
 class ApiError(Exception):

@@ -36,10 +36,10 @@ def dispatch(session: Session, job: TrainingJob, delay: float | None = None) -> 
 
 
 def requeue(
-    session: Session, job: TrainingJob, reason: str, max_attempts: int, delay: float | None = None
+    session: Session, job: TrainingJob, reason: str, max_attempts: int | None, delay: float | None = None
 ) -> None:
-    """Give an orphaned job a new attempt, or fail it when it has used them all."""
-    if job.attempt >= max_attempts:
+    """Give an orphaned job a new attempt, or fail it when it has used them all (None: no limit)."""
+    if max_attempts is not None and job.attempt >= max_attempts:
         job.error_code = ErrorCode.WORKER_LOST
         job.error_message = f"{reason}; gave up after {job.attempt} attempts"
         record_event(session, job, EventType.ERROR, {"code": job.error_code, "message": job.error_message})
@@ -87,7 +87,7 @@ def hand_back(session: Session, job_id: int, attempt: int, reason: str) -> None:
     """A worker shutting down returns its running job to the queue, resumable, without a penalty."""
     job = lock_job(session, job_id, attempt)
     if job.status in ACTIVE:
-        requeue(session, job, reason, max_attempts=job.attempt + 1)
+        requeue(session, job, reason, max_attempts=None)
 
 
 def fail_or_retry(
