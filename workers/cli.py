@@ -21,19 +21,28 @@ PRESENCE_EVERY_SECONDS = 10.0
 
 def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> None:
     """Pin the process to one GPU (or the CPU), then consume `queues` one task at a time."""
-    if gpu is not None:
+    settings = get_settings()
+    simulated = gpu is not None and settings.simulate_gpu
+    if gpu is not None and not simulated:
         # Before torch is imported anywhere in this process or its trainers.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     device = "cpu" if gpu is None else str(gpu)
-    if get_settings().inference_policy == "reserved":
+    if settings.inference_policy == "reserved":
         # The GPU serves inference only: this worker never takes a training job.
         queues = [q for q in queues if q != Queue.TRAINING]
     identity = WorkerIdentity(
         name=name or f"{os.uname().nodename}-{'cpu' if gpu is None else f'gpu{gpu}'}",
         device=device,
         queues=tuple(queues),
+        simulated=simulated,
     )
     configure_logging(f"worker:{identity.name}")
+    if simulated:
+        log.warning("GPU %s is simulated (TRAINYARD_SIMULATE_GPU): computing on the CPU", gpu)
+    if not queues:
+        raise SystemExit(
+            f"worker {identity.name} has no queue to consume (policy {settings.inference_policy})"
+        )
 
     from workers import context
     from workers.celery_app import celery_app

@@ -14,6 +14,8 @@ class WorkerIdentity:
     device: str  # "cpu" or the GPU index the process is pinned to
     queues: tuple[str, ...]
     host: str = field(default_factory=socket.gethostname)
+    # TRAINYARD_SIMULATE_GPU: a GPU worker in name, lease and cache policy, computing on the CPU.
+    simulated: bool = False
 
     @property
     def device_key(self) -> str:
@@ -23,14 +25,14 @@ class WorkerIdentity:
     @property
     def trainer_device(self) -> str:
         # CUDA_VISIBLE_DEVICES pins the process, so its GPU is always device 0 inside it.
-        return "cpu" if self.device == "cpu" else "0"
+        return "cpu" if self.device == "cpu" or self.simulated else "0"
 
     def info(self) -> dict[str, object]:
         return {
             "id": self.name,
             "host": self.host,
             "device": self.device,
-            **device_details(self.device),
+            **device_details(self.device, self.simulated),
             "queues": list(self.queues),
             "pid": os.getpid(),
             "version": version("trainyard"),
@@ -38,8 +40,10 @@ class WorkerIdentity:
 
 
 @lru_cache
-def device_details(device: str) -> dict[str, object]:
+def device_details(device: str, simulated: bool = False) -> dict[str, object]:
     """GPU name and memory from nvidia-smi (the GPU this process is pinned to), or the host's CPU/RAM."""
+    if device != "cpu" and simulated:
+        return {"gpu_name": f"simulated GPU {device}", "memory_total_mb": None}
     if device != "cpu":
         try:
             out = subprocess.run(

@@ -34,6 +34,7 @@ from app.training import recovery, reports
 from workers.datasets import materialize_version
 from workers.heartbeat import Heartbeat
 from workers.identity import WorkerIdentity
+from workers.inference import sharing
 from workers.lock import GpuLease
 
 log = logging.getLogger("operations.training")
@@ -90,6 +91,8 @@ class TrainingRunner:
                 return
             log.info("running job %s attempt %s", job_id, attempt)
             self.current_job = job_id
+            # The lease stops the GPU's other processes from computing; this empties their caches too.
+            sharing.make_room_for_training(self.worker, self.settings)
             Attempt(self, spec).run()
         finally:
             self.current_job = None

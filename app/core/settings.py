@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     # The worker's model cache: at most this many models, and this much weight memory.
     model_cache_size: int = Field(default=4, validation_alias="TRAINYARD_MODEL_CACHE_SIZE")
     model_cache_mb: float = Field(default=2048.0, validation_alias="TRAINYARD_MODEL_CACHE_MB")
+    # GPU sharing between processes: before a trainer starts on a GPU, the other workers on that GPU drop
+    # their warm models; the trainer waits this long at most for them (bounded by a third of the lease).
+    gpu_evict_timeout_seconds: float = Field(default=10.0, validation_alias="TRAINYARD_GPU_EVICT_TIMEOUT")
+    simulate_gpu: bool = Field(
+        default=False,
+        validation_alias="TRAINYARD_SIMULATE_GPU",
+        description=(
+            "For machines without a GPU (tests, demos): a `--gpu N` worker keeps the identity of GPU N "
+            "(its device, its lease shared with the other processes on GPU N, its cache emptied before "
+            "training) but computes on the CPU; CUDA_VISIBLE_DEVICES is left alone and nvidia-smi unused."
+        ),
+    )
 
     # Folders outside storage that jobs may read an absolute `dataset_path` from (os.pathsep- or
     # comma-separated). The storage root is always allowed; nothing else is.

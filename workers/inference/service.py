@@ -198,7 +198,7 @@ class InferenceService:
     # GPU sharing ---------------------------------------------------------------------------------
     def before_training(self) -> None:
         """Free the GPU's memory for the trainer: no two tenants on one device."""
-        if self.identity.device != "cpu" and self.cache.clear():
+        if self.identity.device != "cpu" and self.evict():
             log.info("model cache emptied for a training job on GPU %s", self.identity.device)
 
     # Control channel -----------------------------------------------------------------------------
@@ -228,21 +228,25 @@ class InferenceService:
                 self.control(json.loads(popped[1]))
 
     def control(self, message: dict[str, Any]) -> None:
-        """`load` (pre-warm) or `unload` a model, or just `list`; the reply is the cache's state."""
+        """`load` (pre-warm) or `unload` a model, `evict` them all (a trainer takes the GPU), or just
+        `list`; the reply is the cache's state."""
         reply: dict[str, Any] = {"ok": True}
         try:
-            if message["action"] == "load" and self.identity.device != "cpu" and self.training_active():
+            if message["action"] == "load" and (trainer := self.gpu_trainer()) is not None:
                 reply = {
                     "ok": False,
                     "status": 409,
                     "code": ErrorCode.CONFLICT,
-                    "detail": "the worker's GPU is training; load the model when it is done",
+                    "detail": f"the worker's GPU is training ({trainer}); load the model when it is done",
                 }
             elif message["action"] == "load":
                 _, hit = self.cache.get(message["model"])
                 reply["already_loaded"] = hit
             elif message["action"] == "unload":
                 reply["unloaded"] = self.cache.unload(int(message["model_id"]))
+            elif message["action"] == "evict":
+                reply["evicted"] = self.evict()
+                log.info("%s model(s) dropped for the trainer %s", reply["evicted"], message.get("by"))
         except InferenceError as exc:
             reply = exc.reply()
         except Exception as exc:
@@ -252,3 +256,29 @@ class InferenceService:
         if message.get("reply_key"):
             self.redis.rpush(message["reply_key"], protocol.encode(reply))
             self.redis.expire(message["reply_key"], protocol.REPLY_TTL_SECONDS)
+
+    # GPU sharing between processes (workers/inference/sharing.py) -------------------------------
+    def gpu_trainer(self) -> str | None:
+        """Who trains on this worker's GPU: this process, or another holding the device's lease."""
+        if self.identity.device == "cpu":
+            return None
+        if self.training_active():
+            return self.identity.name
+        owner = self.lease.lock.get_owner_id()
+        # Our own lease outside training is one of our predicts. Another process's is a trainer, or for a
+        # moment a peer's predict: refusing that one too costs a retry, loading under a trainer an OOM.
+        return owner if owner is not None and owner != self.identity.name else None
+
+    def evict(self) -> int:
+        """Drop every warm model and give their GPU memory back to the driver; how many were dropped."""
+        dropped = self.cache.clear()
+        if self.identity.device != "cpu" and not self.identity.simulated:
+            import gc
+
+            import torch
+
+            if torch.cuda.is_available():
+                gc.collect()  # a model caught in a reference cycle would keep its tensors until then
+                # The allocator keeps freed blocks reserved for this process; the trainer is another.
+                torch.cuda.empty_cache()
+        return dropped
