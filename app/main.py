@@ -1,16 +1,14 @@
 """The HTTP service. It never imports workers/ (no torch in the web process)."""
 
-import uuid
-from collections.abc import Awaitable, Callable
-
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 
 from app.configs.router import router as configs_router
 from app.core.auth import authenticate
 from app.core.db import Database, get_database
 from app.core.errors import register_error_handlers
 from app.core.limits import BodyLimitMiddleware
-from app.core.logging import configure_logging, request_id_var
+from app.core.logging import configure_logging
+from app.core.request_id import RequestIdMiddleware
 from app.core.security import secret_key
 from app.dataset_registry.router import router as datasets_router
 from app.fleet.router import router as fleet_router
@@ -38,14 +36,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.state.db = db or get_database()
     register_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request_id_var.set(request.state.request_id)
-        response = await call_next(request)
-        response.headers["x-request-id"] = request.state.request_id
-        return response
+    app.add_middleware(RequestIdMiddleware)  # outermost: even a 413 from the body limit carries the id
 
     app.include_router(health_router)
     app.include_router(fleet_router)

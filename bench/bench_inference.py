@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core import migrate
 from app.core.db import Database
-from app.models import ModelStatus, Project, RegisteredModel
 from tests.conftest import make_api_key
 from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+from tests.factories import register_untrained_model
 from tests.faults.conftest import PrivateRedis
 from workers.ultralytics.offline import prepare_offline
 
@@ -51,36 +52,6 @@ def images(count: int, seed: int = 0) -> list[bytes]:
         image.save(buffer, "JPEG", quality=85)
         out.append(buffer.getvalue())
     return out
-
-
-def register(database_url: str, storage: Path, weights: Path, names: list[str], imgsz: int) -> int:
-    key = "projects/bench/model/registry/yolo11n/best.pt"
-    (storage / key).parent.mkdir(parents=True, exist_ok=True)
-    (storage / key).write_bytes(weights.read_bytes())
-    db = Database(database_url)
-    with db.session() as session:
-        project = Project(name="bench", slug="bench")
-        model = RegisteredModel(
-            project=project,
-            name="yolo11n-random",
-            framework="ultralytics",
-            task_type="detection",
-            architecture="yolo11n",
-            weights_key=key,
-            size_bytes=weights.stat().st_size,
-            imgsz=imgsz,
-            class_names=names,
-            metrics={},
-            config={},
-            package_versions={},
-            job_status="completed",
-            status=ModelStatus.READY,
-        )
-        session.add(model)
-        session.flush()
-        model_id = model.id
-    db.dispose()
-    return model_id
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -128,22 +99,21 @@ def main() -> None:
     weights = root / "yolo11n.pt"
     YOLO("yolo11n.yaml").save(weights)
     model = YOLO(str(weights), task="detect")
-    names = [str(model.names[k]) for k in sorted(model.names)]
 
     database_url = f"sqlite:///{root / 'trainyard.db'}"
     migrate.upgrade(database_url)
+    storage = root / "data" / "storage"
     db = Database(database_url)
     key = make_api_key(db)
+    with db.session() as session:
+        model_id = register_untrained_model(session, storage, weights, "bench", "yolo11n-random", args.imgsz)
     db.dispose()
-    storage = root / "data" / "storage"
-    model_id = register(database_url, storage, weights, names, args.imgsz)
     redis_server = PrivateRedis(root)
     redis_server.start()
     env = {
         "TRAINYARD_DATA_DIR": str(root / "data"),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
-        "TRAINYARD_MAX_BODY_MB": "64",
     }
     pictures = images(64)
     port = free_port()
@@ -161,8 +131,10 @@ def main() -> None:
                 direct(model, [pictures[i]], args.imgsz)
 
             counter = iter(range(10**9))
+            replies: list[dict[str, Any]] = []
             api_ms = timed(
-                lambda: via_api(http, model_id, [pictures[next(counter) % 64]], args.imgsz), args.requests
+                lambda: replies.append(via_api(http, model_id, [pictures[next(counter) % 64]], args.imgsz)),
+                args.requests,
             )
             counter = iter(range(10**9))
             direct_ms = timed(
@@ -174,11 +146,17 @@ def main() -> None:
         redis_server.stop()
 
     api_p50, direct_p50 = statistics.median(api_ms), statistics.median(direct_ms)
-    print(f"YOLO11n, CPU, imgsz {args.imgsz}, {args.requests} single-image requests, 640x480 JPEG")
+    print(
+        # Ultralytics' own CPU default (select_device), in the worker as here.
+        f"YOLO11n, CPU ({torch.get_num_threads()} torch threads), imgsz {args.imgsz}, "
+        f"{args.requests} single-image requests, 640x480 JPEG"
+    )
     print(f"{'':28}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'REST -> queue -> worker':28}{api_p50:10.2f}{percentile(api_ms, 99):10.2f}")
     print(f"{'direct model.predict':28}{direct_p50:10.2f}{percentile(direct_ms, 99):10.2f}")
     print(f"p50 overhead {api_p50 - direct_p50:+.2f} ms, ratio {api_p50 / direct_p50:.3f}")
+    stages = {k: statistics.median(r["timing_ms"][k] for r in replies) for k in replies[0]["timing_ms"]}
+    print("worker-reported stages, p50 ms: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
     api_ips = 64 / (min(api_batch) / 1000)
     direct_ips = 64 / (min(direct_batch) / 1000)
     print(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.core.events import EventType, record_event
 from app.core.jobs import JobStatus
 from app.core.naming import slugify
-from app.models import Project, TrainingJob
+from app.models import ModelStatus, Project, RegisteredModel, TrainingJob
 
 
 def make_job(session: Session, name: str = "run", project: str = "demo", **fields: Any) -> TrainingJob:
@@ -60,3 +60,35 @@ def make_yolo_dataset(root: Path, train: int = 16, val: int = 4, size: int = 128
             (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
     (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames:\n  0: red\n  1: blue\n")
     return root
+
+
+def register_untrained_model(
+    session: Session, storage: Path, weights: Path, project: str, name: str, imgsz: int
+) -> int:
+    """A `ready` detection model whose weights are an untrained YOLO checkpoint (`YOLO(yaml).save`):
+    what a forward pass costs does not depend on what the weights learned."""
+    key = f"projects/{slugify(project)}/model/registry/{slugify(name)}/best.pt"
+    (storage / key).parent.mkdir(parents=True, exist_ok=True)
+    (storage / key).write_bytes(weights.read_bytes())
+    owner = session.query(Project).filter_by(name=project).one_or_none() or Project(
+        name=project, slug=slugify(project)
+    )
+    model = RegisteredModel(
+        project=owner,
+        name=name,
+        framework="ultralytics",
+        task_type="detection",
+        architecture="yolo11n",
+        weights_key=key,
+        size_bytes=weights.stat().st_size,
+        imgsz=imgsz,
+        class_names=[f"class{i}" for i in range(80)],
+        metrics={},
+        config={},
+        package_versions={},
+        job_status="completed",
+        status=ModelStatus.READY,
+    )
+    session.add(model)
+    session.flush()
+    return model.id

@@ -33,7 +33,9 @@ def get_identity() -> WorkerIdentity:
 def get_lease() -> GpuLease:
     settings = get_settings()
     identity = get_identity()
-    client = redis.Redis.from_url(settings.resolved_redis_url)
+    # The lock library blocks on Redis (BLPOP) for up to the lease TTL while another process holds the
+    # GPU; redis-py's default 5 s socket timeout would turn every longer wait into an error.
+    client = redis.Redis.from_url(settings.resolved_redis_url, socket_timeout=settings.lease_ttl_seconds + 10)
     return GpuLease(client, identity.device_key, identity.name, settings.lease_ttl_seconds)
 
 

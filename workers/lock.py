@@ -1,7 +1,14 @@
 """The GPU lease: a python-redis-lock TTL lock per device, renewed by our heartbeat (not by the
-library's renewal thread, which dies silently on a single connection error)."""
+library's renewal thread, which dies silently on a single connection error).
+
+The Redis lock excludes other processes on the same GPU; a process-local mutex in front of it excludes
+this process's own threads (a training job, a warm request, a model warming up), since one Lock object
+cannot be acquired twice.
+"""
 
 import logging
+import threading
+import time
 
 import redis
 import redis_lock
@@ -18,10 +25,35 @@ class GpuLease:
         self.owner = owner
         self.ttl_seconds = ttl_seconds
         self.lock = redis_lock.Lock(client, f"trainyard:gpu:{device_key}", expire=ttl_seconds, id=owner)
+        self._local = threading.Lock()
 
-    def acquire(self, timeout: int | None = None) -> bool:
-        """Block until the device is free (training and inference on one GPU exclude each other)."""
-        return bool(self.lock.acquire(blocking=True, timeout=timeout))
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Block until the device is free (training and inference on one GPU exclude each other);
+        False when `timeout` seconds (at most the TTL) pass first."""
+        started = time.monotonic()
+        if not self._local.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            if timeout is None:
+                acquired = bool(self.lock.acquire(blocking=True))
+            else:
+                left = timeout - (time.monotonic() - started)
+                # The library takes whole seconds (0 would mean forever); timeout 0 tries once.
+                acquired = bool(
+                    self.lock.acquire(blocking=True, timeout=min(self.ttl_seconds, max(1, round(left))))
+                    if timeout > 0
+                    else self.lock.acquire(blocking=False)
+                )
+        except BaseException:
+            self._local.release()
+            raise
+        if not acquired:
+            self._local.release()
+        return acquired
+
+    def try_acquire(self) -> bool:
+        """Take the device only if nobody (in this process or another) holds it now."""
+        return self.acquire(timeout=0)
 
     def renew(self) -> None:
         try:
@@ -39,6 +71,8 @@ class GpuLease:
             self.lock.release()
         except redis_lock.NotAcquired:
             log.warning("GPU lease of %s had already expired at release", self.owner)
+        finally:
+            self._local.release()
 
     def clear_own_stale(self) -> bool:
         """At start-up: drop a lock that a previous run of *this* worker left; never anyone else's."""

@@ -9,8 +9,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.settings import get_settings
 
-# POST /api/v1/datasets (a ZIP) and POST /api/v1/datasets/{id}/annotations (images).
-UPLOAD_PATHS = re.compile(r"^/api/v1/datasets(/\d+/annotations)?/?$")
+# POST /api/v1/datasets (a ZIP), POST /api/v1/datasets/{id}/annotations and /api/v1/inference[/jobs]
+# (images; each image has its own limit, TRAINYARD_INFERENCE_MAX_IMAGE_MB).
+UPLOAD_PATHS = re.compile(r"^/api/v1/(datasets(/\d+/annotations)?|inference(/jobs)?)/?$")
 MB = 1024 * 1024
 
 

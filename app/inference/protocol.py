@@ -20,6 +20,11 @@ def reply_key(request_id: str) -> str:
     return f"trainyard:inference:reply:{request_id}"
 
 
+def blob_key(request_id: str, index: int) -> str:
+    """The bytes of one uploaded image of a request (raw, with a TTL; the worker deletes it)."""
+    return f"trainyard:inference:blob:{request_id}:{index}"
+
+
 def control_key(worker_id: str) -> str:
     """The list a worker's control thread pops: load, unload and list its cached models."""
     return f"{CONTROL_PREFIX}{worker_id}"
@@ -33,6 +38,11 @@ def models_key(worker_id: str) -> str:
 def job_key(job_id: str) -> str:
     """State of an inference job (large batches): a Redis hash with a TTL."""
     return f"trainyard:inference:job:{job_id}"
+
+
+def job_channel(job_id: str) -> str:
+    """Pub/sub doorbell of an inference job: a chunk was answered (the state is re-read, not trusted)."""
+    return f"trainyard:inference:job:{job_id}:events"
 
 
 def model_ref(model: RegisteredModel) -> dict[str, Any]:

@@ -1,14 +1,19 @@
 """HTTP endpoints of inference (synchronous requests and inference jobs) and of worker model caches."""
 
+import json
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from sse_starlette import EventSourceResponse
 
 from app.core.auth import PrincipalDep, read_only
 from app.core.deps import SessionDep
 from app.core.errors import invalid
 from app.core.settings import get_settings
 from app.inference import schemas, service
+from app.inference.job_stream import job_events
 from app.inference.protocol import model_ref
 from app.inference.service import Params, Upload
 from app.model_registry.service import get_model
@@ -34,6 +39,7 @@ def _uploads(files: list[UploadFile] | None) -> list[Upload]:
 @router.post("", response_model=schemas.InferenceRead)
 @read_only  # runs a model, writes nothing: viewers may call it
 def infer(
+    request: Request,
     session: SessionDep,
     principal: PrincipalDep,
     files: Files = None,
@@ -59,7 +65,9 @@ def infer(
     images = service.images_of(_uploads(files), keys or [])
     session.commit()  # nothing to write; do not hold a transaction while the worker runs
     params = Params(conf, iou, imgsz, max_det, top_k)
-    return service.predict(model, images, params, timeout or settings.inference_timeout_seconds)
+    reply = service.predict(model, images, params, timeout or settings.inference_timeout_seconds)
+    reply["timing_ms"]["api"] = round((time.perf_counter() - request.state.arrived) * 1000, 3)
+    return reply
 
 
 @router.post("/jobs", status_code=202, response_model=schemas.InferenceJobRead)
@@ -92,6 +100,18 @@ def get_job(inference_id: str, principal: PrincipalDep) -> dict[str, Any]:
 def get_job_results(inference_id: str, principal: PrincipalDep) -> dict[str, Any]:
     """Progress and the results so far, in the order the images were sent."""
     return service.job_status(inference_id, principal, with_results=True)
+
+
+@router.get("/jobs/{inference_id}/events", response_class=EventSourceResponse)
+def get_job_events(inference_id: str, request: Request, principal: PrincipalDep) -> EventSourceResponse:
+    """Server-sent events: `progress` as chunks are answered, then `status` with the final status."""
+    service.job_status(inference_id, principal)  # 404 before the stream starts
+
+    async def messages() -> AsyncIterator[dict[str, Any]]:
+        async for event in job_events(inference_id, request.is_disconnected):
+            yield {"id": str(event["id"]), "event": event["event"], "data": json.dumps(event["data"])}
+
+    return EventSourceResponse(messages(), ping=get_settings().sse_ping_seconds)
 
 
 @workers_router.get("")

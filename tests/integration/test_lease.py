@@ -1,5 +1,6 @@
 """The GPU lease (python-redis-lock) and the heartbeat that renews it with the job's DB lease."""
 
+import threading
 import time
 
 import pytest
@@ -94,4 +95,21 @@ def test_heartbeat_notices_a_newer_attempt(db: Database, redis_client: redis.Red
     beat = Heartbeat(db, lease, job_id, attempt=1, interval=10, ttl=30)
     beat.beat()
     assert beat.lost.is_set()
+    lease.release()
+
+
+def test_threads_of_one_worker_take_turns_on_its_lease(redis_client: redis.Redis) -> None:
+    """A training job, a warm request and a model warming up share the process's one lease."""
+    lease = GpuLease(redis_client, "host:gpu4", "worker-a", ttl_seconds=30)
+    assert lease.acquire(timeout=1)
+    assert not lease.try_acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(lease.acquire(timeout=5)))
+    waiter.start()
+    time.sleep(0.3)
+    assert got == [], "a second thread took the device while the first held it"
+    lease.release()
+    waiter.join(5)
+    assert got == [True]
+    assert GpuLease(redis_client, "host:gpu4", "worker-b", ttl_seconds=30).try_acquire() is False
     lease.release()

@@ -222,12 +222,6 @@ def test_wait_policy_inference_waits_for_the_training_that_evicted_its_models(
     assert warm_models(fleet, "gpu0-infer") == [model["id"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redis-py 8 gives every client a 5 s socket timeout, and the worker's lease client "
-    "(workers/context.py get_lease) keeps it: a wait for the GPU's lease longer than 5 s raises "
-    "redis TimeoutError (a 500) instead of waiting up to the request's deadline",
-)
 def test_wait_policy_waits_as_long_as_training_holds_the_gpu(fleet: Fleet, model: dict[str, Any]) -> None:
     """Jobs hold a GPU for minutes or hours: a request waits up to its deadline, however long that is."""
     trainer = GpuLease(

@@ -5,6 +5,7 @@ time here) hits, evicts and unloads; bad input gets problem+json and the worker 
 """
 
 import io
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from httpx_sse import connect_sse
 from PIL import Image
 
 from app.core import migrate
@@ -261,19 +263,26 @@ def test_bad_input_is_refused_and_the_worker_keeps_serving(
 
 def test_a_large_batch_runs_as_an_inference_job(stack: Stack, models: dict[str, dict[str, Any]]) -> None:
     detector = models["detection"]
-    files = [("files", (f"{i}.jpg", jpeg(), "image/jpeg")) for i in range(20)]
+    files = [("files", (f"{i}.jpg", jpeg(), "image/jpeg")) for i in range(40)]
     response = stack.http.post("/api/v1/inference/jobs", files=files, data={"model_id": str(detector["id"])})
     assert response.status_code == 202, response.text
     job = response.json()
-    assert job["images"] == 20 and job["chunks"] == 2
+    assert job["images"] == 40 and job["chunks"] == 3
 
-    def done() -> dict[str, Any] | None:
-        state: dict[str, Any] = stack.get(f"/api/v1/inference/jobs/{job['id']}")
-        return state if state["status"] == "completed" else None
+    events = []
+    with connect_sse(stack.http, "GET", job["events_url"]) as source:
+        for sse in source.iter_sse():
+            events.append((sse.event, json.loads(sse.data)))
+    assert [name for name, _ in events[:-1]] == ["progress"] * (len(events) - 1)
+    done = [data["chunks_done"] for _, data in events[:-1]]
+    assert done == sorted(set(done)) and done[-1] == 3, "progress must only move forward, to the end"
+    assert events[-1][0] == "status" and events[-1][1]["status"] == "completed"
 
-    assert wait_until(done, "the inference job never completed", stack, timeout=120)["progress"] == 1.0
+    state = stack.get(f"/api/v1/inference/jobs/{job['id']}")
+    assert state["status"] == "completed" and state["progress"] == 1.0
     results = stack.get(f"/api/v1/inference/jobs/{job['id']}/results")["results"]
-    assert [r["name"] for r in results] == [f"{i}.jpg" for i in range(20)]
+    assert [r["name"] for r in results] == [f"{i}.jpg" for i in range(40)]
+    assert stack.http.get("/api/v1/inference/jobs/nope/events").status_code == 404
 
 
 def _png(size: tuple[int, int]) -> bytes:

@@ -71,6 +71,12 @@ class ModelCache:
         self.on_change()
         return entry, False
 
+    def is_warm(self, ref: dict[str, Any]) -> bool:
+        """Whether `ref` would be a hit now (without counting a use)."""
+        with self._lock:
+            entry = self._entries.get(int(ref["id"]))
+            return entry is not None and entry.version == str(ref["version"])
+
     def _hit(self, model_id: int, version: str) -> Entry | None:
         with self._lock:
             entry = self._entries.get(model_id)

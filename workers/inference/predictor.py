@@ -55,23 +55,33 @@ def weights_file(ref: dict[str, Any], storage: Storage, cache_dir: Path) -> Path
     return local
 
 
-def load_model(ref: dict[str, Any], storage: Storage, cache_dir: Path, device: str) -> tuple[Any, int]:
-    """Load and warm up (one predict on a blank image): a model that cannot predict never enters the
-    cache. Returns the model and the bytes its weights take."""
+def read_model(ref: dict[str, Any], storage: Storage, cache_dir: Path) -> Any:
+    """The model from its weights, in host memory (nothing on the GPU yet)."""
     from ultralytics import YOLO
 
     path = weights_file(ref, storage, cache_dir)
     try:
-        model = YOLO(str(path), task=ULTRALYTICS_TASK[ref["task"]])
+        return YOLO(str(path), task=ULTRALYTICS_TASK[ref["task"]])
+    except Exception as exc:
+        raise _unloadable(ref, exc) from exc
+
+
+def warm_up(model: Any, ref: dict[str, Any], device: str) -> int:
+    """One predict on a blank image, on the device: a model that cannot predict never enters the
+    cache. Returns the bytes its weights take."""
+    try:
         size = int(ref.get("imgsz") or 64)
         model.predict(Image.new("RGB", (size, size)), imgsz=size, device=device, verbose=False)
     except Exception as exc:
-        raise InferenceError(
-            422, ErrorCode.MODEL_NOT_READY, f"model {ref['id']} does not load: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _unloadable(ref, exc) from exc
     torch_model: Any = model.model
-    nbytes = sum(t.numel() * t.element_size() for t in [*torch_model.parameters(), *torch_model.buffers()])
-    return model, int(nbytes)
+    return int(sum(t.numel() * t.element_size() for t in [*torch_model.parameters(), *torch_model.buffers()]))
+
+
+def _unloadable(ref: dict[str, Any], exc: Exception) -> InferenceError:
+    return InferenceError(
+        422, ErrorCode.MODEL_NOT_READY, f"model {ref['id']} does not load: {type(exc).__name__}: {exc}"
+    )
 
 
 def serialize(result: Any, task: str, top_k: int) -> dict[str, Any]:

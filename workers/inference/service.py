@@ -7,13 +7,14 @@ decides whether a request waits for it or goes to another worker). Before a job 
 cache is emptied, so warm models and a trainer never share its memory.
 """
 
-import base64
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from app.core.tasks import Queue, TaskName
 from app.inference import protocol
 from workers.identity import WorkerIdentity
 from workers.inference.cache import ModelCache
-from workers.inference.predictor import InferenceError, decode, load_model, serialize
+from workers.inference.predictor import InferenceError, decode, read_model, serialize, warm_up
 from workers.lock import GpuLease
 
 log = logging.getLogger("operations.inference")
@@ -63,24 +64,41 @@ class InferenceService:
         self.cache.on_change = self.publish_cache
         self._control: threading.Thread | None = None
         self._done = threading.Event()
+        # Cold loads (and validations, which load) run here, off the worker's one task slot.
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
     def _load(self, ref: dict[str, Any]) -> tuple[Any, int]:
+        """Read the weights outside the device (disk or S3, seconds for a large model), then warm up
+        on it under the lease (the only part that takes GPU memory)."""
         started = time.perf_counter()
-        model, nbytes = load_model(ref, self.storage, self.weights_dir, self.identity.trainer_device)
+        model = read_model(ref, self.storage, self.weights_dir)
+        time.sleep(float(os.environ.get("TRAINYARD_FAULT_SLOW_LOAD", 0)))  # tests: a large model's read
+        with self.device(time.time() + self.settings.lease_ttl_seconds):
+            nbytes = warm_up(model, ref, self.identity.trainer_device)
         log.info("loaded model %s in %.0f ms", ref["id"], (time.perf_counter() - started) * 1000)
         return model, nbytes
 
     # Requests ------------------------------------------------------------------------------------
     def infer(self, payload: dict[str, Any]) -> None:
-        """Answer one request on its reply key, whatever happens (the worker keeps serving)."""
+        """Answer a request for a warm model at once; one for a cold model from the loader thread, so
+        the worker's queue keeps moving for warm models while it loads."""
         received = time.time()
-        if received > float(payload.get("deadline", received + 1)):
+        if self.cache.is_warm(payload["model"]):
+            self.answer(payload, received)
+        else:
+            self._loader.submit(self.answer, payload, received)
+
+    def answer(self, payload: dict[str, Any], received: float) -> None:
+        """Answer one request on its reply key, whatever happens (the worker keeps serving)."""
+        blobs = [item["blob"] for item in payload["images"] if "blob" in item]
+        if time.time() > float(payload.get("deadline", received + 1)):
             log.info("inference request %s expired in the queue; dropped", payload.get("request_id"))
+            self._forget(blobs)
             return
         try:
             reply = self.run(payload, received)
         except BusyDevice:
-            return
+            return  # handed on, blobs and all
         except InferenceError as exc:
             reply = exc.reply()
         except Exception as exc:
@@ -92,17 +110,29 @@ class InferenceService:
         pipe = self.redis.pipeline()
         pipe.rpush(key, protocol.encode(reply))
         pipe.expire(key, int(payload.get("reply_ttl", protocol.REPLY_TTL_SECONDS)))
+        if blobs:
+            pipe.delete(*blobs)
+        if "job_id" in payload:
+            pipe.publish(protocol.job_channel(str(payload["job_id"])), str(payload.get("chunk", "")))
         pipe.execute()
+
+    def _forget(self, blobs: list[str]) -> None:
+        if blobs:
+            with contextlib.suppress(redis.RedisError):
+                self.redis.delete(*blobs)
 
     def run(self, payload: dict[str, Any], received: float | None = None) -> dict[str, Any]:
         received = received or time.time()
         started = time.perf_counter()
-        images = [self._image(item) for item in payload["images"]]
+        images = self._images(payload["images"])
         decoded = time.perf_counter()
         ref, params = payload["model"], payload.get("params", {})
-        with self.device(payload):
-            entry, hit = self.cache.get(ref)
-            loaded = time.perf_counter()
+        if self._hand_on(payload):
+            raise BusyDevice
+        entry, hit = self.cache.get(ref)  # a miss loads here
+        loaded = time.perf_counter()
+        with self.device(float(payload.get("deadline", time.time() + 30))):
+            acquired = time.perf_counter()
             results = entry.model.predict(
                 images,
                 conf=params.get("conf", 0.25),
@@ -129,15 +159,28 @@ class InferenceService:
                 "queue": round((received - float(payload.get("sent_at", received))) * 1000, 3),
                 "decode": round((decoded - started) * 1000, 3),
                 "load": round((loaded - decoded) * 1000, 3),
-                "predict": round((predicted - loaded) * 1000, 3),
+                "device_wait": round((acquired - loaded) * 1000, 3),
+                "predict": round((predicted - acquired) * 1000, 3),
                 "worker_total": round((time.perf_counter() - started) * 1000, 3),
             },
         }
 
-    def _image(self, item: dict[str, Any]) -> Any:
+    def _images(self, items: list[dict[str, Any]]) -> list[Any]:
+        """Decoded images: uploads from their Redis blobs (one MGET), the rest from storage."""
+        blobs = [item["blob"] for item in items if "blob" in item]
+        values: list[Any] = self.redis.mget(blobs) if blobs else []
+        fetched: dict[str, bytes | None] = dict(zip(blobs, values, strict=True))
+        return [self._image(item, fetched) for item in items]
+
+    def _image(self, item: dict[str, Any], fetched: dict[str, bytes | None]) -> Any:
         name = str(item.get("name") or item.get("key") or "image")
-        if "data" in item:
-            data = base64.b64decode(item["data"])
+        if "blob" in item:
+            blob = fetched[item["blob"]]
+            if blob is None:
+                raise InferenceError(
+                    504, ErrorCode.INFERENCE_TIMEOUT, f"{name}: the upload expired before a worker took it"
+                )
+            data = blob
         else:
             key = str(item["key"])
             if isinstance(self.storage, LocalStorage):
@@ -152,15 +195,10 @@ class InferenceService:
         return decode(name, data, self.settings.inference_max_pixels)
 
     @contextlib.contextmanager
-    def device(self, payload: dict[str, Any]) -> Iterator[None]:
-        """Hold the GPU's lease while predicting (training holds it for whole jobs)."""
-        remaining = max(1.0, float(payload.get("deadline", time.time() + 30)) - time.time())
-        timeout = int(min(remaining, self.settings.lease_ttl_seconds))
-        if self.settings.inference_policy == "other-worker" and int(payload.get("hops", 0)) < MAX_HOPS:
-            if not self.lease.lock.acquire(blocking=False):
-                self._hand_on(payload)
-                raise BusyDevice
-        elif not self.lease.acquire(timeout=max(1, timeout)):
+    def device(self, deadline: float) -> Iterator[None]:
+        """Hold the GPU's lease while predicting or warming up (training holds it for whole jobs)."""
+        timeout = max(0.0, min(deadline - time.time(), self.settings.lease_ttl_seconds))
+        if not self.lease.acquire(timeout=timeout):
             raise InferenceError(
                 503, ErrorCode.INFERENCE_TIMEOUT, "the GPU stayed busy (training) until the deadline"
             )
@@ -169,16 +207,27 @@ class InferenceService:
         finally:
             self.lease.release()
 
-    def _hand_on(self, payload: dict[str, Any]) -> None:
+    def _hand_on(self, payload: dict[str, Any]) -> bool:
+        """`other-worker` policy: a GPU busy with training sends the request back to the queue for
+        another worker (before any load: loading would wait for the trainer), at most MAX_HOPS times."""
+        hops = int(payload.get("hops", 0))
+        if self.settings.inference_policy != "other-worker" or hops >= MAX_HOPS or self.gpu_trainer() is None:
+            return False
         from workers.celery_app import celery_app
 
         log.info("GPU busy with training; handing inference request %s on", payload.get("request_id"))
-        hopped = {**payload, "hops": int(payload.get("hops", 0)) + 1}
-        celery_app.send_task(TaskName.INFER, args=[hopped], queue=Queue.INFERENCE, countdown=0.2)
+        celery_app.send_task(
+            TaskName.INFER, args=[{**payload, "hops": hops + 1}], queue=Queue.INFERENCE, countdown=0.2
+        )
+        return True
 
     # Validation ----------------------------------------------------------------------------------
     def validate(self, model_id: int) -> None:
-        """Load the registered model and predict once; record `ready` or `failed` with the reason."""
+        """Load the registered model and predict once (on the loader thread, like any cold load)."""
+        self._loader.submit(self._validate, model_id)
+
+    def _validate(self, model_id: int) -> None:
+        """Record `ready` or `failed` with the reason."""
         from app.inference.protocol import model_ref
         from app.model_registry.service import get_model, mark_validated
 
@@ -186,8 +235,7 @@ class InferenceService:
             ref = model_ref(get_model(session, model_id))
         ok, reason, names = True, None, list(ref["class_names"])
         try:
-            with self.device({"deadline": time.time() + self.settings.lease_ttl_seconds}):
-                entry, _ = self.cache.get(ref)
+            entry, _ = self.cache.get(ref)
             names = names or [str(entry.model.names[k]) for k in sorted(entry.model.names)]
         except InferenceError as exc:
             ok, reason = False, exc.detail
