@@ -26,13 +26,18 @@ class GpuLease:
         self.ttl_seconds = ttl_seconds
         self.lock = redis_lock.Lock(client, f"trainyard:gpu:{device_key}", expire=ttl_seconds, id=owner)
         self._local = threading.Lock()
+        self._in_redis = False  # whether the holder (one at a time, by the mutex) took the Redis lock
 
-    def acquire(self, timeout: float | None = None) -> bool:
+    def acquire(self, timeout: float | None = None, local_only: bool = False) -> bool:
         """Block until the device is free (training and inference on one GPU exclude each other);
-        False when `timeout` seconds (at most the TTL) pass first."""
+        False when `timeout` seconds (at most the TTL) pass first. `local_only`: no other process can
+        want this device (a CPU worker's key is its own), so a request's predict skips Redis."""
         started = time.monotonic()
         if not self._local.acquire(timeout=-1 if timeout is None else timeout):
             return False
+        if local_only:
+            self._in_redis = False
+            return True
         try:
             if timeout is None:
                 acquired = bool(self.lock.acquire(blocking=True))
@@ -49,6 +54,7 @@ class GpuLease:
             raise
         if not acquired:
             self._local.release()
+        self._in_redis = acquired
         return acquired
 
     def try_acquire(self) -> bool:
@@ -68,10 +74,12 @@ class GpuLease:
 
     def release(self) -> None:
         try:
-            self.lock.release()
+            if self._in_redis:
+                self.lock.release()
         except redis_lock.NotAcquired:
             log.warning("GPU lease of %s had already expired at release", self.owner)
         finally:
+            self._in_redis = False
             self._local.release()
 
     def clear_own_stale(self) -> bool:

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     inference_max_pixels: int = Field(default=40_000_000, validation_alias="TRAINYARD_INFERENCE_MAX_PIXELS")
     # Requests with more images than this must go through an inference job (POST /inference/jobs).
     inference_sync_max_images: int = Field(default=64, validation_alias="TRAINYARD_INFERENCE_SYNC_MAX")
+    # Images per forward pass: a larger request runs as several, the next decoding while one predicts.
+    inference_batch_size: int = Field(default=16, ge=1, validation_alias="TRAINYARD_INFERENCE_BATCH")
     # The worker's model cache: at most this many models, and this much weight memory.
     model_cache_size: int = Field(default=4, validation_alias="TRAINYARD_MODEL_CACHE_SIZE")
     model_cache_mb: float = Field(default=2048.0, validation_alias="TRAINYARD_MODEL_CACHE_MB")

@@ -18,6 +18,7 @@ from app.inference.protocol import model_ref
 from app.inference.service import Params, Upload
 from app.model_registry.service import get_model
 from app.models import ModelStatus
+from app.observability.metrics import INFERENCE_LATENCY
 from app.training.schemas import TaskType
 
 router = APIRouter(prefix="/api/v1/inference", tags=["inference"])
@@ -66,7 +67,9 @@ def infer(
     session.commit()  # nothing to write; do not hold a transaction while the worker runs
     params = Params(conf, iou, imgsz, max_det, top_k)
     reply = service.predict(model, images, params, timeout or settings.inference_timeout_seconds)
-    reply["timing_ms"]["api"] = round((time.perf_counter() - request.state.arrived) * 1000, 3)
+    spent = time.perf_counter() - request.state.arrived
+    INFERENCE_LATENCY.observe(spent)
+    reply["timing_ms"]["api"] = round(spent * 1000, 3)
     return reply
 
 

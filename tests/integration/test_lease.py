@@ -113,3 +113,15 @@ def test_threads_of_one_worker_take_turns_on_its_lease(redis_client: redis.Redis
     assert got == [True]
     assert GpuLease(redis_client, "host:gpu4", "worker-b", ttl_seconds=30).try_acquire() is False
     lease.release()
+
+
+def test_a_local_hold_excludes_the_process_threads_without_redis(redis_client: redis.Redis) -> None:
+    lease = GpuLease(redis_client, "host:cpu-worker", "worker-a", ttl_seconds=30)
+    assert lease.acquire(timeout=1, local_only=True)
+    assert lease.lock.get_owner_id() is None, "a CPU worker's predict took the Redis lock"
+    assert not lease.acquire(timeout=0)
+    lease.release()
+    assert lease.acquire(timeout=1)
+    assert lease.lock.get_owner_id() == "worker-a"
+    lease.release()
+    assert lease.lock.get_owner_id() is None

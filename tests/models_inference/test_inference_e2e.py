@@ -289,3 +289,37 @@ def _png(size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_answered_requests_show_in_the_latency_histogram(
+    stack: Stack, models: dict[str, dict[str, Any]]
+) -> None:
+    def count() -> float:
+        text = stack.http.get("/metrics").text
+        line = next(x for x in text.splitlines() if x.startswith("trainyard_inference_latency_seconds_count"))
+        return float(line.split()[-1])
+
+    before = count()
+    for _ in range(3):
+        assert stack.infer([("a.jpg", jpeg())], model_id=models["detection"]["id"]).status_code == 200
+    assert count() == before + 3
+
+
+def test_a_request_larger_than_a_batch_keeps_order_and_answers(
+    stack: Stack, models: dict[str, dict[str, Any]]
+) -> None:
+    """20 images run as two forward passes (TRAINYARD_INFERENCE_BATCH=16), the second decoding while the
+    first predicts: each image gets the boxes it gets on its own, in the order it was sent."""
+    colours = [(200, 20, 20), (20, 20, 200), (20, 200, 20), (200, 200, 20)]
+    images = [(f"{i}.jpg", jpeg(colour=colours[i % 4])) for i in range(20)]
+    form = {"model_id": models["detection"]["id"], "conf": 0.0, "max_det": 3}
+    batch = stack.infer(images, **form)
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert [r["name"] for r in results] == [name for name, _ in images]
+    for i in (0, 5, 17, 18):
+        alone = stack.infer([images[i]], **form).json()["results"][0]["detections"]
+        boxes = [d["box"] for d in results[i]["detections"]]
+        assert [d["class_id"] for d in results[i]["detections"]] == [d["class_id"] for d in alone]
+        for box, single in zip(boxes, [d["box"] for d in alone], strict=True):
+            assert max(abs(a - b) for a, b in zip(box, single, strict=True)) < 0.5

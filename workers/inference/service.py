@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ class InferenceService:
         self._done = threading.Event()
         # Cold loads (and validations, which load) run here, off the worker's one task slot.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-decoder")
 
     def _load(self, ref: dict[str, Any]) -> tuple[Any, int]:
         """Read the weights outside the device (disk or S3, seconds for a large model), then warm up
@@ -124,37 +125,47 @@ class InferenceService:
     def run(self, payload: dict[str, Any], received: float | None = None) -> dict[str, Any]:
         received = received or time.time()
         started = time.perf_counter()
-        images = self._images(payload["images"])
-        decoded = time.perf_counter()
+        items: list[dict[str, Any]] = payload["images"]
         ref, params = payload["model"], payload.get("params", {})
         if self._hand_on(payload):
             raise BusyDevice
+        blobs = self._blobs(items)
+        size = self.settings.inference_batch_size
+        batches = [items[i : i + size] for i in range(0, len(items), size)]
+        upcoming: Future[list[Any]] | None = None
+        images = self._decode(batches[0], blobs)  # a bad image fails the request before any load
+        decoded = time.perf_counter()
         entry, hit = self.cache.get(ref)  # a miss loads here
         loaded = time.perf_counter()
+        results: list[Any] = []
         with self.device(float(payload.get("deadline", time.time() + 30))):
             acquired = time.perf_counter()
-            results = entry.model.predict(
-                images,
-                conf=params.get("conf", 0.25),
-                iou=params.get("iou", 0.7),
-                imgsz=params.get("imgsz") or ref.get("imgsz") or 640,
-                max_det=params.get("max_det", 300),
-                device=self.identity.trainer_device,
-                verbose=False,
-            )
+            for number in range(len(batches)):
+                if number + 1 < len(batches):  # the next batch decodes while this one predicts
+                    upcoming = self._decoder.submit(self._decode, batches[number + 1], blobs)
+                results += entry.model.predict(
+                    images,
+                    conf=params.get("conf", 0.25),
+                    iou=params.get("iou", 0.7),
+                    imgsz=params.get("imgsz") or ref.get("imgsz") or 640,
+                    max_det=params.get("max_det", 300),
+                    device=self.identity.trainer_device,
+                    verbose=False,
+                )
+                if upcoming is not None:
+                    images, upcoming = upcoming.result(), None
         predicted = time.perf_counter()
         top_k = int(params.get("top_k", 5))
-        items = [
-            {"name": item.get("name"), **serialize(r, ref["task"], top_k)}
-            for item, r in zip(payload["images"], results, strict=True)
-        ]
         return {
             "ok": True,
             "model_id": ref["id"],
             "task": ref["task"],
             "worker": self.identity.name,
             "cache_hit": hit,
-            "results": items,
+            "results": [
+                {"name": item.get("name"), **serialize(r, ref["task"], top_k)}
+                for item, r in zip(items, results, strict=True)
+            ],
             "timing_ms": {
                 "queue": round((received - float(payload.get("sent_at", received))) * 1000, 3),
                 "decode": round((decoded - started) * 1000, 3),
@@ -165,12 +176,14 @@ class InferenceService:
             },
         }
 
-    def _images(self, items: list[dict[str, Any]]) -> list[Any]:
-        """Decoded images: uploads from their Redis blobs (one MGET), the rest from storage."""
-        blobs = [item["blob"] for item in items if "blob" in item]
-        values: list[Any] = self.redis.mget(blobs) if blobs else []
-        fetched: dict[str, bytes | None] = dict(zip(blobs, values, strict=True))
-        return [self._image(item, fetched) for item in items]
+    def _decode(self, items: list[dict[str, Any]], blobs: dict[str, bytes | None]) -> list[Any]:
+        return [self._image(item, blobs) for item in items]
+
+    def _blobs(self, items: list[dict[str, Any]]) -> dict[str, bytes | None]:
+        """The request's uploads, from Redis in one MGET (None: expired)."""
+        keys = [item["blob"] for item in items if "blob" in item]
+        values: list[Any] = self.redis.mget(keys) if keys else []
+        return dict(zip(keys, values, strict=True))
 
     def _image(self, item: dict[str, Any], fetched: dict[str, bytes | None]) -> Any:
         name = str(item.get("name") or item.get("key") or "image")
@@ -198,7 +211,7 @@ class InferenceService:
     def device(self, deadline: float) -> Iterator[None]:
         """Hold the GPU's lease while predicting or warming up (training holds it for whole jobs)."""
         timeout = max(0.0, min(deadline - time.time(), self.settings.lease_ttl_seconds))
-        if not self.lease.acquire(timeout=timeout):
+        if not self.lease.acquire(timeout=timeout, local_only=self.identity.device == "cpu"):
             raise InferenceError(
                 503, ErrorCode.INFERENCE_TIMEOUT, "the GPU stayed busy (training) until the deadline"
             )
