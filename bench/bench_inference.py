@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 import torch
 from PIL import Image, ImageDraw
 
@@ -33,6 +34,8 @@ from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
 from tests.factories import register_untrained_model
 from tests.faults.conftest import PrivateRedis
 from workers.ultralytics.offline import prepare_offline
+
+BENCH = Path(__file__).resolve().parent
 
 
 def images(count: int, seed: int = 0) -> list[bytes]:
@@ -52,6 +55,38 @@ def images(count: int, seed: int = 0) -> list[bytes]:
         image.save(buffer, "JPEG", quality=85)
         out.append(buffer.getvalue())
     return out
+
+
+def floor(port: int, redis_url: str, pictures: list[bytes], runs: int) -> tuple[float, float]:
+    """p50 ms of the two parts no REST -> Celery path can avoid (bench/floor.py)."""
+    from celery import Celery
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as bare:
+        wait_until_up = time.monotonic() + 30
+        while time.monotonic() < wait_until_up:
+            try:
+                bare.post("/upload", files=[("files", ("0.jpg", pictures[0], "image/jpeg"))])
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        counter = iter(range(10**9))
+        http_ms = timed(
+            lambda: bare.post(
+                "/upload", files=[("files", ("a.jpg", pictures[next(counter) % 64], "image/jpeg"))]
+            ).raise_for_status(),
+            runs,
+        )
+    client = Celery("floor-client", broker=redis_url)
+    client.conf.update(task_serializer="json", accept_content=["json"])
+    replies = redis.Redis.from_url(redis_url)
+
+    def round_trip() -> None:
+        key = f"floor:reply:{time.monotonic_ns()}"
+        client.send_task("floor.echo", args=[key])
+        assert replies.blpop([key], 30) is not None, "the floor worker did not answer"
+
+    round_trip()  # the worker is up once it answers
+    return statistics.median(http_ms), statistics.median(timed(round_trip, runs))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -116,11 +151,23 @@ def main() -> None:
         "REDIS_URL": redis_server.url,
     }
     pictures = images(64)
-    port = free_port()
+    port, floor_port = free_port(), free_port()
+    floor_env = {"REDIS_URL": redis_server.url, "PYTHONPATH": str(BENCH)}
+    python = [sys.executable, "-m"]
     try:
         with (
             running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
             running([*TRAINYARD, "worker", "--device", "cpu", "--name", "bench"], env, root / "worker.log"),
+            running(
+                [*python, "uvicorn", "--app-dir", str(BENCH), "floor:api", "--port", str(floor_port)],
+                floor_env,
+                root / "floor-api.log",
+            ),
+            running(
+                [*python, "celery", "-A", "floor", "worker", "--pool", "threads", "--concurrency", "1"],
+                floor_env,
+                root / "floor-worker.log",
+            ),
             httpx.Client(
                 base_url=f"http://127.0.0.1:{port}", timeout=300, headers={"Authorization": f"Bearer {key}"}
             ) as http,
@@ -140,6 +187,7 @@ def main() -> None:
             direct_ms = timed(
                 lambda: direct(model, [pictures[next(counter) % 64]], args.imgsz), args.requests
             )
+            floor_http, floor_celery = floor(floor_port, redis_server.url, pictures, args.requests)
             api_batch = timed(lambda: via_api(http, model_id, pictures, args.imgsz), 3)
             direct_batch = timed(lambda: direct(model, pictures, args.imgsz), 3)
             # Where the worker's edge on a batch comes from: it predicts in batches of 16 (the default
@@ -160,6 +208,10 @@ def main() -> None:
     print(f"{'REST -> queue -> worker':28}{api_p50:10.2f}{percentile(api_ms, 99):10.2f}")
     print(f"{'direct model.predict':28}{direct_p50:10.2f}{percentile(direct_ms, 99):10.2f}")
     print(f"p50 overhead {api_p50 - direct_p50:+.2f} ms, ratio {api_p50 / direct_p50:.3f}")
+    print(
+        f"floor of any such path here, p50: bare FastAPI multipart upload {floor_http:.2f} ms + "
+        f"raw Celery round trip {floor_celery:.2f} ms = {floor_http + floor_celery:.2f} ms"
+    )
     stages = {k: statistics.median(r["timing_ms"][k] for r in replies) for k in replies[0]["timing_ms"]}
     print("worker-reported stages, p50 ms: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
     api_ips = 64 / (min(api_batch) / 1000)

@@ -5,11 +5,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from sse_starlette import EventSourceResponse
 
 from app.core.auth import PrincipalDep, read_only
-from app.core.deps import SessionDep
+from app.core.deps import DatabaseDep, SessionDep
 from app.core.errors import invalid
 from app.core.settings import get_settings
 from app.inference import schemas, service
@@ -39,9 +40,9 @@ def _uploads(files: list[UploadFile] | None) -> list[Upload]:
 
 @router.post("", response_model=schemas.InferenceRead)
 @read_only  # runs a model, writes nothing: viewers may call it
-def infer(
+async def infer(
     request: Request,
-    session: SessionDep,
+    db: DatabaseDep,
     principal: PrincipalDep,
     files: Files = None,
     keys: Keys = None,
@@ -62,11 +63,18 @@ def infer(
         raise invalid(
             "files", f"more than {settings.inference_sync_max_images} images: use /inference/jobs", 413
         )
-    model = service.resolve_model(session, principal, model_id, project_id, task)
-    images = service.images_of(_uploads(files), keys or [])
-    session.commit()  # nothing to write; do not hold a transaction while the worker runs
-    params = Params(conf, iou, imgsz, max_det, top_k)
-    reply = service.predict(model, images, params, timeout or settings.inference_timeout_seconds)
+    wait = timeout or settings.inference_timeout_seconds
+
+    def resolve_check_and_send() -> service.Sent:
+        with db.session() as session:
+            ref = model_ref(service.resolve_model(session, principal, model_id, project_id, task))
+        images = service.images_of(_uploads(files), keys or [])
+        return service.send(ref, images, Params(conf, iou, imgsz, max_det, top_k), wait)
+
+    # The blocking part in one trip to a thread; the wait for the worker holds none (a sync endpoint
+    # would hold one of the server's 40 threads per waiting request, starving every other endpoint).
+    sent = await anyio.to_thread.run_sync(resolve_check_and_send)
+    reply = await service.answer_of(sent, wait)
     spent = time.perf_counter() - request.state.arrived
     INFERENCE_LATENCY.observe(spent)
     reply["timing_ms"]["api"] = round(spent * 1000, 3)

@@ -3,16 +3,19 @@ queue and wait for the worker's answer on the request's reply key. Large batches
 jobs: the images go to storage, chunks are queued, and their answers collect under the job's key.
 """
 
+import asyncio
 import io
 import json
 import math
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, BinaryIO
 
 import redis
+import redis.asyncio as aioredis
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
@@ -39,6 +42,22 @@ JOB_TTL_SECONDS = 24 * 3600
 def _waiting_client(url: str) -> redis.Redis:
     """For blocking pops: the shared client's socket timeout is shorter than a cold model load."""
     return redis.Redis.from_url(url, socket_timeout=MAX_WAIT_SECONDS + 10, socket_connect_timeout=5)
+
+
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _waiting_async_client() -> aioredis.Redis:
+    """One pool per event loop (a connection per waiting request, reused after)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        url = get_settings().resolved_redis_url
+        client = aioredis.Redis.from_url(url, socket_timeout=MAX_WAIT_SECONDS + 10, socket_connect_timeout=5)
+        _async_clients[loop] = client
+    return client
 
 
 def blpop(key: str, timeout: float) -> bytes | str | None:
@@ -152,10 +171,15 @@ def stage_blobs(pipe: Any, request_id: str, images: list[dict[str, Any]], ttl: i
     return staged
 
 
-def predict(
-    model: RegisteredModel, images: list[dict[str, Any]], params: Params, timeout: float
-) -> dict[str, Any]:
-    """Queue the request and wait for its answer (504 when no worker answers in time)."""
+@dataclass(frozen=True)
+class Sent:
+    request_id: str
+    reply_key: str
+    started: float
+
+
+def send(ref: dict[str, Any], images: list[dict[str, Any]], params: Params, timeout: float) -> Sent:
+    """Stage the uploads and queue the request for a worker of the `inference` queue."""
     started = time.perf_counter()
     request_id = uuid.uuid4().hex
     reply_key = protocol.reply_key(request_id)
@@ -168,20 +192,25 @@ def predict(
         "reply_key": reply_key,
         "sent_at": now,
         "deadline": now + timeout,
-        "model": protocol.model_ref(model),
+        "model": ref,
         "images": staged,
         "params": params.as_dict(),
     }
     send_task(TaskName.INFER, [payload], Queue.INFERENCE)
-    raw = blpop(reply_key, timeout)
-    if raw is None:
+    return Sent(request_id, reply_key, started)
+
+
+async def answer_of(sent: Sent, timeout: float) -> dict[str, Any]:
+    """Wait on the request's reply list without holding a thread (504 when no worker answers in time)."""
+    popped = await _waiting_async_client().blpop([sent.reply_key], timeout=timeout)
+    if popped is None:
         raise AppError(504, ErrorCode.INFERENCE_TIMEOUT, f"no worker answered within {timeout:g} s")
-    reply: dict[str, Any] = json.loads(raw)
+    reply: dict[str, Any] = json.loads(popped[1])
     if not reply.get("ok"):
         raise AppError(int(reply["status"]), ErrorCode(reply["code"]), str(reply["detail"]))
     reply.pop("ok")
-    reply["request_id"] = request_id
-    reply["timing_ms"]["round_trip"] = round((time.perf_counter() - started) * 1000, 3)
+    reply["request_id"] = sent.request_id
+    reply["timing_ms"]["round_trip"] = round((time.perf_counter() - sent.started) * 1000, 3)
     return reply
 
 
