@@ -1,9 +1,7 @@
 """SSE for a job: replay what the client missed from the database, then follow it live.
 
-Pub/sub is only a doorbell: a message on the job's channel wakes the stream, which then reads what
-follows the last seq sent from the database. When no message comes for a while the database is
-polled anyway, so a lost publish, a Redis restart, or another installation sharing the Redis server
-(pub/sub channels ignore database numbers) delays an event but never drops, repeats or invents one.
+Pub/sub is only a doorbell (app/core/doorbell.py): a message on the job's channel wakes the stream,
+which then reads what follows the last seq sent from the database.
 """
 
 import json
@@ -12,16 +10,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-from redis.exceptions import RedisError
 
+from app.core import doorbell
 from app.core.db import Database
 from app.core.events import EventType, envelope, events_after
 from app.core.jobs import TERMINAL
 from app.core.redis import get_async_redis, job_channel
 
 log = logging.getLogger("app.backend")
-
-POLL_SECONDS = 2.0
 
 
 def is_terminal(event: dict[str, Any]) -> bool:
@@ -53,52 +49,24 @@ class JobEventStream:
         """Every event after `after`, exactly once and in order, until the terminal status event."""
         redis = get_async_redis()
         pubsub = redis.pubsub()
-        subscribed = False
+        channel = job_channel(self.job_id)
         try:
-            try:
-                await pubsub.subscribe(job_channel(self.job_id))
-                subscribed = True
-            except RedisError:
-                log.warning("SSE for job %s: Redis unavailable, polling the database", self.job_id)
             # Subscribe before the replay, so nothing published in between is missed.
+            subscribed = await doorbell.subscribe(pubsub, channel)
+            if not subscribed:
+                log.warning("SSE for job %s: Redis unavailable, polling the database", self.job_id)
             async for event in self._catch_up():
                 yield event
                 if is_terminal(event):
                     return
             while not await self.is_disconnected():
-                if subscribed:
-                    subscribed = await self._wait_for_doorbell(pubsub)
-                else:
-                    await anyio.sleep(POLL_SECONDS)
-                    subscribed = await self._resubscribe(pubsub)
+                subscribed = await doorbell.wait(pubsub, channel, subscribed)
                 async for event in self._catch_up():
                     yield event
                     if is_terminal(event):
                         return
         finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await pubsub.aclose()
-                    await redis.aclose()
-                except (RedisError, OSError):
-                    pass
-
-    async def _wait_for_doorbell(self, pubsub: Any) -> bool:
-        """Wait for a publish or POLL_SECONDS; drain a burst (one query for it). False: Redis is gone."""
-        try:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
-            while message is not None:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
-            return True
-        except (RedisError, OSError):
-            return False
-
-    async def _resubscribe(self, pubsub: Any) -> bool:
-        try:
-            await pubsub.subscribe(job_channel(self.job_id))
-            return True
-        except (RedisError, OSError):
-            return False
+            await doorbell.close(pubsub, redis)
 
 
 def sse_message(event: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 TRAINYARD = [sys.executable, "-m", "app.cli.main"]
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -57,6 +59,22 @@ def wait_for(url: str, log: Path, timeout: float = 60.0, workers: int = 0) -> No
             pass
         time.sleep(0.3)
     raise TimeoutError(f"{url} not ready; log:\n{log.read_text()[-3000:]}")
+
+
+def wait_until(check: Callable[[], T], what: str, logs: Callable[[], str], timeout: float = 60.0) -> T:
+    """The first truthy value of `check`, polled; past `timeout`, TimeoutError with what the logs say."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}; log:\n{logs()[-4000:]}")
+        time.sleep(0.3)
+
+
+def tail(log: Path) -> Callable[[], str]:
+    return lambda: log.read_text(errors="replace") if log.exists() else ""
 
 
 def create_key(env: dict[str, str], *args: str) -> str:

@@ -18,7 +18,7 @@ import redis
 from app.core.workers import announce
 from app.inference.protocol import control_key
 from tests.conftest import fresh_postgres
-from tests.e2e.stack import create_key, free_port, stop, wait_for
+from tests.e2e.stack import create_key, free_port, stop, wait_for, wait_until
 from tests.factories import make_yolo_dataset
 from tests.faults.conftest import Fleet, PrivateRedis
 from tests.models_inference.test_inference_e2e import jpeg
@@ -75,7 +75,9 @@ def start_gpu_worker(fleet: Fleet, name: str, gpu: int, queues: str, policy: str
         ["worker", "--gpu", str(gpu), "--queues", queues, "--name", name],
         {"TRAINYARD_INFERENCE_POLICY": policy},
     )
-    wait_until(fleet, lambda: _worker(fleet, name).get("status") == "online", f"{name} never came online")
+    wait_until(
+        lambda: _worker(fleet, name).get("status") == "online", f"{name} never came online", logs(fleet), 120
+    )
 
 
 def stop_workers(fleet: Fleet, *names: str) -> None:
@@ -88,15 +90,8 @@ def _worker(fleet: Fleet, name: str) -> dict[str, Any]:
     return response.json() if response.status_code == 200 else {}
 
 
-def wait_until(fleet: Fleet, check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    logs = {name: fleet.log(name)[-2500:] for name in fleet.workers}
-    raise TimeoutError(f"{what}; worker logs: {logs}")
+def logs(fleet: Fleet) -> Callable[[], str]:
+    return lambda: str({name: fleet.log(name)[-2500:] for name in fleet.workers})
 
 
 def warm_models(fleet: Fleet, worker: str) -> list[int]:
@@ -162,7 +157,7 @@ def model(fleet: Fleet, dataset: Path) -> dict[str, Any]:
         assert found is None or found["status"] != "failed", found
         return found if found is not None and found["status"] == "ready" else None
 
-    found: dict[str, Any] = wait_until(fleet, ready, "the model never became ready", timeout=180)
+    found: dict[str, Any] = wait_until(ready, "the model never became ready", logs(fleet), timeout=180)
     return found
 
 
@@ -201,17 +196,21 @@ def test_wait_policy_inference_waits_for_the_training_that_evicted_its_models(
 
     job = long_job(fleet, dataset, "contender-wait")
     # The trainer took gpu0's lease and, before starting, had the other process on gpu0 drop its models.
-    wait_until(fleet, lambda: warm_models(fleet, "gpu0-infer") == [], "gpu0-infer kept its models")
+    wait_until(lambda: warm_models(fleet, "gpu0-infer") == [], "gpu0-infer kept its models", logs(fleet), 120)
     refused = load(fleet, "gpu0-infer", model["id"])
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "CONFLICT" and "gpu0-train" in refused.json()["detail"]
     assert warm_models(fleet, "gpu0-infer") == []
     # Contend with a trainer that is really training, not one still starting up.
-    wait_until(fleet, lambda: fleet.job(job["id"])["current_epoch"] >= 1, "the trainer never trained")
+    wait_until(
+        lambda: fleet.job(job["id"])["current_epoch"] >= 1, "the trainer never trained", logs(fleet), 120
+    )
 
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(infer, fleet, model["id"])
-        wait_until(fleet, lambda: _queued(fleet, "inference") == 0, "gpu0-infer never took the request")
+        wait_until(
+            lambda: _queued(fleet, "inference") == 0, "gpu0-infer never took the request", logs(fleet), 120
+        )
         assert not pending.done() and fleet.job(job["id"])["status"] == "running"
         stopped = stop_job(fleet, job["id"])
         response, answered_at = pending.result(timeout=90)

@@ -6,7 +6,6 @@ time here) hits, evicts and unloads; bad input gets problem+json and the worker 
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from PIL import Image
 from app.core import migrate
 from app.core.db import Database
 from tests.conftest import REDIS_URL, make_api_key
-from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
+from tests.e2e.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 from tests.factories import make_yolo_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -110,17 +109,6 @@ def train(stack: Stack, name: str, task: str, model: str, dataset: Path, imgsz: 
     return job
 
 
-def wait_until(check: Any, what: str, stack: Stack, timeout: float = 300) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    log = (stack.root / "worker.log").read_text(errors="replace")[-4000:]
-    raise TimeoutError(f"{what}; worker log:\n{log}")
-
-
 @pytest.fixture(scope="module")
 def models(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """A detector and a classifier, trained, registered and validated (`ready`) by the worker."""
@@ -142,7 +130,9 @@ def models(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
             assert model is None or model["status"] != "failed", model
             return model if model is not None and model["status"] == "ready" else None
 
-        found[task] = wait_until(ready, f"the {task} model never became ready", stack)
+        found[task] = wait_until(
+            ready, f"the {task} model never became ready", tail(stack.root / "worker.log"), timeout=300
+        )
     return found
 
 

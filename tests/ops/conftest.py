@@ -2,7 +2,6 @@
 and run real processes (API, workers, Flower, honcho) against a migrated SQLite file."""
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,14 +41,6 @@ def process_env(tmp_path: Path, ops_redis: redis.Redis) -> dict[str, str]:
 @pytest.fixture
 def worker_name() -> str:
     return f"ops-{uuid.uuid4().hex[:8]}"
-
-
-def wait_until(check: Callable[[], bool], what: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen; log:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
 
 
 def worker_is_live(client: redis.Redis, name: str) -> Callable[[], bool]:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.stack import free_port, running
-from tests.ops.conftest import wait_until, worker_is_live
+from tests.e2e.stack import free_port, running, tail, wait_until
+from tests.ops.conftest import worker_is_live
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def test_flower_lists_the_worker_and_its_queues(
     worker_log, flower_log = tmp_path / "worker.log", tmp_path / "flower.log"
     worker_cmd = [*TRAINYARD, "worker", "--device", "cpu", "--name", worker_name]
     with running(worker_cmd, env, worker_log), running([*FLOWER, f"--port={port}"], env, flower_log):
-        wait_until(worker_is_live(ops_redis, worker_name), "worker presence", worker_log)
+        wait_until(worker_is_live(ops_redis, worker_name), "worker presence", tail(worker_log))
         flower = f"http://127.0.0.1:{port}"
         found: dict[str, Any] = {}
 
@@ -40,7 +40,7 @@ def test_flower_lists_the_worker_and_its_queues(
             found.update({k: v for k, v in response.json().items() if k.startswith(f"{worker_name}@")})
             return bool(found) and all(w.get("active_queues") for w in found.values())
 
-        wait_until(flower_sees_the_worker, "Flower listing the worker", flower_log)
+        wait_until(flower_sees_the_worker, "Flower listing the worker", tail(flower_log))
     [(hostname, info)] = found.items()
     assert hostname.startswith(f"{worker_name}@")
     assert {q["name"] for q in info["active_queues"]} == {"training", "inference"}

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from app.core.db import Database
 from app.core.tasks import Queue, TaskName
 from app.main import create_app
-from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, wait_for
-from tests.ops.conftest import wait_until, worker_is_live
+from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, tail, wait_for, wait_until
+from tests.ops.conftest import worker_is_live
 
 pytestmark = pytest.mark.integration
 
@@ -125,14 +125,14 @@ def test_worker_writes_json_lines_with_job_id_and_attempt(
     command = [*TRAINYARD, "worker", "--device", "cpu", "--name", worker_name]
     worker = run_until_stopped(command, process_env, log)
     try:
-        wait_until(worker_is_live(ops_redis, worker_name), "worker presence", log)
+        wait_until(worker_is_live(ops_redis, worker_name), "worker presence", tail(log))
         # A command for a job the database does not know: the runner binds the job's context first.
         from celery import Celery
 
         sender = Celery("ops-test", broker=process_env["REDIS_URL"])
         sender.send_task(TaskName.TRAIN, args=[424242, 1], queue=Queue.TRAINING)
         sender.close()
-        wait_until(lambda: "424242" in log.read_text(), "the task being logged", log)
+        wait_until(lambda: "424242" in log.read_text(), "the task being logged", tail(log))
     finally:
         terminate(worker)
     entries = json_lines(log.read_text())
