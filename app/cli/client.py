@@ -48,6 +48,24 @@ class ApiClient:
         result: dict[str, Any] = self._call("GET", f"/api/v1/training/jobs/{job_id}")
         return result
 
+    def list_models(self, **params: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "GET", "/api/v1/models", params={k: v for k, v in params.items() if v is not None}
+        )
+        return result
+
+    def deploy(self, project_id: int, model_id: int) -> dict[str, Any]:
+        path = f"/api/v1/projects/{project_id}/deployments"
+        result: dict[str, Any] = self._call("POST", path, json={"model_id": model_id})
+        return result
+
+    def infer(self, images: list[tuple[str, bytes]], **form: Any) -> dict[str, Any]:
+        """Run a model on a few images (`model_id`, or `project_id` for its active model)."""
+        files = [("files", (name, data, "application/octet-stream")) for name, data in images]
+        fields = {k: str(v) for k, v in form.items() if v is not None}
+        result: dict[str, Any] = self._call("POST", "/api/v1/inference", files=files, data=fields)
+        return result
+
     def events(self, job_id: int, after: int = 0, retries: int = 30) -> Iterator[dict[str, Any]]:
         """Follow the job's SSE stream until its terminal event, reconnecting with Last-Event-ID."""
         last = after

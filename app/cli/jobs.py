@@ -23,11 +23,11 @@ ApiKey = Annotated[
 ]
 
 
-def _client(api: str | None, api_key: str | None) -> ApiClient:
+def api_client(api: str | None, api_key: str | None) -> ApiClient:
     return ApiClient(api or get_settings().api_url, api_key)
 
 
-def _fail(exc: ApiError) -> typer.Exit:
+def exit_with(exc: ApiError) -> typer.Exit:
     console.print(f"[red]{exc}[/red]")
     for error in (exc.body or {}).get("errors", []) if isinstance(exc.body, dict) else []:
         console.print(f"  [red]{error['field']}[/red]: {error['reason']}")
@@ -73,11 +73,11 @@ def submit(
         "dataset_path": dataset,
         "config": config,
     }
-    client = _client(api, api_key)
+    client = api_client(api, api_key)
     try:
         job = client.submit(body)
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise exit_with(exc) from exc
     console.print(f"job [bold]{job['id']}[/bold] {job['status']}")
     if watch_:
         raise typer.Exit(_watch(client, job["id"]))
@@ -93,9 +93,9 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first."""
     try:
-        page = _client(api, api_key).list_jobs(project=project, status=status, limit=limit)
+        page = api_client(api, api_key).list_jobs(project=project, status=status, limit=limit)
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise exit_with(exc) from exc
     table = Table("id", "project", "name", "status", "epoch", "attempt", "created")
     for job in page["items"]:
         table.add_row(
@@ -115,15 +115,15 @@ def list_jobs(
 def show(job_id: int, api: ApiUrl = None, api_key: ApiKey = None) -> None:
     """Show a job as JSON."""
     try:
-        console.print_json(json.dumps(_client(api, api_key).get_job(job_id)))
+        console.print_json(json.dumps(api_client(api, api_key).get_job(job_id)))
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise exit_with(exc) from exc
 
 
 @cli.command()
 def watch(job_id: int, api: ApiUrl = None, api_key: ApiKey = None) -> None:
     """Follow a job live (epoch, ETA, losses, mAP); exit 0 if it completes, non-zero otherwise."""
-    raise typer.Exit(_watch(_client(api, api_key), job_id))
+    raise typer.Exit(_watch(api_client(api, api_key), job_id))
 
 
 def _watch(client: ApiClient, job_id: int) -> int:
@@ -154,7 +154,7 @@ def _watch(client: ApiClient, job_id: int) -> int:
                     console.print(f"[red]{data.get('code')}: {data.get('message')}[/red]")
                 progress.update(bar, status=status, latest=latest)
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise exit_with(exc) from exc
     colour = "green" if status == "completed" else "red"
     console.print(f"job {job_id} [{colour}]{status}[/{colour}]")
     return EXIT_CODES.get(status, 1)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import jobs, keys
+from app.cli import jobs, keys, models
 from app.core.logging import configure_logging
 
 cli = typer.Typer(
@@ -15,6 +15,8 @@ db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(jobs.cli, name="jobs")
 cli.add_typer(keys.cli, name="keys")
+cli.add_typer(models.cli, name="models")
+cli.command()(models.predict)
 
 
 @cli.command()

@@ -6,6 +6,8 @@ time here) hits, evicts and unloads; bad input gets problem+json and the worker 
 
 import io
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,3 +315,34 @@ def test_a_request_larger_than_a_batch_keeps_order_and_answers(
         assert [d["class_id"] for d in results[i]["detections"]] == [d["class_id"] for d in alone]
         for box, single in zip(boxes, [d["box"] for d in alone], strict=True):
             assert max(abs(a - b) for a, b in zip(box, single, strict=True)) < 0.5
+
+
+def test_the_cli_lists_models_and_predicts(stack: Stack, models: dict[str, dict[str, Any]]) -> None:
+    env = {
+        **os.environ,
+        "TRAINYARD_API_URL": stack.url,
+        "TRAINYARD_API_KEY": stack.http.headers["Authorization"].removeprefix("Bearer "),
+    }
+    listed = subprocess.run(
+        [*TRAINYARD, "models", "list", "--project", "vision"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "detector" in listed.stdout and "classifier" in listed.stdout
+
+    image = stack.root / "cli.jpg"
+    image.write_bytes(jpeg())
+    detector = models["detection"]["id"]
+    predicted = subprocess.run(
+        [*TRAINYARD, "predict", str(image), "--model", str(detector), "--conf", "0", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    answer = json.loads(predicted.stdout)
+    assert answer["model_id"] == detector and answer["results"][0]["name"] == "cli.jpg"
+
+    refused = subprocess.run(
+        [*TRAINYARD, "predict", str(image), "--model", "424242"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "404" in refused.stdout
