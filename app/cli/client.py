@@ -54,6 +54,10 @@ class ApiClient:
         )
         return result
 
+    def get_model(self, model_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/models/{model_id}")
+        return result
+
     def deploy(self, project_id: int, model_id: int) -> dict[str, Any]:
         path = f"/api/v1/projects/{project_id}/deployments"
         result: dict[str, Any] = self._call("POST", path, json={"model_id": model_id})

@@ -47,13 +47,13 @@ def list_models(
 @cli.command()
 def deploy(
     model_id: int,
-    project_id: Annotated[int, typer.Option(help="the model's project")],
     api: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Make a ready model the project's active model for its task."""
+    """Make a ready model its project's active model for its task."""
+    client = api_client(api, api_key)
     try:
-        deployment = api_client(api, api_key).deploy(project_id, model_id)
+        deployment = client.deploy(client.get_model(model_id)["project_id"], model_id)
     except ApiError as exc:
         raise exit_with(exc) from exc
     console.print_json(json.dumps(deployment))

@@ -342,6 +342,19 @@ def test_the_cli_lists_models_and_predicts(stack: Stack, models: dict[str, dict[
     answer = json.loads(predicted.stdout)
     assert answer["model_id"] == detector and answer["results"][0]["name"] == "cli.jpg"
 
+    deployed = subprocess.run(
+        [*TRAINYARD, "models", "deploy", str(detector)], env=env, capture_output=True, text=True
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    project = str(models["detection"]["project_id"])
+    by_project = subprocess.run(
+        [*TRAINYARD, "predict", str(image), "--project-id", project, "--task", "detection", "--conf", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert by_project.returncode == 0 and "cli.jpg 64x64" in by_project.stdout, by_project.stdout
+
     refused = subprocess.run(
         [*TRAINYARD, "predict", str(image), "--model", "424242"], env=env, capture_output=True, text=True
     )
