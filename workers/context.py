@@ -41,7 +41,14 @@ def get_lease() -> GpuLease:
 
 @lru_cache
 def get_runner() -> TrainingRunner:
-    return TrainingRunner(get_database(), get_storage(), get_lease(), get_identity(), get_settings())
+    return TrainingRunner(
+        get_database(),
+        get_storage(),
+        get_lease(),
+        get_identity(),
+        get_settings(),
+        make_room=lambda: get_inference().before_training(),
+    )
 
 
 @lru_cache

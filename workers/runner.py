@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -69,9 +70,18 @@ class JobSpec:
 
 class TrainingRunner:
     def __init__(
-        self, db: Database, storage: Storage, lease: GpuLease, worker: WorkerIdentity, settings: Settings
+        self,
+        db: Database,
+        storage: Storage,
+        lease: GpuLease,
+        worker: WorkerIdentity,
+        settings: Settings,
+        make_room: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
+        # Empties this process's own model cache, once the lease is held (a model that finished loading
+        # just before would otherwise sit in GPU memory beside the trainer).
+        self.make_room = make_room
         self.storage = storage
         self.lease = lease
         self.worker = worker
@@ -91,7 +101,8 @@ class TrainingRunner:
                 return
             log.info("running job %s attempt %s", job_id, attempt)
             self.current_job = job_id
-            # The lease stops the GPU's other processes from computing; this empties their caches too.
+            # The lease stops the GPU's other tenants from computing; this empties their caches too.
+            self.make_room()
             sharing.make_room_for_training(self.worker, self.settings)
             Attempt(self, spec).run()
         finally:

@@ -1,10 +1,15 @@
 """The inference side of a worker: requests from the `inference` queue, model validation, the model
 cache and its control channel (load / unload / list, sent by the API to this worker through Redis).
 
-GPU sharing: training holds the device's lease for a whole job; an inference request takes the same
-lease for the duration of its predict, so the two never run on one GPU at once (TRAINYARD_INFERENCE_POLICY
-decides whether a request waits for it or goes to another worker). Before a job trains on a GPU, the
-cache is emptied, so warm models and a trainer never share its memory.
+A request for a warm model is answered in the worker's task slot; one for a cold model from the loader
+thread, so a load (seconds for a large model) never holds up the warm ones. Uploads arrive as Redis
+blobs beside the message (app/inference/service.py), fetched with one MGET and deleted with the reply.
+
+GPU sharing: training holds the device's lease for a whole job; a predict or a model's warm-up takes
+the same lease (and this process's threads take turns on it), so the two never run on one GPU at once
+(TRAINYARD_INFERENCE_POLICY decides whether a request waits or goes to another worker). A trainer that
+takes the lease empties this cache and those of the GPU's other workers (workers/inference/sharing.py),
+so warm models and a trainer never share its memory.
 """
 
 import contextlib
@@ -256,12 +261,6 @@ class InferenceService:
             mark_validated(session, model_id, ok, reason, names)
         log.info("model %s validated: %s", model_id, "ready" if ok else reason)
 
-    # GPU sharing ---------------------------------------------------------------------------------
-    def before_training(self) -> None:
-        """Free the GPU's memory for the trainer: no two tenants on one device."""
-        if self.identity.device != "cpu" and self.evict():
-            log.info("model cache emptied for a training job on GPU %s", self.identity.device)
-
     # Control channel -----------------------------------------------------------------------------
     def publish_cache(self) -> None:
         state = {"worker": self.identity.name, "updated_at": time.time(), **self.cache.snapshot()}
@@ -318,7 +317,12 @@ class InferenceService:
             self.redis.rpush(message["reply_key"], protocol.encode(reply))
             self.redis.expire(message["reply_key"], protocol.REPLY_TTL_SECONDS)
 
-    # GPU sharing between processes (workers/inference/sharing.py) -------------------------------
+    # GPU sharing (workers/inference/sharing.py) ---------------------------------------------------
+    def before_training(self) -> None:
+        """Free the GPU's memory for this process's trainer (the lease is held): no two tenants."""
+        if self.identity.device != "cpu" and self.evict():
+            log.info("model cache emptied for a training job on GPU %s", self.identity.device)
+
     def gpu_trainer(self) -> str | None:
         """Who trains on this worker's GPU: this process, or another holding the device's lease."""
         if self.identity.device == "cpu":

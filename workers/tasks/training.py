@@ -4,12 +4,11 @@ import logging
 
 from app.core.tasks import TaskName
 from workers.celery_app import celery_app
-from workers.context import get_inference, get_runner
+from workers.context import get_runner
 
 log = logging.getLogger("operations.training")
 
 
 @celery_app.task(name=TaskName.TRAIN)
 def train(job_id: int, attempt: int) -> None:
-    get_inference().before_training()  # a GPU's warm models make room for the trainer
     get_runner().run(job_id, attempt)
