@@ -57,10 +57,6 @@ class GpuLease:
         self._in_redis = acquired
         return acquired
 
-    def try_acquire(self) -> bool:
-        """Take the device only if nobody (in this process or another) holds it now."""
-        return self.acquire(timeout=0)
-
     def renew(self) -> None:
         try:
             self.lock.extend(expire=self.ttl_seconds)

@@ -15,9 +15,8 @@ import anyio
 from app.core import doorbell
 from app.core.redis import get_async_redis
 from app.inference import protocol
-from app.inference.service import job_status
+from app.inference.service import JOB_FINAL, job_status
 
-FINAL = frozenset({"completed", "completed_with_errors", "failed"})
 PROGRESS_FIELDS = ("id", "status", "images", "chunks", "chunks_done", "progress", "errors")
 
 
@@ -34,7 +33,7 @@ async def job_events(job_id: str, is_disconnected: Callable[[], Any]) -> AsyncIt
                 last_done = state["chunks_done"]
                 seq += 1
                 yield {"id": seq, "event": "progress", "data": {k: state[k] for k in PROGRESS_FIELDS}}
-            if state["status"] in FINAL:
+            if state["status"] in JOB_FINAL:
                 yield {"id": seq + 1, "event": "status", "data": {k: state[k] for k in PROGRESS_FIELDS}}
                 return
             if await is_disconnected():

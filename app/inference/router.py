@@ -133,17 +133,23 @@ def worker_models(worker_id: str, principal: PrincipalDep) -> dict[str, Any]:
 
 
 @workers_router.post("")
-def control_models(
-    worker_id: str, body: schemas.WorkerModelsAction, session: SessionDep, principal: PrincipalDep
+async def control_models(
+    worker_id: str, body: schemas.WorkerModelsAction, db: DatabaseDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """`load` a model into the worker's cache ahead of requests (pre-warm), or `unload` it. Admin keys
     (or keys for all projects) only: workers serve every project."""
     principal.require_all_projects("managing a worker's model cache")
-    message: dict[str, Any] = {"action": body.action, "model_id": body.model_id}
-    if body.action == "load":
-        model = get_model(session, body.model_id)
-        if model.status == ModelStatus.FAILED:
-            raise invalid("model_id", f"model {model.id} failed validation: {model.status_reason}")
-        message["model"] = model_ref(model)
-    session.commit()
-    return service.control_worker(worker_id, message, get_settings().inference_timeout_seconds)
+
+    def send() -> str:
+        message: dict[str, Any] = {"action": body.action, "model_id": body.model_id}
+        if body.action == "load":
+            with db.session() as session:
+                model = get_model(session, body.model_id)
+                if model.status == ModelStatus.FAILED:
+                    raise invalid("model_id", f"model {model.id} failed validation: {model.status_reason}")
+                message["model"] = model_ref(model)
+        return service.send_control(worker_id, message)
+
+    reply_key = await anyio.to_thread.run_sync(send)
+    timeout = get_settings().inference_timeout_seconds
+    return await service.pop_reply(reply_key, timeout, f"worker {worker_id} did not answer in {timeout:g} s")

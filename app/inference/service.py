@@ -11,10 +11,8 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, BinaryIO
 
-import redis
 import redis.asyncio as aioredis
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
@@ -38,12 +36,6 @@ MAX_WAIT_SECONDS = 600
 JOB_TTL_SECONDS = 24 * 3600
 
 
-@lru_cache
-def _waiting_client(url: str) -> redis.Redis:
-    """For blocking pops: the shared client's socket timeout is shorter than a cold model load."""
-    return redis.Redis.from_url(url, socket_timeout=MAX_WAIT_SECONDS + 10, socket_connect_timeout=5)
-
-
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
     weakref.WeakKeyDictionary()
 )
@@ -58,11 +50,6 @@ def _waiting_async_client() -> aioredis.Redis:
         client = aioredis.Redis.from_url(url, socket_timeout=MAX_WAIT_SECONDS + 10, socket_connect_timeout=5)
         _async_clients[loop] = client
     return client
-
-
-def blpop(key: str, timeout: float) -> bytes | str | None:
-    popped = _waiting_client(get_settings().resolved_redis_url).blpop([key], timeout=timeout)
-    return None if popped is None else popped[1]
 
 
 @dataclass(frozen=True)
@@ -200,14 +187,20 @@ def send(ref: dict[str, Any], images: list[dict[str, Any]], params: Params, time
     return Sent(request_id, reply_key, started)
 
 
-async def answer_of(sent: Sent, timeout: float) -> dict[str, Any]:
-    """Wait on the request's reply list without holding a thread (504 when no worker answers in time)."""
-    popped = await _waiting_async_client().blpop([sent.reply_key], timeout=timeout)
+async def pop_reply(key: str, timeout: float, late: str) -> dict[str, Any]:
+    """A worker's reply on `key`, waited for without holding a thread: its problem raised when it
+    refused, 504 (`late`) when none came in time."""
+    popped = await _waiting_async_client().blpop([key], timeout=timeout)
     if popped is None:
-        raise AppError(504, ErrorCode.INFERENCE_TIMEOUT, f"no worker answered within {timeout:g} s")
+        raise AppError(504, ErrorCode.INFERENCE_TIMEOUT, late)
     reply: dict[str, Any] = json.loads(popped[1])
     if not reply.get("ok"):
         raise AppError(int(reply["status"]), ErrorCode(reply["code"]), str(reply["detail"]))
+    return reply
+
+
+async def answer_of(sent: Sent, timeout: float) -> dict[str, Any]:
+    reply = await pop_reply(sent.reply_key, timeout, f"no worker answered within {timeout:g} s")
     reply.pop("ok")
     reply["request_id"] = sent.request_id
     reply["timing_ms"]["round_trip"] = round((time.perf_counter() - sent.started) * 1000, 3)
@@ -259,6 +252,9 @@ def submit_job(
     return {**job_status(job_id), "events_url": f"/api/v1/inference/jobs/{job_id}/events"}
 
 
+JOB_FINAL = frozenset({"completed", "completed_with_errors", "failed"})
+
+
 def job_status(job_id: str, principal: Principal | None = None, with_results: bool = False) -> dict[str, Any]:
     client = get_redis()
     raw = client.get(protocol.job_key(job_id))
@@ -301,18 +297,9 @@ def worker_models(worker_id: str) -> dict[str, Any]:
     return state
 
 
-def control_worker(worker_id: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Send a control message to one worker and wait for its answer."""
+def send_control(worker_id: str, message: dict[str, Any]) -> str:
+    """Send a control message to one live worker; the key its answer comes back on."""
     _live_worker(worker_id)
     reply_key = protocol.reply_key(uuid.uuid4().hex)
-    client = get_redis()
-    client.rpush(protocol.control_key(worker_id), protocol.encode({**message, "reply_key": reply_key}))
-    raw = blpop(reply_key, math.ceil(timeout))
-    if raw is None:
-        raise AppError(
-            504, ErrorCode.INFERENCE_TIMEOUT, f"worker {worker_id} did not answer in {timeout:g} s"
-        )
-    reply: dict[str, Any] = json.loads(raw)
-    if not reply.get("ok"):
-        raise AppError(int(reply["status"]), ErrorCode(reply["code"]), str(reply["detail"]))
-    return reply
+    get_redis().rpush(protocol.control_key(worker_id), protocol.encode({**message, "reply_key": reply_key}))
+    return reply_key

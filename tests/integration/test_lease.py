@@ -102,7 +102,7 @@ def test_threads_of_one_worker_take_turns_on_its_lease(redis_client: redis.Redis
     """A training job, a warm request and a model warming up share the process's one lease."""
     lease = GpuLease(redis_client, "host:gpu4", "worker-a", ttl_seconds=30)
     assert lease.acquire(timeout=1)
-    assert not lease.try_acquire()
+    assert not lease.acquire(timeout=0)
     got: list[bool] = []
     waiter = threading.Thread(target=lambda: got.append(lease.acquire(timeout=5)))
     waiter.start()
@@ -111,7 +111,7 @@ def test_threads_of_one_worker_take_turns_on_its_lease(redis_client: redis.Redis
     lease.release()
     waiter.join(5)
     assert got == [True]
-    assert GpuLease(redis_client, "host:gpu4", "worker-b", ttl_seconds=30).try_acquire() is False
+    assert GpuLease(redis_client, "host:gpu4", "worker-b", ttl_seconds=30).acquire(timeout=0) is False
     lease.release()
 
 
