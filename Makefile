@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint typecheck pytest services bench clean
+.PHONY: run test test-fast lint typecheck pytest services bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ pytest: $(STAMP) services
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# Everything but the slow end-to-end tests (real worker processes, real training): a few minutes.
+test-fast: $(STAMP) services
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 bench: $(STAMP) services
 	$(BIN)/python bench/bench_convert.py
