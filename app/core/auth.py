@@ -5,27 +5,25 @@ Every route needs `Authorization: Bearer ty_<prefix>_<secret>` unless its endpoi
 - `@read_only`: a POST that writes nothing (config resolution, stream tokens), open to viewers;
 - `@stream_token_ok`: also takes `?token=` from `POST .../stream-token` (browser EventSource).
 
-Missing, malformed, unknown or revoked keys are 401; a viewer's write is 403. Another project's row is a
-404 (`ensure_visible`), exactly as if it did not exist, and lists only show the key's projects.
+Missing, malformed, unknown or revoked keys are 401; a viewer's write is 403. What the key may see (rows,
+storage keys, folders) is decided in app/core/visibility.py; lists filter with `Principal.project_filter`.
 """
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Session
 
 from app.core.deps import DatabaseDep
-from app.core.errors import AppError, ErrorCode, not_found
+from app.core.errors import AppError, ErrorCode
 from app.core.security import stream_token_key
-from app.core.settings import get_settings
 from app.keys import service as keys
-from app.models import ApiKey, Project, Role
+from app.models import ApiKey, Role
 
 F = TypeVar("F", bound=Callable[..., Any])
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -95,40 +93,6 @@ class Principal:
     def project_filter(self, column: Any) -> ColumnElement[bool]:
         """A WHERE clause keeping the rows of visible projects."""
         return true() if self.project_ids is None else column.in_(self.project_ids)
-
-
-def ensure_visible(principal: "Principal", project_id: int, what: str, ident: object) -> None:
-    """404 for a row of a project the key does not cover, worded as if the row did not exist."""
-    if not principal.can_read(project_id):
-        raise not_found(what, ident)
-
-
-def ensure_project_visible(principal: "Principal", project_id: int) -> None:
-    ensure_visible(principal, project_id, "project", project_id)
-
-
-def ensure_project_usable(session: Session, principal: "Principal", name: str) -> None:
-    """A job names its project: an existing one the key covers, or a new one if the key may create it.
-    A scoped key cannot tell a project it does not cover from one that does not exist (404 both)."""
-    project_id = session.scalar(select(Project.id).where(Project.name == name))
-    if project_id is not None:
-        ensure_visible(principal, project_id, "project", name)
-    elif not principal.all_projects:
-        raise not_found("project", name)
-
-
-def ensure_storage_path_visible(session: Session, principal: "Principal", path: Path, what: str) -> None:
-    """A path in storage under `projects/<slug>/` belongs to that project: 404 when the key does not
-    cover it (a scoped key must not train on or copy another project's files)."""
-    if principal.all_projects:
-        return
-    projects_dir = get_settings().resolved_storage_root / "projects"
-    if not path.is_relative_to(projects_dir) or path == projects_dir:
-        return
-    slug = path.relative_to(projects_dir).parts[0]
-    project_id = session.scalar(select(Project.id).where(Project.slug == slug))
-    if project_id is None or not principal.can_read(project_id):
-        raise not_found(what, str(path))
 
 
 def _from_header(db_session: Session, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:

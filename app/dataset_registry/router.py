@@ -5,10 +5,11 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, PrincipalDep, ensure_project_visible, ensure_visible
+from app.core.auth import Principal, PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import FieldError, invalid, invalid_fields
 from app.core.naming import NAME_PATTERN
+from app.core.visibility import ensure_project_visible, ensure_visible
 from app.dataset_registry import annotations, schemas, service
 from app.datasets.types import TaskType
 

@@ -13,11 +13,12 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_storage_path_visible
+from app.core.auth import Principal
 from app.core.db import on_rollback
 from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
 from app.core.naming import is_valid_name, slugify
 from app.core.storage import LocalStorage, get_local_storage
+from app.core.visibility import missing, path_visible
 from app.dataset_registry import files, schemas
 from app.datasets.dice import load_dice, summarize
 from app.datasets.extract import ExtractLimits, extract_release
@@ -114,10 +115,11 @@ def register_from_folder(
 ) -> Dataset:
     """Copy a DICE folder already in storage into the dataset's own folder, validate it, register it."""
     source = files.storage_path(get_local_storage(), body.source_path, "source_path")
-    if principal is not None:
-        ensure_storage_path_visible(session, principal, source, "folder")
+    gone = f"folder {body.source_path!r} does not exist in storage"
+    if not path_visible(session, principal, source):
+        raise missing("source_path", gone)  # before anything is said about it
     if not source.is_dir():
-        raise invalid("source_path", f"folder {body.source_path!r} does not exist in storage")
+        raise invalid("source_path", gone)
     project, slug, folder = _prepare(session, body.project_id, body.name)
     try:
         files.copy_tree(source, folder / "source")

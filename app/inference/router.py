@@ -68,7 +68,7 @@ async def infer(
     def resolve_check_and_send() -> service.Sent:
         with db.session() as session:
             ref = model_ref(service.resolve_model(session, principal, model_id, project_id, task))
-        images = service.images_of(_uploads(files), keys or [])
+            images = service.images_of(session, principal, _uploads(files), keys or [])
         return service.send(ref, images, Params(conf, iou, imgsz, max_det, top_k), wait)
 
     # The blocking part in one trip to a thread; the wait for the worker holds none (a sync endpoint
@@ -98,7 +98,8 @@ def submit_job(
 ) -> dict[str, Any]:
     """A large batch: images go to storage and are run in chunks; poll the job for progress and results."""
     model = service.resolve_model(session, principal, model_id, project_id, task)
-    return service.submit_job(model, _uploads(files), keys or [], Params(conf, iou, imgsz, max_det, top_k))
+    params = Params(conf, iou, imgsz, max_det, top_k)
+    return service.submit_job(session, principal, model, _uploads(files), keys or [], params)
 
 
 @router.get("/jobs/{inference_id}", response_model=schemas.InferenceJobRead)

@@ -14,18 +14,20 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import redis.asyncio as aioredis
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_project_visible, ensure_visible
+from app.core.auth import Principal
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.naming import slugify
 from app.core.redis import get_redis
 from app.core.settings import get_settings
 from app.core.storage import UnsafeKey, check_key, get_storage
 from app.core.tasks import Queue, TaskName, send_task
+from app.core.visibility import ensure_project_visible, ensure_visible, key_visible, missing
 from app.core.workers import live_workers
 from app.inference import protocol
+from app.inference.images import UNREADABLE, unreadable
 from app.model_registry.deployments import active_model, deployed_tasks
 from app.model_registry.service import get_model
 from app.models import ModelStatus, RegisteredModel
@@ -115,8 +117,8 @@ def read_upload(upload: Upload) -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise AppError(422, ErrorCode.INVALID_IMAGE, f"{upload.name}: not an image ({exc})") from exc
+    except UNREADABLE as exc:
+        raise AppError(422, ErrorCode.INVALID_IMAGE, unreadable(upload.name, exc)) from exc
     if width * height > settings.inference_max_pixels:
         raise AppError(
             413,
@@ -126,22 +128,39 @@ def read_upload(upload: Upload) -> bytes:
     return data
 
 
-def check_storage_key(key: str) -> str:
+def check_storage_key(session: Session, principal: Principal, key: str) -> str:
+    """A well-formed key of an object the caller may see; one of a project it does not cover is a 404
+    exactly like a missing one (nothing about it is read: no size, no format)."""
     try:
         check_key(key)
     except UnsafeKey as exc:
         raise invalid("keys", str(exc)) from exc
-    if not get_storage().exists(key):
-        raise invalid("keys", f"no image at storage key {key!r}", 404)
+    if not key_visible(session, principal, key) or not get_storage().exists(key):
+        raise missing("keys", f"no image at storage key {key!r}")
     return key
 
 
-def images_of(uploads: list[Upload], keys: list[str]) -> list[dict[str, Any]]:
-    """The request's images: uploads as bytes (checked), storage keys as keys (checked)."""
+def check_upload(upload: Upload) -> None:
+    """Check an upload without keeping its bytes (an inference job stores them once all pass)."""
+    read_upload(upload)
+    upload.file.seek(0)
+
+
+def checked_keys(
+    session: Session, principal: Principal, uploads: list[Upload], keys: list[str]
+) -> list[dict[str, Any]]:
+    """The request's storage keys as images, checked; 422 when the request has no image at all."""
     if not uploads and not keys:
         raise invalid("files", "send at least one image (files) or storage key (keys)")
-    inline: list[dict[str, Any]] = [{"name": u.name, "bytes": read_upload(u)} for u in uploads]
-    return inline + [{"name": k, "key": check_storage_key(k)} for k in keys]
+    return [{"name": k, "key": check_storage_key(session, principal, k)} for k in keys]
+
+
+def images_of(
+    session: Session, principal: Principal, uploads: list[Upload], keys: list[str]
+) -> list[dict[str, Any]]:
+    """The request's images: uploads as bytes (checked), storage keys as keys (checked)."""
+    stored = checked_keys(session, principal, uploads, keys)
+    return [{"name": u.name, "bytes": read_upload(u)} for u in uploads] + stored
 
 
 def stage_blobs(pipe: Any, request_id: str, images: list[dict[str, Any]], ttl: int) -> list[dict[str, Any]]:
@@ -209,9 +228,18 @@ async def answer_of(sent: Sent, timeout: float) -> dict[str, Any]:
 
 # Inference jobs (large batches) -----------------------------------------------------------------
 def submit_job(
-    model: RegisteredModel, uploads: list[Upload], keys: list[str], params: Params
+    session: Session,
+    principal: Principal,
+    model: RegisteredModel,
+    uploads: list[Upload],
+    keys: list[str],
+    params: Params,
 ) -> dict[str, Any]:
-    """Store the images, queue them in chunks; answers collect under the job's results key."""
+    """Check every image, then store the uploads and queue the images in chunks; answers collect under
+    the job's results key. A refused request stores nothing."""
+    stored = checked_keys(session, principal, uploads, keys)
+    for upload in uploads:
+        check_upload(upload)
     job_id = uuid.uuid4().hex
     storage = get_storage()
     items: list[dict[str, Any]] = []
@@ -219,9 +247,7 @@ def submit_job(
         key = f"inference/jobs/{job_id}/inputs/{i:05d}-{slugify(upload.name) or 'image'}"
         storage.put_bytes(key, read_upload(upload))
         items.append({"name": upload.name, "key": key})
-    items += [{"name": k, "key": check_storage_key(k)} for k in keys]
-    if not items:
-        raise invalid("files", "send at least one image (files) or storage key (keys)")
+    items += stored
     chunks = [items[i : i + JOB_CHUNK] for i in range(0, len(items), JOB_CHUNK)]
     state = {
         "id": job_id,

@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from app.core.auth import PrincipalDep, ensure_project_visible
+from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import invalid
 from app.core.storage import get_storage
+from app.core.visibility import ensure_project_visible
 from app.model_registry import deployments, schemas, service
 from app.model_registry.service import ModelFilter
 from app.models import Deployment, ModelStatus, RegisteredModel

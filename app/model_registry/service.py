@@ -16,12 +16,13 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_visible
+from app.core.auth import Principal
 from app.core.db import on_commit
 from app.core.errors import invalid, not_found
 from app.core.settings import get_settings
 from app.core.storage import LocalStorage, get_storage
 from app.core.tasks import Queue, TaskName, send_task
+from app.core.visibility import ensure_visible
 from app.models import ModelStatus, Project, RegisteredModel, TrainingJob
 from app.models.base import utcnow
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_visible
+from app.core.auth import Principal
 from app.core.errors import invalid, not_found
 from app.core.storage import get_local_storage
+from app.core.visibility import ensure_visible
 from app.dataset_registry.files import storage_path
 from app.datasets.extract import ExtractLimits, check_extracted, extract_release, release_slug
 from app.models import Project

@@ -9,34 +9,47 @@ from app.core.errors import invalid
 from app.core.settings import get_settings
 
 FIELD = "dataset_path"
+MAX_PATH = 4096  # PATH_MAX of Linux: longer is never a folder
 
 
-def resolve_dataset_path(raw: str, task_type: str) -> Path:
-    """Relative to the storage root, or absolute under the storage root or an import root
-    (TRAINYARD_IMPORT_ROOTS); never anywhere else, whatever links or `..` it goes through."""
+def locate_dataset_path(raw: str) -> Path:
+    """Where `raw` points: relative to the storage root, or absolute under the storage root or an import
+    root (TRAINYARD_IMPORT_ROOTS); never anywhere else, whatever links or `..` it goes through. Says
+    nothing about what is there, so a caller can check who may see it first."""
     if "\x00" in raw or not raw.strip():
         raise invalid(FIELD, "must be a folder path")
+    if len(raw) > MAX_PATH:
+        raise invalid(FIELD, f"longer than {MAX_PATH} characters")
     settings = get_settings()
     root = settings.resolved_storage_root
-    candidate = Path(raw).expanduser()
+    try:
+        candidate = Path(raw).expanduser()
+        path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    except RuntimeError as exc:  # `~someone` for a user this server does not have; a loop of links
+        raise invalid(FIELD, "cannot be resolved (an unknown user's '~', or links in a loop)") from exc
     if candidate.is_absolute():
-        path = candidate.resolve()
         allowed = [root, *settings.resolved_import_roots]
         if not any(path.is_relative_to(r) for r in allowed):
             raise invalid(
                 FIELD,
                 "an absolute path must be inside the storage root or an import root (TRAINYARD_IMPORT_ROOTS)",
             )
-    else:
-        path = (root / candidate).resolve()
-        if not path.is_relative_to(root):
-            raise invalid(FIELD, "a relative path must stay inside the storage root")
-    if not path.is_dir():
-        raise invalid(FIELD, f"folder {raw!r} does not exist")
-    if task_type == "classification":
-        _check_classification(path, raw)
-    else:
-        _check_data_yaml(path, raw)
+    elif not path.is_relative_to(root):
+        raise invalid(FIELD, "a relative path must stay inside the storage root")
+    return path
+
+
+def check_dataset_folder(path: Path, raw: str, task_type: str) -> Path:
+    """The located folder exists and has the layout `task_type` trains from (422 naming the field)."""
+    try:
+        if not path.is_dir():
+            raise invalid(FIELD, f"folder {raw!r} does not exist")
+        if task_type == "classification":
+            _check_classification(path, raw)
+        else:
+            _check_data_yaml(path, raw)
+    except OSError as exc:  # a name too long for the file system, a folder it may not read
+        raise invalid(FIELD, f"folder {raw!r} cannot be read ({exc.strerror or 'I/O error'})") from exc
     return path
 
 
@@ -63,3 +76,11 @@ def _check_data_yaml(path: Path, raw: str) -> None:
     names = data["names"]
     if not isinstance(names, dict | list) or not names:
         raise invalid(FIELD, "data.yaml names must be a non-empty list or id -> name mapping")
+    if isinstance(names, dict) and not _class_ids(names):
+        raise invalid(FIELD, f"data.yaml names must map the class ids 0..{len(names) - 1} to names")
+
+
+def _class_ids(names: dict[Any, Any]) -> bool:
+    """The keys are exactly the integers 0..N-1 (what Ultralytics indexes classes by)."""
+    integers = all(isinstance(k, int) and not isinstance(k, bool) for k in names)
+    return integers and set(names) == set(range(len(names)))

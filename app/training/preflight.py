@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 
 from app.configs.catalog import model_yaml
 from app.configs.schemas import ResolvedConfigRead
-from app.core.auth import PrincipalDep, ensure_project_usable
+from app.core.auth import Principal, PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import AppError, FieldError
 from app.core.naming import slugify
 from app.core.redis import get_redis
 from app.core.tasks import Queue
+from app.core.visibility import ensure_project_usable
 from app.core.workers import live_workers
 from app.models import Project
 from app.training import schemas, service
@@ -86,15 +87,19 @@ class _Checks:
         try:
             return check()
         except AppError as exc:
+            if exc.status == 404:  # what the key may not see ends a preflight as it ends a submission
+                raise
             self.problems.extend(exc.errors or [FieldError("request", exc.detail)])
             return None
 
 
-def preflight(session: Session, body: schemas.JobCreate, client: redis.Redis) -> PreflightRead:
+def preflight(
+    session: Session, body: schemas.JobCreate, client: redis.Redis, principal: Principal | None = None
+) -> PreflightRead:
     """Everything `create_job` would check, plus the dataset's classes and the training queue."""
     checks = _Checks()
+    dataset = checks.run(lambda: service.check_dataset(session, body, principal))
     source = checks.run(lambda: _model_source(body))
-    dataset = checks.run(lambda: service.check_dataset(body))
     data = None if dataset is None or body.task_type == "classification" else str(dataset / "data.yaml")
     resolved = checks.run(lambda: service.resolve_job_config(body, model=source, data=data))
     name = _name_check(session, body, checks)
@@ -166,4 +171,4 @@ def post_preflight(body: schemas.JobCreate, session: SessionDep, principal: Prin
     """Check a job submission as `POST /jobs` would, and show what it would run, without creating it.
     Like submitting, it needs a key that may write to the project (404 for a project it does not cover)."""
     ensure_project_usable(session, principal, body.project)
-    return preflight(session, body, get_redis())
+    return preflight(session, body, get_redis(), principal)

@@ -7,19 +7,13 @@ from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
-from app.core.auth import (
-    Principal,
-    PrincipalDep,
-    ensure_project_usable,
-    ensure_visible,
-    read_only,
-    stream_token_ok,
-)
+from app.core.auth import Principal, PrincipalDep, read_only, stream_token_ok
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.jobs import JobStatus
 from app.core.ratelimit import check_rate
 from app.core.security import stream_token
 from app.core.settings import get_settings
+from app.core.visibility import ensure_project_usable, ensure_visible
 from app.models import TrainingJob
 from app.observability.metrics import SSE_CLIENTS
 from app.training import lifecycle, schemas, service

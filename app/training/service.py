@@ -14,18 +14,19 @@ from sqlalchemy.orm import Session
 
 from app.configs.catalog import model_yaml
 from app.configs.resolver import ResolvedConfig, resolve_config
-from app.core.auth import Principal, ensure_storage_path_visible
+from app.core.auth import Principal
 from app.core.errors import AppError, ErrorCode, FieldError, invalid, invalid_fields, not_found
 from app.core.events import EventType, record_event
 from app.core.jobs import JobStatus
 from app.core.naming import slugify
 from app.core.security import job_token, token_hash
+from app.core.visibility import missing, path_visible
 from app.datasets.types import TaskType as DiceTask
 from app.models import JobEvent, Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas
 from app.training.checkpoints import resolve_starting_point
-from app.training.dataset_check import resolve_dataset_path
+from app.training.dataset_check import check_dataset_folder, locate_dataset_path
 from app.training.recovery import dispatch
 from app.versions.usage import claim_for_job, yolo_dir
 
@@ -119,17 +120,26 @@ def check_dataset_given(body: schemas.JobCreate) -> None:
         raise invalid("dataset_path", "required (or dataset_version_id)")
 
 
-def check_dataset(body: schemas.JobCreate) -> Path | None:
+def check_dataset(
+    session: Session, body: schemas.JobCreate, principal: Principal | None = None
+) -> Path | None:
+    """The folder `dataset_path` names, checked. One the key may not see is a 404 before anything is said
+    about it (whether it exists, what it holds), as for a folder of a project that does not exist."""
     check_dataset_given(body)
-    return None if body.dataset_path is None else resolve_dataset_path(body.dataset_path, body.task_type)
+    if body.dataset_path is None:
+        return None
+    path = locate_dataset_path(body.dataset_path)
+    if not path_visible(session, principal, path):
+        raise missing("dataset_path", f"folder {body.dataset_path!r} does not exist")
+    return check_dataset_folder(path, body.dataset_path, body.task_type)
 
 
-def validate(body: schemas.JobCreate) -> ValidJob:
+def validate(session: Session, body: schemas.JobCreate, principal: Principal | None = None) -> ValidJob:
     """Every check a job request must pass before anything is written (first failure raises)."""
-    check_dataset_given(body)
+    dataset = check_dataset(session, body, principal)
     check_model(body)
     config = resolve_job_config(body)
-    return ValidJob(config=config, dataset=check_dataset(body))
+    return ValidJob(config=config, dataset=dataset)
 
 
 def job_name_taken(session: Session, project: str, name: str) -> bool:
@@ -141,17 +151,14 @@ def job_name_taken(session: Session, project: str, name: str) -> bool:
 
 def create_job(session: Session, body: schemas.JobCreate, principal: Principal | None = None) -> TrainingJob:
     """Validate everything, write the job and its first event, and queue it once committed."""
-    valid = validate(body)
+    valid = validate(session, body, principal)
     resolved, dataset = valid.config, valid.dataset
-    if principal is not None and dataset is not None:
-        ensure_storage_path_visible(session, principal, dataset, "dataset folder")
-
     start = resolve_starting_point(session, body, principal)
     project = get_or_create_project(session, body.project)
     version = None
     if body.dataset_version_id is not None:
         # Marks the version `training`; the worker converts it to YOLO into this folder (cached).
-        version = claim_for_job(session, body.dataset_version_id, project, body.task_type)
+        version = claim_for_job(session, body.dataset_version_id, project, body.task_type, principal)
         dataset = yolo_dir(version, DiceTask(body.task_type))
     job = TrainingJob(
         project=project,

@@ -2,8 +2,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.core.auth import PrincipalDep, ensure_project_visible
+from app.core.auth import PrincipalDep
 from app.core.deps import DatabaseDep, SessionDep
+from app.core.visibility import ensure_project_visible
 from app.versions import schemas, service
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/versions", tags=["dataset versions"])

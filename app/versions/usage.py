@@ -5,9 +5,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.core.auth import Principal
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.jobs import TERMINAL
 from app.core.storage import get_local_storage
+from app.core.visibility import ensure_visible
 from app.datasets.convert import cache_dir
 from app.datasets.types import TaskType
 from app.models import DatasetVersion, Project, TrainingJob, VersionStatus
@@ -32,11 +34,15 @@ def yolo_dir(version: DatasetVersion, task: TaskType, root: Path | None = None) 
     return cache_dir(base / version.storage_prefix / "yolo", task, version.manifest_sha256)
 
 
-def claim_for_job(session: Session, version_id: int, project: Project, task_type: str) -> DatasetVersion:
-    """Check a job may train from the version and mark it `training`; raises 404/409/422 otherwise."""
+def claim_for_job(
+    session: Session, version_id: int, project: Project, task_type: str, principal: Principal | None = None
+) -> DatasetVersion:
+    """Check a job may train from the version and mark it `training`; raises 404/409/422 otherwise (404
+    also for a version of a project the key does not cover, before anything is said about it)."""
     version = lock_version(session, version_id)
     if version is None:
         raise not_found("dataset version", version_id)
+    ensure_visible(principal, version.project_id, "dataset version", version_id)
     if version.project_id != project.id:
         raise invalid(FIELD, f"version {version_id} belongs to project {version.project.name!r}")
     if version.status not in (VersionStatus.READY, VersionStatus.TRAINING):

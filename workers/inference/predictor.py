@@ -5,10 +5,11 @@ import io
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from app.core.errors import ErrorCode
 from app.core.storage import Storage
+from app.inference.images import UNREADABLE, unreadable
 from workers.ultralytics.trainer import ULTRALYTICS_TASK
 
 
@@ -38,10 +39,8 @@ def decode(name: str, data: bytes, max_pixels: int) -> Image.Image:
             return probe.convert("RGB")
     except InferenceError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InferenceError(
-            422, ErrorCode.INVALID_IMAGE, f"{name}: not an image or corrupt ({exc})"
-        ) from exc
+    except UNREADABLE as exc:
+        raise InferenceError(422, ErrorCode.INVALID_IMAGE, unreadable(name, exc)) from exc
 
 
 def weights_file(ref: dict[str, Any], storage: Storage, cache_dir: Path) -> Path:

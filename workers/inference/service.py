@@ -107,9 +107,9 @@ class InferenceService:
             return  # handed on, blobs and all
         except InferenceError as exc:
             reply = exc.reply()
-        except Exception as exc:
+        except Exception:
             log.exception("inference request %s failed", payload.get("request_id"))
-            reply = {"ok": False, "status": 500, "code": ErrorCode.INTERNAL_ERROR, "detail": str(exc)[:500]}
+            reply = self._internal_error()
         if "chunk" in payload:
             reply["chunk"] = payload["chunk"]  # one chunk of an inference job
         key = payload["reply_key"]
@@ -121,6 +121,11 @@ class InferenceService:
         if "job_id" in payload:
             pipe.publish(protocol.job_channel(str(payload["job_id"])), str(payload.get("chunk", "")))
         pipe.execute()
+
+    def _internal_error(self) -> dict[str, Any]:
+        # The client gets no exception text: it may name server paths or modules. The log has it all.
+        detail = f"internal error on worker {self.identity.name}; see its log"
+        return {"ok": False, "status": 500, "code": ErrorCode.INTERNAL_ERROR, "detail": detail}
 
     def _forget(self, blobs: list[str]) -> None:
         if blobs:
@@ -309,9 +314,9 @@ class InferenceService:
                 log.info("%s model(s) dropped for the trainer %s", reply["evicted"], message.get("by"))
         except InferenceError as exc:
             reply = exc.reply()
-        except Exception as exc:
+        except Exception:
             log.exception("model control message failed")
-            reply = {"ok": False, "status": 500, "code": ErrorCode.INTERNAL_ERROR, "detail": str(exc)[:500]}
+            reply = self._internal_error()
         reply["state"] = {"worker": self.identity.name, **self.cache.snapshot()}
         if message.get("reply_key"):
             self.redis.rpush(message["reply_key"], protocol.encode(reply))
