@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.core.auth import Principal
 from app.core.errors import invalid, not_found
 from app.core.storage import get_local_storage
-from app.core.visibility import ensure_visible
+from app.core.visibility import key_visible
 from app.dataset_registry.files import storage_path
 from app.datasets.extract import ExtractLimits, check_extracted, extract_release, release_slug
 from app.models import Project
@@ -47,10 +47,8 @@ def resolve(session: Session, zip_path: str, principal: Principal | None = None)
     ):
         raise invalid(FIELD, "must be projects/<project>/releases/<name>.zip")
     project = session.scalar(select(Project).where(Project.slug == parts[1]))
-    if project is None:
-        raise not_found("project", parts[1])
-    if principal is not None:
-        ensure_visible(principal, project.id, "project", parts[1])
+    if project is None or not key_visible(session, principal, zip_path):
+        raise not_found("release ZIP", zip_path)  # the words of a missing ZIP: nothing said about it
     slug = release_slug(parts[3])
     target_key = f"projects/{project.slug}/training_data/{slug}"
     return Release(zip_path, zip_file, slug, target_key, storage.path(target_key))

@@ -1,6 +1,7 @@
 """Preflight: every check of a job submission, run without creating anything, for the UI's Start screen.
 
-`problems` are what would make `POST /jobs` refuse the request (`ok` is false when there is any);
+`problems` are what would make `POST /jobs` refuse the request (`ok` is false when there is any), but
+what the key may not see (another project, its folder or version) is a 404, exactly as `POST /jobs` says;
 `warnings` are valid choices that may not do what the user expects, and an empty training queue
 (the job would wait until a worker comes up).
 """
@@ -27,8 +28,10 @@ from app.core.redis import get_redis
 from app.core.tasks import Queue
 from app.core.visibility import ensure_project_usable
 from app.core.workers import live_workers
-from app.models import Project
+from app.models import DatasetVersion, Project
 from app.training import schemas, service
+from app.training.checkpoints import resolve_starting_point
+from app.versions.usage import check_usable
 
 log = logging.getLogger("operations.training")
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
@@ -102,6 +105,8 @@ def preflight(
     source = checks.run(lambda: _model_source(body))
     data = None if dataset is None or body.task_type == "classification" else str(dataset / "data.yaml")
     resolved = checks.run(lambda: service.resolve_job_config(body, model=source, data=data))
+    checks.run(lambda: resolve_starting_point(session, body, principal))
+    checks.run(lambda: _check_version(session, body, principal))
     name = _name_check(session, body, checks)
     workers = _worker_check(client)
     warnings = list(resolved.warnings) if resolved else []
@@ -129,6 +134,14 @@ def _model_source(body: schemas.JobCreate) -> str:
     if body.framework == "pytorch":
         return service.PLAIN_SCRIPT
     return model_yaml(body.model_name, body.task_type)
+
+
+def _check_version(session: Session, body: schemas.JobCreate, principal: Principal | None) -> None:
+    """The dataset version the job names, checked as a submission checks it (without claiming it)."""
+    if body.dataset_version_id is not None:
+        version = session.get(DatasetVersion, body.dataset_version_id)
+        project_id = session.scalar(select(Project.id).where(Project.name == body.project))
+        check_usable(version, body.dataset_version_id, project_id, body.task_type, principal)
 
 
 def _name_check(session: Session, body: schemas.JobCreate, checks: _Checks) -> NameCheck:

@@ -34,16 +34,19 @@ def yolo_dir(version: DatasetVersion, task: TaskType, root: Path | None = None) 
     return cache_dir(base / version.storage_prefix / "yolo", task, version.manifest_sha256)
 
 
-def claim_for_job(
-    session: Session, version_id: int, project: Project, task_type: str, principal: Principal | None = None
+def check_usable(
+    version: DatasetVersion | None,
+    version_id: int,
+    project_id: int | None,
+    task_type: str,
+    principal: Principal | None = None,
 ) -> DatasetVersion:
-    """Check a job may train from the version and mark it `training`; raises 404/409/422 otherwise (404
-    also for a version of a project the key does not cover, before anything is said about it)."""
-    version = lock_version(session, version_id)
+    """404/409/422 unless a job of `project_id` (None: a project not made yet) may train from the version;
+    a version of a project the key does not cover is missing, before anything is said about it."""
     if version is None:
         raise not_found("dataset version", version_id)
     ensure_visible(principal, version.project_id, "dataset version", version_id)
-    if version.project_id != project.id:
+    if version.project_id != project_id:
         raise invalid(FIELD, f"version {version_id} belongs to project {version.project.name!r}")
     if version.status not in (VersionStatus.READY, VersionStatus.TRAINING):
         raise AppError(409, ErrorCode.CONFLICT, f"{FIELD}: version v{version.number} is {version.status}")
@@ -52,6 +55,14 @@ def claim_for_job(
         raise invalid(FIELD, f"version v{version.number} has no {task_type} annotations")
     if not splits.get("train") or not splits.get("val"):
         raise invalid(FIELD, f"version v{version.number} needs {task_type} images in train and val: {splits}")
+    return version
+
+
+def claim_for_job(
+    session: Session, version_id: int, project: Project, task_type: str, principal: Principal | None = None
+) -> DatasetVersion:
+    """Check a job may train from the version (`check_usable`) and mark it `training`."""
+    version = check_usable(lock_version(session, version_id), version_id, project.id, task_type, principal)
     version.status = VersionStatus.TRAINING
     return version
 
