@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -91,6 +92,12 @@ def snapshot(db: Database) -> tuple[int | None, ...]:
         revoked = s.scalar(select(func.count()).where(ApiKey.revoked_at.is_not(None)))
         names = tuple(s.scalars(select(Project.name).order_by(Project.id)))
     return (*counts, revoked, *names)
+
+
+def redis_state(client: redis.Redis) -> list[tuple[bytes, int]]:
+    """Every Redis key but the rate limiter's counters, with the length of the lists (queues)."""
+    keys = sorted(k for k in client.keys("*") if not k.startswith(b"trainyard:rate:"))
+    return [(k, client.llen(k) if client.type(k) == b"list" else 0) for k in keys]
 
 
 def _flatten(routes: list[Any]) -> Iterator[APIRoute]:

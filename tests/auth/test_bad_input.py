@@ -167,3 +167,51 @@ def test_submissions_past_the_rate_limit_are_429(
         "/api/v1/training/jobs", json=job(str(yolo_dataset), name="four"), headers=world.headers("admin")
     )
     assert other.status_code == 201
+
+
+def test_unusable_dataset_paths_are_422_naming_the_field(
+    admin: TestClient, api: TestClient, db: Database, world: World
+) -> None:
+    """`~user` of no such user, 5,000 characters, a 300-character name, class ids that are not integers
+    (a member can ship such a data.yaml in its project's storage): 422 from a submission and a problem in
+    a preflight, never a 500; no 4xx body shows where storage is on the server."""
+    storage = get_settings().resolved_storage_root
+    odd = storage / "projects/alpha/training_data/odd-names"
+    odd.mkdir(parents=True)
+    (odd / "data.yaml").write_text("train: images/train\nval: images/val\nnames:\n  0: red\n  cat: blue\n")
+    before = snapshot(db)
+    member = world.headers("member_alpha")
+    for path in (
+        "~nosuchuser/x",
+        "d" * 5000,
+        "projects/alpha/" + "n" * 300,
+        "projects/alpha/training_data/odd-names",
+    ):
+        response = api.post("/api/v1/training/jobs", json=job(path), headers=member)
+        body = assert_problem(response, 422)
+        assert [e["field"] for e in body["errors"]] == ["dataset_path"], body
+        assert str(storage) not in response.text
+        preflight = api.post("/api/v1/training/preflight", json=job(path), headers=member)
+        assert preflight.status_code == 200 and not preflight.json()["ok"]
+        assert [p["field"] for p in preflight.json()["problems"]] == ["dataset_path"]
+    reason = assert_problem(admin.post("/api/v1/training/jobs", json=job(str(odd))), 422)["errors"][0][
+        "reason"
+    ]
+    assert reason == "data.yaml names must map the class ids 0..1 to names"
+    assert snapshot(db) == before
+
+
+def test_refused_folders_do_not_show_server_paths(api: TestClient, db: Database, world: World) -> None:
+    """The 404 of another project's folder and the 422s of dataset-path checks say the path as given."""
+    storage = get_settings().resolved_storage_root
+    (storage / "projects/alpha/datasets/raw").mkdir(parents=True)
+    beta, alpha = world.headers("member_beta"), world.headers("member_alpha")
+    folder = {"project_id": world.beta, "name": "stolen", "source_path": "projects/alpha/datasets/raw"}
+    refused = api.post("/api/v1/datasets/from-folder", json=folder, headers=beta)
+    assert assert_problem(refused, 404)["errors"] == [
+        {"field": "source_path", "reason": "folder 'projects/alpha/datasets/raw' does not exist in storage"}
+    ]
+    for path in ("projects/alpha/datasets/raw", "projects/alpha/missing", "../x"):
+        for who in (alpha, beta):
+            response = api.post("/api/v1/training/jobs", json=job(path), headers=who)
+            assert response.status_code in (404, 422) and str(storage) not in response.text, response.text

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from app.core.db import Database
 from app.core.settings import get_settings
-from tests.auth.conftest import World, api_routes, assert_problem, snapshot
+from tests.auth.conftest import World, api_routes, assert_problem, redis_state, snapshot
 from tests.auth.test_routes import fill
 from tests.dataset_api.conftest import detection_dataset, files_under, upload_dataset, zip_folder
 from tests.factories import make_yolo_dataset, register_untrained_model
@@ -336,12 +336,6 @@ def answer(response: Any, value: Any) -> tuple[Any, ...]:
             if k not in {"request_id", "instance"}
         }
     return response.status_code, kind, body
-
-
-def redis_state(client: redis.Redis) -> list[tuple[bytes, int]]:
-    """Every Redis key but the rate limiter's counters, with the length of the lists (queues)."""
-    keys = sorted(k for k in client.keys("*") if not k.startswith(b"trainyard:rate:"))
-    return [(k, client.llen(k) if client.type(k) == b"list" else 0) for k in keys]
 
 
 # The tests ---------------------------------------------------------------------------------------
