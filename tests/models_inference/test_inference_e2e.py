@@ -233,6 +233,13 @@ def test_bad_input_is_refused_and_the_worker_keeps_serving(
     problem(
         stack.infer([("notes.txt", b"hello, not an image")], model_id=detector["id"]), 422, "INVALID_IMAGE"
     )
+    notes = stack.storage / "projects" / "vision" / "notes.txt"  # a storage key the worker decodes
+    notes.parent.mkdir(parents=True, exist_ok=True)
+    notes.write_bytes(b"hello, not an image")
+    form = {"model_id": str(detector["id"]), "keys": "projects/vision/notes.txt"}
+    by_key = stack.http.post("/api/v1/inference", data=form)
+    problem(by_key, 422, "INVALID_IMAGE")
+    assert "pi_heif" not in by_key.text and "0x" not in by_key.text
     truncated = jpeg((64, 64))[:300]  # a valid header, then nothing: only a full decode notices
     problem(stack.infer([("cut.jpg", truncated)], model_id=detector["id"]), 422, "INVALID_IMAGE")
     problem(stack.infer([("huge.png", _png((1200, 1000)))], model_id=detector["id"]), 413, "IMAGE_TOO_LARGE")
