@@ -118,7 +118,11 @@ def register_from_folder(
     gone = f"folder {body.source_path!r} does not exist in storage"
     if not path_visible(session, principal, source):
         raise missing("source_path", gone)  # before anything is said about it
-    if not source.is_dir():
+    try:
+        found = source.is_dir()
+    except OSError:  # a name too long for the file system
+        found = False
+    if not found:
         raise invalid("source_path", gone)
     project, slug, folder = _prepare(session, body.project_id, body.name)
     try:

@@ -194,6 +194,9 @@ def test_unusable_dataset_paths_are_422_naming_the_field(
         preflight = api.post("/api/v1/training/preflight", json=job(path), headers=member)
         assert preflight.status_code == 200 and not preflight.json()["ok"]
         assert [p["field"] for p in preflight.json()["problems"]] == ["dataset_path"]
+    long_name = {"project_id": world.alpha, "name": "long", "source_path": "projects/alpha/" + "n" * 300}
+    refused = assert_problem(admin.post("/api/v1/datasets/from-folder", json=long_name), 422)
+    assert [e["field"] for e in refused["errors"]] == ["source_path"]
     reason = assert_problem(admin.post("/api/v1/training/jobs", json=job(str(odd))), 422)["errors"][0][
         "reason"
     ]
