@@ -76,7 +76,10 @@ class LocalStorage:
         return target.stat().st_size
 
     def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
+        try:
+            return self.path(key).is_file()
+        except OSError:  # a name too long for the file system names no object
+            return False
 
     def size(self, key: str) -> int:
         return self.path(key).stat().st_size
