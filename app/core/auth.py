@@ -19,8 +19,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Session
 
+from app.core.db import Database
 from app.core.deps import DatabaseDep
 from app.core.errors import AppError, ErrorCode
+from app.core.ids import parse_decimal
 from app.core.security import stream_token_key
 from app.keys import service as keys
 from app.models import ApiKey, Role
@@ -105,12 +107,20 @@ def _from_header(db_session: Session, credentials: HTTPAuthorizationCredentials 
 
 
 def _from_stream_token(db_session: Session, request: Request, token: str) -> ApiKey:
-    job_id = str(request.path_params.get("job_id", ""))
-    key_id = stream_token_key(int(job_id), token, time.time()) if job_id.isdigit() else None
+    job_id = parse_decimal(str(request.path_params.get("job_id", "")))
+    key_id = stream_token_key(job_id, token, time.time()) if job_id is not None else None
     key = keys.active_key(db_session, key_id) if key_id is not None else None
     if key is None:
         raise unauthorized("the stream token is invalid, expired or for another job")
     return key
+
+
+def principal_from_header(db: Database, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The Principal of an `Authorization: Bearer` key, or 401. (The body limit calls it before the
+    body is read, for an upload that may be larger than unauthenticated requests may send.)"""
+    # A short session of its own: the request's session may not be used (or may hold SQLite's write lock).
+    with db.session() as session:
+        return Principal.of(_from_header(session, credentials))
 
 
 def authenticate(
@@ -122,13 +132,12 @@ def authenticate(
     if _marked(request, "public"):
         return None
     token = request.query_params.get("token")
-    # A short session of its own: the request's session may not be used (or may hold SQLite's write lock).
-    with db.session() as session:
-        if credentials is None and token and _marked(request, "stream_token"):
-            key = _from_stream_token(session, request, token)
-        else:
-            key = _from_header(session, credentials)
-        principal = Principal.of(key)
+    principal: Principal | None = getattr(request.state, "principal", None)  # the body limit's check
+    if principal is None and credentials is None and token and _marked(request, "stream_token"):
+        with db.session() as session:
+            principal = Principal.of(_from_stream_token(session, request, token))
+    elif principal is None:
+        principal = principal_from_header(db, credentials)
     if request.method not in SAFE_METHODS and not _marked(request, "read_only"):
         principal.require_write()
     request.state.principal = principal

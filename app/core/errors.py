@@ -127,7 +127,7 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: ErrorCode.NOT_FOUND, 413: ErrorCode.PAYLOAD_TOO_LARGE}
+        codes = {401: ErrorCode.UNAUTHORIZED, 404: ErrorCode.NOT_FOUND, 413: ErrorCode.PAYLOAD_TOO_LARGE}
         code = codes.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
         response = problem(request, exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})

@@ -1,12 +1,21 @@
 """Request body limits: `TRAINYARD_MAX_BODY_MB` for everything, `TRAINYARD_MAX_UPLOAD_MB` for the routes
 that take files (dataset ZIPs, images). A larger body is refused with 413 problem+json before the
-endpoint runs: by its Content-Length at once, or as soon as a chunked body passes the limit."""
+endpoint runs: by its Content-Length at once, or as soon as a chunked body passes the limit.
+
+FastAPI reads a body before its dependencies check the key, so the key is checked here, and only when
+an upload outgrows the small limit: a bad key is a 401 before anything past that limit is read, a good
+one raises the limit and is handed on to `authenticate` (one key lookup per request, as always)."""
 
 import re
 
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.auth import bearer, principal_from_header
+from app.core.errors import AppError
+from app.core.ids import parse_decimal
 from app.core.settings import get_settings
 
 # POST /api/v1/datasets (a ZIP), POST /api/v1/datasets/{id}/annotations and /api/v1/inference[/jobs]
@@ -20,11 +29,15 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit // MB} MiB")
 
 
-def body_limit(path: str, has_credentials: bool) -> int:
-    """FastAPI reads a body before it checks the key: a request without one gets only the small limit."""
-    settings = get_settings()
-    upload = has_credentials and UPLOAD_PATHS.match(path) is not None
-    return int((settings.max_upload_mb if upload else settings.max_body_mb) * MB)
+async def _authenticate_upload(scope: Scope) -> None:
+    """401 unless the request carries a valid key; the Principal is kept for `authenticate`."""
+    request = Request(scope)
+    try:
+        credentials = await bearer(request)
+        principal = await run_in_threadpool(principal_from_header, scope["app"].state.db, credentials)
+    except AppError as exc:  # FastAPI lets only HTTPException out of its body parsing as it is
+        raise HTTPException(exc.status, exc.detail, exc.headers) from exc
+    request.state.principal = principal
 
 
 class BodyLimitMiddleware:
@@ -35,22 +48,31 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        settings = get_settings()
         headers = dict(scope["headers"])
-        limit = body_limit(scope["path"], b"authorization" in headers)
-        declared = headers.get(b"content-length", b"")
-        too_large = declared.isdigit() and int(declared) > limit
+        limit = int(settings.max_body_mb * MB)
+        may_upload = b"authorization" in headers and UPLOAD_PATHS.match(scope["path"]) is not None
+        declared = parse_decimal(headers.get(b"content-length", b"").decode("latin-1"), max_digits=30)
         received = 0
 
-        async def limited() -> Message:
-            # Raised inside the app, so the app's handler answers with problem+json (and a request id).
-            nonlocal received
-            if too_large:
+        async def check(size: int) -> None:
+            nonlocal limit, may_upload
+            if size > limit and may_upload:
+                may_upload = False
+                await _authenticate_upload(scope)
+                limit = int(settings.max_upload_mb * MB)
+            if size > limit:
                 raise BodyTooLarge(limit)
+
+        async def limited() -> Message:
+            # Raised inside the app, so the app's handlers answer with problem+json (and a request id).
+            nonlocal received
+            if declared is not None:
+                await check(declared)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
+                await check(received)
             return message
 
         await self.app(scope, limited, send)

@@ -13,6 +13,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
+from app.core.ids import parse_decimal
 from app.core.settings import Settings, get_settings
 
 PREFIX = "ty1"
@@ -70,11 +71,17 @@ def token_attempt(job_id: int, token: str, settings: Settings | None = None) -> 
     """The attempt a token was issued for, or None when it was not issued for this job by this server."""
     prefix, _, rest = token.partition(".")
     attempt_text, _, signature = rest.partition(".")
-    if prefix != PREFIX or not attempt_text.isdigit() or len(attempt_text) > 9:
+    attempt = parse_decimal(attempt_text, max_digits=9)
+    if prefix != PREFIX or attempt is None:
         return None
-    attempt = int(attempt_text)
     expected = _signature(secret_key(settings), job_id, attempt)
-    return attempt if hmac.compare_digest(expected, signature) else None
+    return attempt if _same(expected, signature) else None
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison of a signature with what a caller sent (which may be any text:
+    `hmac.compare_digest` refuses non-ASCII str, so compare bytes)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
 
 
 # Stream tokens: what a browser's EventSource (which cannot set headers) passes as `?token=` to follow
@@ -97,14 +104,12 @@ def stream_token(job_id: int, key_id: int, expires: int, settings: Settings | No
 def stream_token_key(job_id: int, token: str, now: float, settings: Settings | None = None) -> int | None:
     """The API key id a stream token speaks for; None when it is forged, expired or for another job."""
     parts = token.split(".")
-    if (
-        len(parts) != 5
-        or parts[0] != STREAM_PREFIX
-        or not all(p.isdigit() and len(p) < 19 for p in parts[1:4])
-    ):
+    if len(parts) != 5 or parts[0] != STREAM_PREFIX:
         return None
-    token_job, key_id, expires = int(parts[1]), int(parts[2]), int(parts[3])
+    token_job, key_id, expires = (parse_decimal(p) for p in parts[1:4])
+    if token_job is None or key_id is None or expires is None:
+        return None
     expected = _stream_signature(secret_key(settings), token_job, key_id, expires)
-    if not hmac.compare_digest(expected, parts[4]) or token_job != job_id or expires <= now:
+    if not _same(expected, parts[4]) or token_job != job_id or expires <= now:
         return None
     return key_id

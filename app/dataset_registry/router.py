@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app.core.auth import Principal, PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import FieldError, invalid, invalid_fields
+from app.core.ids import Id, Offset
 from app.core.naming import NAME_PATTERN
 from app.core.visibility import ensure_project_visible, ensure_visible
 from app.dataset_registry import annotations, schemas, service
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 def register_zip(
     session: SessionDep,
     principal: PrincipalDep,
-    project_id: Annotated[int, Form()],
+    project_id: Annotated[Id, Form()],
     name: Annotated[str, Form(pattern=NAME_PATTERN)],
     file: Annotated[UploadFile, File(description="a ZIP of a DICE dataset folder")],
     description: Annotated[str | None, Form(max_length=2000)] = None,
@@ -43,29 +44,29 @@ def register_folder(
 def list_datasets(
     session: SessionDep,
     principal: PrincipalDep,
-    project_id: int | None = None,
+    project_id: Id | None = None,
     task_type: TaskType | None = None,
     search: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.DatasetPage:
     rows, total = service.list_datasets(session, project_id, task_type, search, limit, offset, principal)
     return schemas.DatasetPage(datasets=[service.to_read(d) for d in rows], total=total)
 
 
-def visible_dataset(session: Session, principal: Principal, dataset_id: int) -> None:
+def visible_dataset(session: Session, principal: Principal, dataset_id: Id) -> None:
     ensure_visible(principal, service.get_dataset(session, dataset_id).project_id, "dataset", dataset_id)
 
 
 @router.get("/{dataset_id}", response_model=schemas.DatasetRead)
-def get_dataset(dataset_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.DatasetRead:
+def get_dataset(dataset_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.DatasetRead:
     visible_dataset(session, principal, dataset_id)
     return service.to_read(service.get_dataset(session, dataset_id))
 
 
 @router.post("/{dataset_id}/annotations", response_model=schemas.AnnotationUploadRead)
 def upload_annotations(
-    dataset_id: int,
+    dataset_id: Id,
     session: SessionDep,
     principal: PrincipalDep,
     batch: Annotated[str, Form(description="JSON: {task_type, classes?, images: [...]} (DICE shape)")],
@@ -84,8 +85,6 @@ def upload_annotations(
 
 
 @router.get("/{dataset_id}/annotations/stats", response_model=schemas.AnnotationStats)
-def annotation_stats(
-    dataset_id: int, session: SessionDep, principal: PrincipalDep
-) -> schemas.AnnotationStats:
+def annotation_stats(dataset_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.AnnotationStats:
     visible_dataset(session, principal, dataset_id)
     return annotations.stats(session, dataset_id)

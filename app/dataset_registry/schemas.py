@@ -3,6 +3,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.ids import Id
 from app.core.naming import NAME_PATTERN
 from app.datasets.types import TaskType
 
@@ -10,7 +11,7 @@ from app.datasets.types import TaskType
 class DatasetFromFolder(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    project_id: int
+    project_id: Id
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = Field(default=None, max_length=2000)
     source_path: str = Field(min_length=1, max_length=1000, description="a DICE folder, relative to storage")

@@ -1,10 +1,11 @@
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import text
 
-from app.core.auth import public
+from app.core.auth import bearer, principal_from_header, public
 from app.core.deps import DatabaseDep
 from app.core.redis import get_redis
 from app.core.workers import live_workers
@@ -14,8 +15,13 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 @public
-def health(db: DatabaseDep) -> JSONResponse:
-    """Database, Redis and worker liveness; 503 when the database or Redis is down."""
+def health(
+    db: DatabaseDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> JSONResponse:
+    """Database, Redis and worker liveness; 503 when the database or Redis is down. Without a key only
+    what a load balancer needs (ok flags, the live worker count); with a valid key also each worker and
+    the errors (hosts, pids, current jobs, memory are not for anyone who can reach the port)."""
+    detailed = credentials is not None and principal_from_header(db, credentials) is not None
     checks: dict[str, Any] = {}
     try:
         with db.engine.connect() as conn:
@@ -33,5 +39,7 @@ def health(db: DatabaseDep) -> JSONResponse:
         checks["redis"] = {"ok": False, "error": str(exc).splitlines()[0]}
         checks["workers"] = {"ok": False, "count": 0, "workers": []}
     healthy = checks["database"]["ok"] and checks["redis"]["ok"]
+    if not detailed:
+        checks = {name: {k: v for k, v in c.items() if k in ("ok", "count")} for name, c in checks.items()}
     body = {"status": "ok" if healthy else "unavailable", **checks}
     return JSONResponse(body, status_code=200 if healthy else 503)

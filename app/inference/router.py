@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse
 from app.core.auth import PrincipalDep, read_only
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.errors import invalid
+from app.core.ids import Id
 from app.core.settings import get_settings
 from app.inference import schemas, service
 from app.inference.job_stream import job_events
@@ -46,8 +47,8 @@ async def infer(
     principal: PrincipalDep,
     files: Files = None,
     keys: Keys = None,
-    model_id: Annotated[int | None, Form()] = None,
-    project_id: Annotated[int | None, Form(description="with no model_id: its active model")] = None,
+    model_id: Annotated[Id | None, Form()] = None,
+    project_id: Annotated[Id | None, Form(description="with no model_id: its active model")] = None,
     task: Annotated[TaskType | None, Form()] = None,
     conf: Conf = 0.25,
     iou: Iou = 0.7,
@@ -87,8 +88,8 @@ def submit_job(
     principal: PrincipalDep,
     files: Files = None,
     keys: Keys = None,
-    model_id: Annotated[int | None, Form()] = None,
-    project_id: Annotated[int | None, Form()] = None,
+    model_id: Annotated[Id | None, Form()] = None,
+    project_id: Annotated[Id | None, Form()] = None,
     task: Annotated[TaskType | None, Form()] = None,
     conf: Conf = 0.25,
     iou: Iou = 0.7,

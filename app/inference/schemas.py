@@ -2,6 +2,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.ids import Id
+
 
 class ImageResult(BaseModel):
     """One image: `detections` (boxes; + `polygon` for segmentation, `keypoints` for pose) or `top_k`."""
@@ -44,4 +46,4 @@ class WorkerModelsAction(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     action: Literal["load", "unload"]
-    model_id: int
+    model_id: Id

@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.errors import AppError, ErrorCode, invalid, not_found
+from app.core.ids import parse_decimal
 from app.core.naming import is_valid_name, slugify
 from app.models import ApiKey, ApiKeyProject, Project, Role
 from app.models.base import utcnow
 
-KEY_PATTERN = re.compile(r"^ty_([0-9a-f]{8})_([A-Za-z0-9_\-]{32,64})$")
+KEY_PATTERN = re.compile(r"ty_([0-9a-f]{8})_([A-Za-z0-9_\-]{32,64})")  # fullmatch: no trailing newline
 # last_used_at is written at most this often per key: a read-mostly API should not write on every call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -37,8 +38,9 @@ def new_token() -> tuple[str, str]:
 def _resolve_project(session: Session, ident: str, create: bool) -> tuple[Project, bool]:
     """A project by name (or id); created when missing and `create`. Returns (project, created)."""
     project = session.scalar(select(Project).where(Project.name == ident))
-    if project is None and ident.isdigit():
-        project = session.get(Project, int(ident))
+    project_id = parse_decimal(ident)
+    if project is None and project_id is not None:
+        project = session.get(Project, project_id)
     if project is not None:
         return project, False
     if not create:
@@ -87,11 +89,12 @@ def create_key(
 
 def find_key(session: Session, ident: str) -> ApiKey:
     """A key by id, prefix, or the key itself."""
-    match = KEY_PATTERN.match(ident)
+    match = KEY_PATTERN.fullmatch(ident)
     prefix = match.group(1) if match else ident
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if key is None and ident.isdigit():
-        key = session.get(ApiKey, int(ident))
+    key_id = parse_decimal(ident)
+    if key is None and key_id is not None:
+        key = session.get(ApiKey, key_id)
     if key is None:
         raise not_found("API key", ident)
     return key
@@ -120,7 +123,7 @@ def has_keys(session: Session) -> bool:
 
 def authenticate(session: Session, token: str) -> ApiKey | None:
     """The active key `token` is, or None (malformed, unknown, wrong secret or revoked)."""
-    match = KEY_PATTERN.match(token)
+    match = KEY_PATTERN.fullmatch(token)
     if match is None:
         return None
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1)))

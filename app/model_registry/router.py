@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import invalid
+from app.core.ids import Id, Offset
 from app.core.storage import get_storage
 from app.core.visibility import ensure_project_visible
 from app.model_registry import deployments, schemas, service
@@ -64,7 +65,7 @@ def list_models(
     session: SessionDep,
     principal: PrincipalDep,
     project: Annotated[str | None, Query(description="project name")] = None,
-    project_id: int | None = None,
+    project_id: Id | None = None,
     task: TaskType | None = None,
     status: ModelStatus | None = None,
     metric: Annotated[
@@ -72,7 +73,7 @@ def list_models(
     ] = "mAP50-95",
     min_metric: float | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.ModelPage:
     where = ModelFilter(project, project_id, task, status, metric, min_metric)
     models, total = service.list_models(session, where, limit, offset, principal)
@@ -80,12 +81,12 @@ def list_models(
 
 
 @router.get("/{model_id:int}", response_model=schemas.ModelRead)
-def get_model(model_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.ModelRead:
+def get_model(model_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.ModelRead:
     return to_read(service.get_model(session, model_id, principal=principal))
 
 
 @router.get("/{model_id:int}/weights", response_model=None)
-def download_weights(model_id: int, session: SessionDep, principal: PrincipalDep) -> Response:
+def download_weights(model_id: Id, session: SessionDep, principal: PrincipalDep) -> Response:
     """The model's `.pt` file (a presigned redirect when storage is S3)."""
     model = service.get_model(session, model_id, principal=principal)
     path = service.local_weights(model)
@@ -99,18 +100,18 @@ def download_weights(model_id: int, session: SessionDep, principal: PrincipalDep
 
 
 @router.post("/{model_id:int}/export-best", response_model=schemas.ModelRead)
-def export_best(model_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.ModelRead:
+def export_best(model_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.ModelRead:
     """Copy the best checkpoint to the model's stable location (outside the job folder)."""
     return to_read(service.export_best(session, model_id, principal))
 
 
 @router.post("/{model_id:int}/validate", status_code=202, response_model=schemas.ModelRead)
-def validate_model(model_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.ModelRead:
+def validate_model(model_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.ModelRead:
     """Ask a worker (again) to load the weights and predict once; `status` follows."""
     return to_read(service.request_validation(session, model_id, principal))
 
 
-def _state(session: SessionDep, project_id: int, task: str) -> schemas.DeploymentState:
+def _state(session: SessionDep, project_id: Id, task: str) -> schemas.DeploymentState:
     active = deployments.active_model(session, project_id, task)
     rows = deployments.history(session, project_id, task)
     return schemas.DeploymentState(
@@ -121,7 +122,7 @@ def _state(session: SessionDep, project_id: int, task: str) -> schemas.Deploymen
     )
 
 
-def _task_of(session: SessionDep, project_id: int, task: str | None) -> str:
+def _task_of(session: SessionDep, project_id: Id, task: str | None) -> str:
     """`task`, or the only task the project has deployments for."""
     get_project(session, project_id)
     if task is not None:
@@ -134,7 +135,7 @@ def _task_of(session: SessionDep, project_id: int, task: str | None) -> str:
 
 @deployments_router.get("", response_model=list[schemas.DeploymentState])
 def list_deployments(
-    project_id: int, session: SessionDep, principal: PrincipalDep, task: TaskType | None = None
+    project_id: Id, session: SessionDep, principal: PrincipalDep, task: TaskType | None = None
 ) -> list[schemas.DeploymentState]:
     """The active model and history of each task (or of `task`)."""
     ensure_project_visible(principal, project_id)
@@ -145,7 +146,7 @@ def list_deployments(
 
 @deployments_router.post("", status_code=201, response_model=schemas.DeploymentState)
 def deploy(
-    project_id: int, body: schemas.DeploymentCreate, session: SessionDep, principal: PrincipalDep
+    project_id: Id, body: schemas.DeploymentCreate, session: SessionDep, principal: PrincipalDep
 ) -> schemas.DeploymentState:
     """Validate the model, then make it the project's active model for its task."""
     ensure_project_visible(principal, project_id)
@@ -156,7 +157,7 @@ def deploy(
 
 @deployments_router.post("/rollback", response_model=schemas.DeploymentState)
 def rollback(
-    project_id: int, session: SessionDep, principal: PrincipalDep, task: TaskType | None = None
+    project_id: Id, session: SessionDep, principal: PrincipalDep, task: TaskType | None = None
 ) -> schemas.DeploymentState:
     """Restore the active model as it was before the newest change."""
     ensure_project_visible(principal, project_id)
@@ -167,7 +168,7 @@ def rollback(
 
 @deployments_router.delete("", response_model=schemas.DeploymentState)
 def revert(
-    project_id: int, session: SessionDep, principal: PrincipalDep, task: TaskType | None = None
+    project_id: Id, session: SessionDep, principal: PrincipalDep, task: TaskType | None = None
 ) -> schemas.DeploymentState:
     """No active model any more (kept in the history, so rollback brings it back)."""
     ensure_project_visible(principal, project_id)

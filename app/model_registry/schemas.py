@@ -3,6 +3,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.ids import Id
 from app.training.schemas import TaskType
 
 
@@ -53,7 +54,7 @@ class ModelPage(BaseModel):
 class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model_id: int
+    model_id: Id
     task_type: TaskType | None = Field(default=None, description="must match the model's task when given")
 
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
+from app.core.ids import Id, Offset
 from app.core.visibility import ensure_project_visible
 from app.projects import schemas, service
 
@@ -25,7 +26,7 @@ def list_projects(
     principal: PrincipalDep,
     search: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.ProjectPage:
     projects, total = service.list_projects(session, search, limit, offset, principal)
     items = [service.to_read(session, p) for p in projects]
@@ -33,21 +34,21 @@ def list_projects(
 
 
 @router.get("/{project_id}", response_model=schemas.ProjectRead)
-def get_project(project_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.ProjectRead:
+def get_project(project_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.ProjectRead:
     ensure_project_visible(principal, project_id)
     return service.to_read(session, service.get_project(session, project_id))
 
 
 @router.patch("/{project_id}", response_model=schemas.ProjectRead)
 def update_project(
-    project_id: int, body: schemas.ProjectUpdate, session: SessionDep, principal: PrincipalDep
+    project_id: Id, body: schemas.ProjectUpdate, session: SessionDep, principal: PrincipalDep
 ) -> schemas.ProjectRead:
     ensure_project_visible(principal, project_id)
     return service.to_read(session, service.update_project(session, project_id, body))
 
 
 @router.delete("/{project_id}", status_code=204)
-def delete_project(project_id: int, session: SessionDep, principal: PrincipalDep) -> Response:
+def delete_project(project_id: Id, session: SessionDep, principal: PrincipalDep) -> Response:
     """Delete the project, its datasets, versions, jobs and storage folder; 409 while a job is unfinished.
     Needs an admin key or a member key for all projects."""
     ensure_project_visible(principal, project_id)

@@ -9,6 +9,7 @@ from sse_starlette import EventSourceResponse
 
 from app.core.auth import Principal, PrincipalDep, read_only, stream_token_ok
 from app.core.deps import DatabaseDep, SessionDep
+from app.core.ids import Id, Offset
 from app.core.jobs import JobStatus
 from app.core.ratelimit import check_rate
 from app.core.security import stream_token
@@ -22,7 +23,7 @@ from app.training.stream import JobEventStream, sse_message
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
 
 
-def visible_job(session: Session, principal: Principal, job_id: int) -> TrainingJob:
+def visible_job(session: Session, principal: Principal, job_id: Id) -> TrainingJob:
     """The job, or 404 when it does not exist or belongs to a project the key does not cover."""
     job = service.get_job(session, job_id)
     ensure_visible(principal, job.project_id, "training job", job_id)
@@ -44,33 +45,33 @@ def list_jobs(
     project: str | None = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.JobPage:
     jobs, total = service.list_jobs(session, project, status, limit, offset, principal)
     return schemas.JobPage(items=[service.to_read(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobRead)
-def get_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
+def get_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     return service.to_read(visible_job(session, principal, job_id))
 
 
 @router.post("/jobs/{job_id}/stop", response_model=schemas.JobRead)
-def stop_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
+def stop_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Stop a running job after its current step (resumable); a queued job is cancelled."""
     visible_job(session, principal, job_id)
     return service.to_read(lifecycle.stop(session, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=schemas.JobRead)
-def cancel_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
+def cancel_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Cancel a queued job: it never starts."""
     visible_job(session, principal, job_id)
     return service.to_read(lifecycle.cancel(session, job_id))
 
 
 @router.post("/jobs/{job_id}/resume", response_model=schemas.JobRead)
-def resume_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
+def resume_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Continue a stopped or failed job from its last checkpoint, as a new attempt."""
     visible_job(session, principal, job_id)
     return service.to_read(lifecycle.resume(session, job_id))
@@ -78,7 +79,7 @@ def resume_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> sch
 
 @router.post("/jobs/{job_id}/stream-token", response_model=schemas.StreamTokenRead)
 @read_only
-def create_stream_token(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.StreamTokenRead:
+def create_stream_token(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.StreamTokenRead:
     """A short-lived token for `GET .../events?token=...`, for clients that cannot send headers
     (a browser's EventSource). Bound to this job and to the calling key."""
     visible_job(session, principal, job_id)
@@ -94,7 +95,7 @@ def create_stream_token(job_id: int, session: SessionDep, principal: PrincipalDe
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse)
 @stream_token_ok
 def job_events(
-    job_id: int,
+    job_id: Id,
     request: Request,
     db: DatabaseDep,
     session: SessionDep,
@@ -102,8 +103,8 @@ def job_events(
     token: Annotated[
         str | None, Query(description="a stream token, instead of the Authorization header")
     ] = None,
-    after: Annotated[int | None, Query(ge=0, description="replay events after this seq")] = None,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    after: Annotated[Offset | None, Query(description="replay events after this seq")] = None,
+    last_event_id: Annotated[Offset | None, Header()] = None,
 ) -> EventSourceResponse:
     """Server-sent events: replay after `Last-Event-ID` (or `?after=`), then live, until the job ends."""
     visible_job(session, principal, job_id)
@@ -123,26 +124,26 @@ def job_events(
 
 @router.get("/jobs/{job_id}/logs", response_model=schemas.LogPage)
 def job_logs(
-    job_id: int,
+    job_id: Id,
     session: SessionDep,
     principal: PrincipalDep,
     level: Annotated[str | None, Query(pattern="^(?i)(debug|info|warning|error)$")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.LogPage:
     visible_job(session, principal, job_id)
     return service.query_logs(session, job_id, level, since, until, limit, offset)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=schemas.MetricsHistory)
-def job_metrics(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.MetricsHistory:
+def job_metrics(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.MetricsHistory:
     visible_job(session, principal, job_id)
     return service.metrics_history(session, job_id)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=schemas.CheckpointList)
-def job_checkpoints(job_id: int, session: SessionDep, principal: PrincipalDep) -> schemas.CheckpointList:
+def job_checkpoints(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.CheckpointList:
     visible_job(session, principal, job_id)
     return service.checkpoints(session, job_id)

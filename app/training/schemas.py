@@ -3,6 +3,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.ids import Id
 from app.core.naming import NAME_PATTERN
 
 TaskType = Literal["detection", "segmentation", "classification", "pose"]
@@ -20,14 +21,14 @@ class JobCreate(BaseModel):
     dataset_path: str | None = Field(
         default=None, description="YOLO dataset folder with data.yaml: absolute, or relative to storage"
     )
-    dataset_id: int | None = Field(default=None, description="a registered dataset (not available yet)")
-    dataset_version_id: int | None = Field(
+    dataset_id: Id | None = Field(default=None, description="a registered dataset (not available yet)")
+    dataset_version_id: Id | None = Field(
         default=None, description="a frozen dataset version of the project, instead of dataset_path"
     )
-    checkpoint_model_id: int | None = Field(
+    checkpoint_model_id: Id | None = Field(
         default=None, description="start from a registered model's weights (fine-tuning)"
     )
-    checkpoint_job_id: int | None = Field(default=None, description="start from another job's best weights")
+    checkpoint_job_id: Id | None = Field(default=None, description="start from another job's best weights")
     config: dict[str, Any] = Field(default_factory=dict, description="overrides of the base config")
     description: str | None = Field(default=None, max_length=2000)
 

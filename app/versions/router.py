@@ -4,6 +4,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.core.auth import PrincipalDep
 from app.core.deps import DatabaseDep, SessionDep
+from app.core.ids import Id, Offset
 from app.core.visibility import ensure_project_visible
 from app.versions import schemas, service
 
@@ -12,7 +13,7 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}/versions", tags=["datas
 
 @router.post("", status_code=201, response_model=schemas.VersionRead)
 def create_version(
-    project_id: int, body: schemas.VersionCreate, db: DatabaseDep, response: Response, principal: PrincipalDep
+    project_id: Id, body: schemas.VersionCreate, db: DatabaseDep, response: Response, principal: PrincipalDep
 ) -> schemas.VersionRead:
     """Freeze a version (201); a repeated idempotency key returns the version it made (200)."""
     ensure_project_visible(principal, project_id)
@@ -24,12 +25,12 @@ def create_version(
 
 @router.get("", response_model=schemas.VersionList)
 def list_versions(
-    project_id: int,
+    project_id: Id,
     session: SessionDep,
     principal: PrincipalDep,
     include_archived: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.VersionList:
     """Newest first."""
     ensure_project_visible(principal, project_id)
@@ -39,7 +40,7 @@ def list_versions(
 
 @router.get("/{version_id}", response_model=schemas.VersionDetail)
 def get_version(
-    project_id: int, version_id: int, session: SessionDep, principal: PrincipalDep
+    project_id: Id, version_id: Id, session: SessionDep, principal: PrincipalDep
 ) -> schemas.VersionDetail:
     """The version with the jobs (and their weights) trained from it."""
     ensure_project_visible(principal, project_id)
@@ -48,7 +49,7 @@ def get_version(
 
 @router.get("/{version_id}/compare", response_model=schemas.VersionComparison)
 def compare_versions(
-    project_id: int, version_id: int, other: int, session: SessionDep, principal: PrincipalDep
+    project_id: Id, version_id: Id, other: Id, session: SessionDep, principal: PrincipalDep
 ) -> schemas.VersionComparison:
     """Images and classes added and removed going from this version to `other`."""
     ensure_project_visible(principal, project_id)
@@ -57,7 +58,7 @@ def compare_versions(
 
 @router.delete("/{version_id}", response_model=schemas.VersionRead)
 def archive_version(
-    project_id: int, version_id: int, session: SessionDep, principal: PrincipalDep
+    project_id: Id, version_id: Id, session: SessionDep, principal: PrincipalDep
 ) -> schemas.VersionRead:
     """Archive (soft delete); 409 while a job trains from it."""
     ensure_project_visible(principal, project_id)

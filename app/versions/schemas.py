@@ -3,6 +3,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.core.ids import Id
+
 
 class Splits(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -43,7 +45,7 @@ class VersionCreate(BaseModel):
 
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     display_name: str | None = Field(default=None, max_length=200)
-    dataset_id: int | None = Field(default=None, description="required when the project has several")
+    dataset_id: Id | None = Field(default=None, description="required when the project has several")
     splits: Splits | None = Field(default=None, description="re-split by these ratios; default: keep")
     split_seed: int = Field(default=0, ge=0, le=2**31 - 1)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)

@@ -41,8 +41,8 @@ def test_honcho_runs_the_procfile_and_stops_it_cleanly(
     try:
         wait_for(f"http://127.0.0.1:{port}/health", log, timeout=90, workers=1)
         health = httpx.get(f"http://127.0.0.1:{port}/health").json()
-        assert health["status"] == "ok"
-        assert [w["device"] for w in health["workers"]["workers"]] == ["cpu"]
+        assert health["status"] == "ok" and health["workers"] == {"ok": True, "count": 1}
+        assert [w["device"] for w in live_workers(ops_redis)] == ["cpu"]
         assert httpx.get(f"http://127.0.0.1:{flower_port}/api/workers", timeout=10).status_code == 200
     finally:
         if honcho.poll() is None:

@@ -131,13 +131,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         clear_caches()
         db = Database(database_url)
         try:
+            key = make_api_key(db)
 
-            def worker_ready() -> bool:
-                health = httpx.get(f"{api}/health", timeout=2).json()
+            def worker_ready() -> bool:  # the workers' details need a key
+                health = httpx.get(f"{api}/health", headers=bearer_headers(key), timeout=2).json()
                 return any(w.get("id") == worker for w in health["workers"]["workers"])
 
             _wait(worker_ready, "the API and the worker", procs, timeout=90)
-            yield Stack(api, data_dir, db, env, worker, make_api_key(db))
+            yield Stack(api, data_dir, db, env, worker, key)
         except BaseException:
             for name, handle in logs.items():
                 handle.flush()
