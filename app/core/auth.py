@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.core.db import Database
 from app.core.deps import DatabaseDep
 from app.core.errors import AppError, ErrorCode
-from app.core.ids import parse_decimal
+from app.core.inputs import parse_decimal
 from app.core.security import stream_token_key
 from app.keys import service as keys
 from app.models import ApiKey, Role

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.auth import bearer, principal_from_header
 from app.core.errors import AppError
-from app.core.ids import parse_decimal
+from app.core.inputs import parse_decimal
 from app.core.settings import get_settings
 
 # POST /api/v1/datasets (a ZIP), POST /api/v1/datasets/{id}/annotations and /api/v1/inference[/jobs]

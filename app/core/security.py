@@ -13,7 +13,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from app.core.ids import parse_decimal
+from app.core.inputs import parse_decimal
 from app.core.settings import Settings, get_settings
 
 PREFIX = "ty1"

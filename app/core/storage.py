@@ -21,8 +21,14 @@ class UnsafeKey(ValueError):
     pass
 
 
+# S3 keys are at most 1024 bytes; a local file name at most 255 (NAME_MAX), past which the OS refuses it.
+MAX_KEY_BYTES = 1024
+MAX_PART_BYTES = 255
+
+
 def check_key(key: str) -> str:
-    """A relative, normalized key: no `..`, no `.`, no leading `/`, no backslash, no NUL."""
+    """A relative, normalized key: no `..`, no `.`, no leading `/`, no backslash, no NUL, no part longer
+    than a file name may be. UnsafeKey's message says which rule the key broke."""
     if (
         not key
         or key.startswith("/")
@@ -30,7 +36,11 @@ def check_key(key: str) -> str:
         or "\x00" in key
         or any(p in {"..", "."} for p in key.split("/"))
     ):
-        raise UnsafeKey(f"unsafe storage key {key!r}")
+        raise UnsafeKey("must be a path relative to storage, without '..' or '\\'")
+    if len(key.encode(errors="surrogatepass")) > MAX_KEY_BYTES:
+        raise UnsafeKey(f"longer than {MAX_KEY_BYTES} bytes")
+    if any(len(p.encode(errors="surrogatepass")) > MAX_PART_BYTES for p in key.split("/")):
+        raise UnsafeKey(f"a folder or file name is longer than {MAX_PART_BYTES} bytes")
     return key
 
 

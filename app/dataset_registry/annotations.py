@@ -7,7 +7,6 @@ version's checksums stay true. The dataset row is locked for the upload, seriali
 """
 
 import hashlib
-import io
 import json
 import os
 from collections import Counter
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import UploadFile
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
 from app.core.db import on_rollback
@@ -26,9 +24,12 @@ from app.dataset_registry import files, schemas, service
 from app.datasets.dice import load_dice
 from app.datasets.dice_parse import ErrorLog, TaskFileParser
 from app.datasets.types import SPLITS, TaskType
+from app.inference.images import ImageRefused, image_size
 from app.models.base import as_utc, utcnow
 
 MAX_FILE_BYTES = 200 * 1024**2
+# A dataset image may be larger than what inference takes (a satellite tile); past this it is a bomb.
+MAX_PIXELS = 100_000_000
 
 
 @dataclass
@@ -184,12 +185,9 @@ def _attach_files(
 
 def _image_problem(content: bytes, image: dict[str, Any]) -> str | None:
     try:
-        with Image.open(io.BytesIO(content)) as img:
-            size = img.size
-    except (UnidentifiedImageError, OSError, ImportError):
-        # ImportError: where Ultralytics is imported it patches Image.open to try a HEIF plugin on files
-        # PIL cannot identify, and that plugin may be missing.
-        return "not an image file"
+        size = image_size(content, MAX_PIXELS)
+    except ImageRefused as exc:
+        return str(exc)
     if size != (image.get("width"), image.get("height")):
         return (
             f"the file is {size[0]}x{size[1]}, the annotation says {image.get('width')}x{image.get('height')}"

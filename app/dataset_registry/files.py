@@ -19,7 +19,7 @@ def storage_path(storage: LocalStorage, key: str, field: str) -> Path:
     try:
         path = storage.path(key)
     except UnsafeKey as exc:
-        raise invalid(field, "must be a path relative to storage, without '..' or '\\'") from exc
+        raise invalid(field, str(exc)) from exc
     resolved = path.resolve()
     if not resolved.is_relative_to(storage.root):
         raise invalid(field, "resolves outside storage (symbolic link?)")

@@ -1,14 +1,14 @@
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.core import untrusted_json
 from app.core.auth import Principal, PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import FieldError, invalid, invalid_fields
-from app.core.ids import Id, Offset
+from app.core.inputs import Id, Offset
 from app.core.naming import NAME_PATTERN
 from app.core.visibility import ensure_project_visible, ensure_visible
 from app.dataset_registry import annotations, schemas, service
@@ -75,9 +75,9 @@ def upload_annotations(
     """Add images and annotations to the dataset; validated as a whole, all or nothing."""
     visible_dataset(session, principal, dataset_id)
     try:
-        parsed = schemas.AnnotationBatch.model_validate(json.loads(batch))
-    except json.JSONDecodeError as exc:
-        raise invalid("batch", f"not valid JSON: {exc.msg}") from exc
+        parsed = schemas.AnnotationBatch.model_validate(untrusted_json.loads(batch))
+    except untrusted_json.BadJson as exc:
+        raise invalid("batch", str(exc)) from exc
     except ValidationError as exc:
         errors = [FieldError("batch." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
         raise invalid_fields(errors) from exc

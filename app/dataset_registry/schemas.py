@@ -1,9 +1,9 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.core.ids import Id
+from app.core.inputs import Id
 from app.core.naming import NAME_PATTERN
 from app.datasets.types import TaskType
 
@@ -59,6 +59,27 @@ class AnnotationBatch(BaseModel):
     classes: list[dict[str, Any]] = Field(default_factory=list, description="classes to add, {id, name}")
     keypoint_schema: dict[str, Any] | None = None
     images: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+    # The merge indexes images by (split, file_name) and classes by id before the DICE parser sees them:
+    # those must be plain values (a list there is unhashable). Everything else is the parser's to judge.
+    @field_validator("images")
+    @classmethod
+    def _image_keys(cls, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return _plain(images, {"file_name": str, "split": str, "id": int})
+
+    @field_validator("classes")
+    @classmethod
+    def _class_keys(cls, classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return _plain(classes, {"id": int, "name": str})
+
+
+def _plain(items: list[dict[str, Any]], kinds: dict[str, type]) -> list[dict[str, Any]]:
+    for n, item in enumerate(items):
+        for key, kind in kinds.items():
+            value = item.get(key)
+            if value is not None and (type(value) is not kind):
+                raise ValueError(f"[{n}].{key} must be a {'string' if kind is str else 'integer'}")
+    return items
 
 
 class AnnotationUploadRead(BaseModel):

@@ -90,7 +90,7 @@ def register_from_zip(
     try:
         project, slug, folder = _prepare(session, project_id, name)
         try:
-            extract_release(zip_file, folder / "source", EXTRACT_LIMITS)
+            extract_release(zip_file, folder / "source", EXTRACT_LIMITS, field="file")
             _flatten_single_root(folder / "source")
         except BaseException:
             _discard(folder)

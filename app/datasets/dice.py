@@ -14,11 +14,11 @@ optional for segmentation), `segmentation` [[x1, y1, ...], ...] pixel polygons, 
 `flip_idx`, `left_*`/`right_*` names are paired.
 """
 
-import json
 import os
 from pathlib import Path
 from typing import Any, TypedDict
 
+from app.core import untrusted_json
 from app.core.errors import invalid
 from app.datasets.dice_parse import ErrorLog, TaskFileParser
 from app.datasets.types import SPLITS, DiceDataset, TaskAnnotations, TaskType
@@ -106,9 +106,7 @@ def _read_json(path: Path, log: ErrorLog) -> Any:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        log.add(path.name, f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
-    except UnicodeDecodeError:
-        log.add(path.name, "not UTF-8 text")
+        return untrusted_json.loads(path.read_bytes())
+    except untrusted_json.BadJson as exc:
+        log.add(path.name, str(exc))
     return None

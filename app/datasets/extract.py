@@ -23,6 +23,7 @@ from app.core.errors import AppError, ErrorCode, FieldError, invalid, invalid_fi
 MARKER_FILE = ".trainyard-release.json"
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
+NAME_MAX = 255  # what the file system takes for one name
 
 
 @dataclass(frozen=True)
@@ -73,18 +74,23 @@ def check_extracted(zip_path: Path, dest_dir: Path) -> ExtractionStatus:
     return ExtractionStatus(True, same, dest_dir, int(info.get("files", 0)), int(info.get("bytes", 0)))
 
 
-def extract_release(zip_path: Path, dest_dir: Path, limits: ExtractLimits = ExtractLimits()) -> Path:
-    """Extract `zip_path` into `dest_dir` (which must not exist yet) or refuse it and leave nothing."""
+def extract_release(
+    zip_path: Path, dest_dir: Path, limits: ExtractLimits = ExtractLimits(), field: str = "zip_path"
+) -> Path:
+    """Extract `zip_path` into `dest_dir` (which must not exist yet) or refuse it and leave nothing.
+    Errors about the archive as a whole name `field` (what the caller sent), never a server path."""
     if not zip_path.is_file():
         raise not_found("release ZIP", zip_path.name)
     if dest_dir.exists():
         raise AppError(409, ErrorCode.CONFLICT, f"{dest_dir.name} is already extracted")
     try:
         archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise invalid("zip_path", f"{zip_path.name} is not a readable ZIP archive ({exc})") from exc
+    except zipfile.BadZipFile as exc:  # its message names no file
+        raise invalid(field, f"not a readable ZIP archive ({exc})") from exc
+    except OSError as exc:  # its message would name the (temporary) file
+        raise invalid(field, "not a readable ZIP archive") from exc
     with archive:
-        entries = _checked_entries(archive, limits)
+        entries = _checked_entries(archive, limits, field)
         dest_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest_dir.parent / f".{dest_dir.name}.extract-{uuid.uuid4().hex}"
         tmp.mkdir()
@@ -113,6 +119,8 @@ def _entry_problem(info: zipfile.ZipInfo) -> str | None:
         return "absolute path"
     if any(part == ".." for part in name.split("/")):
         return "'..' path component"
+    if any(len(part.encode(errors="surrogatepass")) > NAME_MAX for part in name.split("/")):
+        return f"a folder or file name longer than {NAME_MAX} bytes"
     # Unix mode bits live in the high 16 bits; many writers set only the permissions (file type 0).
     file_type = stat.S_IFMT(info.external_attr >> 16)
     if file_type == stat.S_IFLNK:
@@ -124,10 +132,10 @@ def _entry_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _checked_entries(archive: zipfile.ZipFile, limits: ExtractLimits) -> list[zipfile.ZipInfo]:
+def _checked_entries(archive: zipfile.ZipFile, limits: ExtractLimits, field: str) -> list[zipfile.ZipInfo]:
     infos = archive.infolist()
     if len(infos) > limits.max_entries:
-        raise invalid("zip_path", f"{len(infos)} entries; the limit is {limits.max_entries}", status=413)
+        raise invalid(field, f"{len(infos)} entries; the limit is {limits.max_entries}", status=413)
     errors: list[FieldError] = []
     seen: set[str] = set()
     declared = 0
@@ -150,7 +158,7 @@ def _checked_entries(archive: zipfile.ZipFile, limits: ExtractLimits) -> list[zi
         raise invalid_fields(errors[:100])
     if declared > limits.max_total_bytes:
         raise invalid(
-            "zip_path", f"{declared} bytes uncompressed; the limit is {limits.max_total_bytes}", status=413
+            field, f"{declared} bytes uncompressed; the limit is {limits.max_total_bytes}", status=413
         )
     return infos
 

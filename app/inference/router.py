@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse
 from app.core.auth import PrincipalDep, read_only
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.errors import invalid
-from app.core.ids import Id
+from app.core.inputs import Id
 from app.core.settings import get_settings
 from app.inference import schemas, service
 from app.inference.job_stream import job_events

@@ -2,7 +2,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.ids import Id
+from app.core.inputs import Id
 
 
 class ImageResult(BaseModel):

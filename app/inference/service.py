@@ -4,7 +4,6 @@ jobs: the images go to storage, chunks are queued, and their answers collect und
 """
 
 import asyncio
-import io
 import json
 import math
 import time
@@ -14,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import redis.asyncio as aioredis
-from PIL import Image
 from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
@@ -27,7 +25,7 @@ from app.core.tasks import Queue, TaskName, send_task
 from app.core.visibility import ensure_project_visible, ensure_visible, key_visible, missing
 from app.core.workers import live_workers
 from app.inference import protocol
-from app.inference.images import UNREADABLE, unreadable
+from app.inference.images import ImageRefused, image_size
 from app.model_registry.deployments import active_model, deployed_tasks
 from app.model_registry.service import get_model
 from app.models import ModelStatus, RegisteredModel
@@ -115,16 +113,10 @@ def read_upload(upload: Upload) -> bytes:
             413, ErrorCode.IMAGE_TOO_LARGE, f"{upload.name}: larger than {settings.inference_max_image_mb} MB"
         )
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-    except UNREADABLE as exc:
-        raise AppError(422, ErrorCode.INVALID_IMAGE, unreadable(upload.name, exc)) from exc
-    if width * height > settings.inference_max_pixels:
-        raise AppError(
-            413,
-            ErrorCode.IMAGE_TOO_LARGE,
-            f"{upload.name}: {width}x{height} exceeds {settings.inference_max_pixels} pixels",
-        )
+        image_size(data, settings.inference_max_pixels)
+    except ImageRefused as exc:
+        status, code = (413, ErrorCode.IMAGE_TOO_LARGE) if exc.too_large else (422, ErrorCode.INVALID_IMAGE)
+        raise AppError(status, code, f"{upload.name}: {exc}") from exc
     return data
 
 

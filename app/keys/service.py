@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.errors import AppError, ErrorCode, invalid, not_found
-from app.core.ids import parse_decimal
+from app.core.inputs import parse_decimal
 from app.core.naming import is_valid_name, slugify
 from app.models import ApiKey, ApiKeyProject, Project, Role
 from app.models.base import utcnow

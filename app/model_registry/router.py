@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import invalid
-from app.core.ids import Id, Offset
+from app.core.inputs import Id, Offset
 from app.core.storage import get_storage
 from app.core.visibility import ensure_project_visible
 from app.model_registry import deployments, schemas, service

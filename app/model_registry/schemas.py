@@ -3,7 +3,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.ids import Id
+from app.core.inputs import Id
 from app.training.schemas import TaskType
 
 

@@ -9,7 +9,7 @@ from sse_starlette import EventSourceResponse
 
 from app.core.auth import Principal, PrincipalDep, read_only, stream_token_ok
 from app.core.deps import DatabaseDep, SessionDep
-from app.core.ids import Id, Offset
+from app.core.inputs import Id, Moment, Offset
 from app.core.jobs import JobStatus
 from app.core.ratelimit import check_rate
 from app.core.security import stream_token
@@ -128,8 +128,8 @@ def job_logs(
     session: SessionDep,
     principal: PrincipalDep,
     level: Annotated[str | None, Query(pattern="^(?i)(debug|info|warning|error)$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.LogPage:

@@ -3,7 +3,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.ids import Id
+from app.core.inputs import Id
 from app.core.naming import NAME_PATTERN
 
 TaskType = Literal["detection", "segmentation", "classification", "pose"]

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.core.auth import PrincipalDep
 from app.core.deps import DatabaseDep, SessionDep
-from app.core.ids import Id, Offset
+from app.core.inputs import Id, Offset
 from app.core.visibility import ensure_project_visible
 from app.versions import schemas, service
 

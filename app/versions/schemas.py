@@ -3,7 +3,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.core.ids import Id
+from app.core.inputs import Id
 
 
 class Splits(BaseModel):
