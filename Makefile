@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test test-fast lint typecheck pytest services bench clean
+.PHONY: run test test-fast lint typecheck pytest fuzz services bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: lint typecheck pytest
 # Everything but the slow end-to-end tests (real worker processes, real training): a few minutes.
 test-fast: $(STAMP) services
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+# The OpenAPI fuzz test of `make test`, with a budget far past CI's (examples per operation and mode).
+FUZZ_EXAMPLES ?= 200
+fuzz: $(STAMP) services
+	TRAINYARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider --timeout=0 tests/auth/test_fuzz.py
 
 bench: $(STAMP) services
 	$(BIN)/python bench/bench_convert.py
