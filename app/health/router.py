@@ -21,7 +21,9 @@ def health(
     """Database, Redis and worker liveness; 503 when the database or Redis is down. Without a key only
     what a load balancer needs (ok flags, the live worker count); with a valid key also each worker and
     the errors (hosts, pids, current jobs, memory are not for anyone who can reach the port)."""
-    detailed = credentials is not None and principal_from_header(db, credentials) is not None
+    detailed = credentials is not None
+    if detailed:
+        principal_from_header(db, credentials)  # a bad key is a 401, as everywhere
     checks: dict[str, Any] = {}
     try:
         with db.engine.connect() as conn:
