@@ -190,9 +190,9 @@ BOUNDARY = "trainyard-test"
 JUNK = b"x" * 1024 * 1024
 
 
-def dataset_form(size: int) -> bytes:
-    """A dataset upload of `size` bytes or so (its file is no ZIP: a 422 once read)."""
-    parts = [("project_id", b"1"), ("name", b"big")]
+def dataset_form(size: int, project_id: int = 1) -> bytes:
+    """A dataset upload of `size` bytes (its file is no ZIP: a 422 once read)."""
+    parts = [("project_id", str(project_id).encode()), ("name", b"big")]
     head = b"".join(
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'.encode() + v + b"\r\n"
         for k, v in parts
@@ -241,9 +241,9 @@ def test_a_valid_key_lifts_the_limit_with_one_key_lookup(
 
     event.listen(db.engine, "before_cursor_execute", count)
     try:
-        body = dataset_form(40 * 1024)
+        body = dataset_form(40 * 1024, world.alpha)
         status, taken = raw_call(app, "/api/v1/datasets", world.headers("admin"), len(body), body)
-        small = dataset_form(8 * 1024)
+        small = dataset_form(8 * 1024, world.alpha)
         small_status, _ = raw_call(app, "/api/v1/datasets", world.headers("admin"), len(small), small)
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
