@@ -50,7 +50,7 @@ def test_a_refused_inference_job_stores_and_queues_nothing(
     cases = [
         ({"keys": "projects/demo/missing.png"}, [good], 404, ErrorCode.NOT_FOUND),
         ({"keys": "../etc/passwd"}, [good], 422, ErrorCode.VALIDATION_ERROR),
-        ({"keys": "projects/demo/" + "n" * 300}, [good], 404, ErrorCode.NOT_FOUND),
+        ({"keys": "projects/demo/" + "n" * 300}, [good], 422, ErrorCode.VALIDATION_ERROR),  # no such name
         ({}, [good, ("files", ("notes.txt", b"hello", "text/plain"))], 422, ErrorCode.INVALID_IMAGE),
         (
             {},
