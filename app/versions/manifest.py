@@ -14,7 +14,6 @@ import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,49 +131,70 @@ def assign_split(sha256: str, ratios: dict[str, float], seed: int) -> str:
     return next(s for s in reversed(SPLITS) if ratios.get(s, 0.0) > 0)
 
 
+def placement(
+    selection: Selection, hashes: dict[str, str], ratios: dict[str, float] | None, seed: int
+) -> dict[str, tuple[str, str]]:
+    """Each kept image's (split, file name in the version): its own split, or a seeded re-split."""
+    if ratios is None:
+        placed: dict[str, tuple[str, str]] = {}
+        for kept in selection.tasks.values():
+            for image in kept.images:
+                placed.setdefault(image.path, (image.split, image.path.split("/", 2)[2]))
+        return placed
+    # Re-split images keep their source folder in the name: two sources' a.jpg cannot collide.
+    return {p: (assign_split(hashes[p], ratios, seed), p.split("/", 1)[1]) for p in selection.paths}
+
+
+def counts(selection: Selection) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """(images per split, annotations per class), per task."""
+    split_counts: dict[str, dict[str, int]] = {}
+    class_counts: dict[str, dict[str, int]] = {}
+    for task, annotations in selection.tasks.items():
+        split_counts[task.value] = dict(Counter(i.split for i in annotations.images))
+        names = {c.id: c.name for c in annotations.classes}
+        counted = Counter(names[a.class_id] for i in annotations.images for a in i.annotations)
+        class_counts[task.value] = {c.name: counted[c.name] for c in annotations.classes}
+    return split_counts, class_counts
+
+
 def freeze(
     selection: Selection,
     *,
     header: dict[str, Any],
     hashes: dict[str, str],
-    ratios: dict[str, float] | None,
-    seed: int,
-    snapshot_at: datetime,
+    placed: dict[str, tuple[str, str]],
+    lineage: dict[str, dict[str, Any]] | None = None,
 ) -> Frozen:
-    """Split, count and render the manifest of `selection`, given the images' hashes (`hash_files`)."""
-    split_of: dict[str, str] = {}
-    for kept in selection.tasks.values():
-        for image in kept.images:
-            split_of.setdefault(image.path, image.split)
-    if ratios is not None:
-        split_of = {p: assign_split(hashes[p], ratios, seed) for p in selection.paths}
-    images = [
-        {
+    """Count and render the manifest of `selection`, given the images' hashes and placement.
+
+    The manifest holds only what the version contains (no timestamp, no number), so the same request on
+    the same data gives the same bytes and checksum. Generated images (`lineage`) name their source.
+    """
+    lineage = lineage or {}
+    images = []
+    for p in selection.paths:
+        entry: dict[str, Any] = {
             "path": p,
             "sha256": hashes[p],
-            "split": split_of[p],
-            # Re-split images keep their source folder in the name: two sources' a.jpg cannot collide.
-            "file_name": p.split("/", 2)[2] if ratios is None else p.split("/", 1)[1],
+            "split": placed[p][0],
+            "file_name": placed[p][1],
         }
-        for p in selection.paths
-    ]
+        if p in lineage:
+            entry["lineage"] = lineage[p]
+        images.append(entry)
     leakage = _leakage(images)
     body = {
         "format": FORMAT,
         **header,
-        "snapshot_at": snapshot_at.isoformat(),
         "images": images,
         "tasks": {t.value: _task_json(selection.tasks[t]) for t in sorted(selection.tasks)},
         "leakage": leakage,
     }
     data = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-    split_counts: dict[str, dict[str, int]] = {}
-    class_counts: dict[str, dict[str, int]] = {}
-    for task, annotations in selection.tasks.items():
-        split_counts[task.value] = dict(Counter(split_of[i.path] for i in annotations.images))
-        names = {c.id: c.name for c in annotations.classes}
-        counted = Counter(names[a.class_id] for i in annotations.images for a in i.annotations)
-        class_counts[task.value] = {c.name: counted[c.name] for c in annotations.classes}
+    placed_selection = Selection(
+        {t: with_splits(a, placed) for t, a in selection.tasks.items()}, selection.paths
+    )
+    split_counts, class_counts = counts(placed_selection)
     return Frozen(
         manifest=data,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -186,12 +206,29 @@ def freeze(
     )
 
 
+def with_splits(annotations: TaskAnnotations, placed: dict[str, tuple[str, str]]) -> TaskAnnotations:
+    """The task's images in the splits the version assigns them."""
+    images = [
+        DiceImage(i.id, i.file_name, i.width, i.height, placed[i.path][0], i.path, i.annotations, i.verified)
+        for i in annotations.images
+    ]
+    return TaskAnnotations(
+        annotations.task, annotations.file, annotations.classes, images, annotations.keypoints
+    )
+
+
 def _leakage(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Identical bytes in two splits; the variants of one source image count as that image."""
     by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for image in images:
-        by_hash[image["sha256"]].append(image)
+        source = image.get("lineage", {}).get("source", {}).get("sha256")
+        by_hash[source or image["sha256"]].append(image)
     return [
-        {"sha256": h, "splits": sorted({i["split"] for i in group}), "paths": [i["path"] for i in group]}
+        {
+            "sha256": h,
+            "splits": sorted({i["split"] for i in group}),
+            "paths": sorted({i.get("lineage", {}).get("source", {}).get("path", i["path"]) for i in group}),
+        }
         for h, group in sorted(by_hash.items())
         if len({i["split"] for i in group}) > 1
     ]
@@ -218,21 +255,22 @@ def _task_json(annotations: TaskAnnotations) -> dict[str, Any]:
                 "path": i.path,
                 "width": i.width,
                 "height": i.height,
-                "annotations": [_ann_json(a) for a in sorted(i.annotations, key=lambda a: a.id)],
+                "annotations": [annotation_json(a) for a in sorted(i.annotations, key=lambda a: a.id)],
             }
             for i in sorted(annotations.images, key=lambda i: i.path)
         ],
     }
 
 
-def _ann_json(a: DiceAnnotation) -> dict[str, Any]:
+def annotation_json(a: DiceAnnotation) -> dict[str, Any]:
+    """One annotation as the manifest writes it (to 1e-6 px: float noise stays out of the bytes)."""
     out: dict[str, Any] = {"id": a.id, "class_id": a.class_id}
     if a.bbox is not None:
-        out["bbox"] = list(a.bbox)
+        out["bbox"] = _rounded(a.bbox)
     if a.polygons:
-        out["segmentation"] = [list(p) for p in a.polygons]
+        out["segmentation"] = [_rounded(p) for p in a.polygons]
     if a.keypoints:
-        out["keypoints"] = list(a.keypoints)
+        out["keypoints"] = _rounded(a.keypoints)
     if a.iscrowd:
         out["iscrowd"] = 1
     if a.confidence is not None:
@@ -240,15 +278,28 @@ def _ann_json(a: DiceAnnotation) -> dict[str, Any]:
     return out
 
 
+def _rounded(values: tuple[float, ...]) -> list[float]:
+    return [round(v, 6) for v in values]
+
+
 def dataset_from_manifest(manifest: dict[str, Any], source_root: Path) -> DiceDataset:
-    """The DiceDataset a manifest describes (validated when it was frozen; not validated again)."""
-    placed = {i["path"]: (i["split"], i["file_name"]) for i in manifest["images"]}
+    """The DiceDataset a manifest describes (validated when it was frozen; not validated again).
+
+    Source images are under the dataset's `source/`; generated ones (with `lineage`) under its
+    `generated/`, so the dataset's root is the folder holding both.
+    """
+    root = source_root.parent
+    where = source_root.name
+    placed = {
+        i["path"]: (i["split"], i["file_name"], i["path"] if "lineage" in i else f"{where}/{i['path']}")
+        for i in manifest["images"]
+    }
     tasks: dict[TaskType, TaskAnnotations] = {}
     for name, task in manifest["tasks"].items():
         schema = task.get("keypoint_schema")
         images = []
         for i in task["images"]:
-            split, file_name = placed[i["path"]]
+            split, file_name, path = placed[i["path"]]
             anns = [
                 DiceAnnotation(
                     a["id"],
@@ -261,7 +312,7 @@ def dataset_from_manifest(manifest: dict[str, Any], source_root: Path) -> DiceDa
                 )
                 for a in i["annotations"]
             ]
-            images.append(DiceImage(i["id"], file_name, i["width"], i["height"], split, i["path"], anns))
+            images.append(DiceImage(i["id"], file_name, i["width"], i["height"], split, path, anns))
         tasks[TaskType(name)] = TaskAnnotations(
             TaskType(name),
             task["file"],
@@ -273,7 +324,7 @@ def dataset_from_manifest(manifest: dict[str, Any], source_root: Path) -> DiceDa
                 tuple(schema["names"]), tuple(tuple(p) for p in schema["skeleton"]), tuple(schema["flip_idx"])
             ),
         )
-    return DiceDataset(source_root, tasks, {})
+    return DiceDataset(root, tasks, {})
 
 
 def compare(old: dict[str, Any], new: dict[str, Any], limit: int = 1000) -> dict[str, Any]:

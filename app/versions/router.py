@@ -2,11 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.core.auth import PrincipalDep
+from app.core.auth import PrincipalDep, read_only
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.inputs import Id, Offset
 from app.core.visibility import ensure_project_visible
-from app.versions import schemas, service
+from app.versions import preview, schemas, service
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/versions", tags=["dataset versions"])
 
@@ -63,3 +63,13 @@ def archive_version(
     """Archive (soft delete); 409 while a job trains from it."""
     ensure_project_visible(principal, project_id)
     return service.to_read(service.archive_version(session, project_id, version_id))
+
+
+@router.post("/preview", response_model=schemas.VersionPreview)
+@read_only  # renders in memory: viewers may look
+def preview_version(
+    project_id: Id, body: schemas.VersionCreate, db: DatabaseDep, principal: PrincipalDep
+) -> schemas.VersionPreview:
+    """What freezing `body` would make (counts per split and class, sample images); writes nothing."""
+    ensure_project_visible(principal, project_id)
+    return preview.preview(db, project_id, body)

@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,13 +23,68 @@ class Splits(BaseModel):
 
 
 class Preprocessing(BaseModel):
-    """Recorded with the version (and in its manifest); the trainer's `imgsz` does the resizing."""
+    """Applied to every split at freeze time, in this order: orient, tile, resize (docs/versions.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    resize: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
-    auto_orient: bool = False
-    tile: str | None = Field(default=None, pattern=r"^[1-9][0-9]?x[1-9][0-9]?$")
+    auto_orient: bool = Field(default=False, description="bake the EXIF orientation into pixels and labels")
+    tile: str | None = Field(
+        default=None, pattern=r"^[1-9][0-9]?x[1-9][0-9]?$", description="COLSxROWS tiles per image"
+    )
+    tile_min_visibility: float = Field(
+        default=0.3, ge=0, le=1, description="drop an object cut by a tile edge below this visible fraction"
+    )
+    keep_empty_tiles: bool = Field(default=True, description="keep tiles left without any object")
+    resize: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$", description="WxH")
+    resize_mode: Literal["stretch", "fit"] = Field(
+        default="stretch", description="stretch to WxH, or fit inside it keeping the aspect (letterbox)"
+    )
+
+    @property
+    def active(self) -> bool:
+        return self.auto_orient or self.tile is not None or self.resize is not None
+
+
+class Augmentation(BaseModel):
+    """Offline augmentation of the training split (docs/versions.md lists the Albumentations behind each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    multiplier: int = Field(
+        default=1, ge=1, le=10, description="images per training image, original included"
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    rotation: float = Field(default=0, ge=0, le=180, description="rotate by up to ±degrees")
+    scale: float = Field(
+        default=0, ge=0, le=0.9, description="zoom in (crop) or out (pad) by up to ±fraction"
+    )
+    brightness: float = Field(default=0, ge=0, le=1, description="±fraction")
+    contrast: float = Field(default=0, ge=0, le=1, description="±fraction")
+    hue: float = Field(default=0, ge=0, le=180, description="±degrees of hue")
+    saturation: float = Field(default=0, ge=0, le=255, description="±saturation units (0-255)")
+    blur: int = Field(default=0, ge=0, le=31, description="largest Gaussian kernel (odd, 3+), 0: off")
+    noise: float = Field(default=0, ge=0, le=1, description="largest noise std, fraction of 255")
+    cutout: int = Field(default=0, ge=0, le=16, description="up to this many erased boxes")
+    cutout_size: float = Field(
+        default=0.1, gt=0, le=0.5, description="their largest side, fraction of the image"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Augmentation":
+        if self.blur and (self.blur < 3 or self.blur % 2 == 0):
+            raise ValueError("blur must be 0 or an odd kernel size of at least 3")
+        transforms = self.model_dump(exclude={"multiplier", "seed", "cutout_size"})
+        if self.multiplier > 1 and not any(transforms.values()):
+            raise ValueError("multiplier above 1 needs at least one transform, or the copies are identical")
+        if self.multiplier == 1 and any(transforms.values()):
+            raise ValueError("transforms need a multiplier of at least 2 (the original is one of the images)")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.multiplier > 1
 
 
 class Filters(BaseModel):
@@ -49,7 +104,7 @@ class VersionCreate(BaseModel):
     splits: Splits | None = Field(default=None, description="re-split by these ratios; default: keep")
     split_seed: int = Field(default=0, ge=0, le=2**31 - 1)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
-    augmentation: dict[str, Any] = Field(default_factory=dict, description="recorded for the trainer")
+    augmentation: Augmentation = Field(default_factory=Augmentation)
     filters: Filters = Field(default_factory=Filters)
 
 
@@ -114,3 +169,26 @@ class VersionComparison(BaseModel):
     counts: dict[str, int]
     classes_added: list[str]
     classes_removed: list[str]
+
+
+class PreviewSample(BaseModel):
+    file_name: str
+    split: str
+    width: int
+    height: int
+    media_type: str
+    data: str = Field(description="the image, base64")
+    annotations: dict[str, list[dict[str, Any]]] = Field(description="per task, in the manifest's shape")
+    lineage: dict[str, Any]
+
+
+class VersionPreview(BaseModel):
+    image_count: int
+    annotation_count: int
+    split_counts: dict[str, dict[str, int]]
+    class_counts: dict[str, dict[str, int]]
+    estimated: bool = Field(
+        description="augmented copies are counted with their original's annotations (a transform may still "
+        "push an object out of the image when the version is frozen)"
+    )
+    samples: list[PreviewSample]

@@ -15,6 +15,8 @@ therefore opens its own sessions on the Database instead of using the request's.
 
 import json
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,11 +26,11 @@ from sqlalchemy.orm import Session
 from app.core.db import Database
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.storage import get_local_storage
-from app.datasets.dice import load_dice
 from app.models import Dataset, DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
 from app.projects.service import get_project
-from app.versions import manifest, schemas
+from app.versions import derive, manifest, schemas
+from app.versions.plan import plan
 from app.versions.usage import lock_version
 
 log = logging.getLogger("app.backend")
@@ -57,6 +59,24 @@ def _pick_dataset(session: Session, project_id: int, dataset_id: int | None) -> 
     return datasets[0]
 
 
+@dataclass
+class Located:
+    dataset_id: int
+    slug: str
+    prefix: str
+    source: Path
+
+
+def locate(db: Database, project_id: int, dataset_id: int | None) -> Located:
+    """The dataset a version request is about (404 for an unknown project, 422 for a wrong dataset)."""
+    with db.session() as session:
+        get_project(session, project_id)
+        dataset = _pick_dataset(session, project_id, dataset_id)
+        return Located(
+            dataset.id, dataset.slug, dataset.storage_prefix, get_local_storage().path(dataset.source_key)
+        )
+
+
 def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -> tuple[DatasetVersion, bool]:
     """Freeze a version; returns (version, created). An idempotency key already used returns its version."""
     storage = get_local_storage()
@@ -65,52 +85,36 @@ def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -
         existing = _by_key(session, project_id, body.idempotency_key)
         if existing is not None:
             return existing, False
-        dataset = _pick_dataset(session, project_id, body.dataset_id)
-        dataset_id, dataset_slug, dataset_prefix = dataset.id, dataset.slug, dataset.storage_prefix
-        source = storage.path(dataset.source_key)
+    where = locate(db, project_id, body.dataset_id)
+    planned = plan(where.source, body)  # every refusal happens here, before anything is written
 
-    filters = manifest.Filters(
-        tuple(body.filters.classes) if body.filters.classes else None,
-        body.filters.min_confidence,
-        body.filters.verified_only,
-    )
-    selection = manifest.select(load_dice(source), filters)
-    if not selection.paths:
-        raise invalid("filters", "no image matches the filters", status=400)
-    hashes = manifest.hash_files(source, selection.paths)
-    ratios = body.splits.model_dump() if body.splits else None
-
-    version, created = _allocate(db, project_id, dataset_id, body, ratios)
+    version, created = _allocate(db, project_id, where.dataset_id, body, planned.ratios)
     if not created:
         return version, False
 
-    snapshot_at = version.snapshot_at
-    key = f"{dataset_prefix}/versions/v{version.number}/{manifest.MANIFEST_FILE}"
+    key = f"{where.prefix}/versions/v{version.number}/{manifest.MANIFEST_FILE}"
     header = {
         "project": {"id": project_id, "slug": version.project.slug},
-        "dataset": {"id": dataset_id, "slug": dataset_slug, "source": f"{dataset_prefix}/source"},
-        "version": version.number,
+        "dataset": {"id": where.dataset_id, "slug": where.slug, "source": f"{where.prefix}/source"},
         "request": body.model_dump(mode="json", exclude={"idempotency_key", "display_name", "dataset_id"}),
     }
+    made: derive.Generated | None = None
     try:
-        frozen = manifest.freeze(
-            selection,
-            header=header,
-            hashes=hashes,
-            ratios=ratios,
-            seed=body.split_seed,
-            snapshot_at=snapshot_at,
-        )
+        selection, hashes, placed, lineage = planned.selection, planned.hashes, planned.placed, None
+        if planned.renderer is not None:
+            made = derive.Generated([])
+            derive.generate(planned.items, planned.renderer, storage.path(where.prefix), made)
+            selection, hashes, placed, lineage = derive.rebuild(selection, made.outputs, derive.key_of)
+        frozen = manifest.freeze(selection, header=header, hashes=hashes, placed=placed, lineage=lineage)
         storage.put_bytes(key, frozen.manifest)
         storage.put_bytes(f"{key}.sha256", f"{frozen.sha256}  {manifest.MANIFEST_FILE}\n".encode())
     except Exception as exc:
         log.exception("freezing version %s of project %s failed", version.number, project_id)
-        for leftover in (key, f"{key}.sha256"):
-            storage.path(leftover).unlink(missing_ok=True)
+        leftovers = [storage.path(k) for k in (key, f"{key}.sha256")] + (made.created if made else [])
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
         _mark_failed(db, version.id, f"{type(exc).__name__}: {exc}")
-        raise AppError(
-            500, ErrorCode.INTERNAL_ERROR, f"version v{version.number} failed while writing its manifest"
-        ) from exc
+        raise AppError(500, ErrorCode.INTERNAL_ERROR, f"version v{version.number} failed: {exc}") from exc
 
     with db.session() as session:
         row = session.get(DatasetVersion, version.id)
@@ -152,7 +156,7 @@ def _allocate(
                 split_ratios=ratios,
                 split_seed=body.split_seed,
                 preprocessing=body.preprocessing.model_dump(),
-                augmentation=body.augmentation,
+                augmentation=body.augmentation.model_dump(),
                 filters=body.filters.model_dump(),
                 snapshot_at=utcnow(),
             )
