@@ -91,6 +91,7 @@ def clip(ann: DiceAnnotation, window: Window, min_visibility: float = 0.0) -> Di
         after = sum(polygon_area(p) for p in polygons)
         if after <= 0 or (before > 0 and after / before < min_visibility):
             return None
+    polygons = tuple(_flat(window.point(p[k], p[k + 1]) for k in range(0, len(p), 2)) for p in polygons)
     bbox = None
     if ann.bbox is not None:
         if polygons:
@@ -106,7 +107,6 @@ def clip(ann: DiceAnnotation, window: Window, min_visibility: float = 0.0) -> Di
                 return None
             (ax, ay), (bx, by) = window.point(cx0, cy0), window.point(cx1, cy1)
             bbox = (ax, ay, bx - ax, by - ay)
-    polygons = tuple(_flat(window.point(p[k], p[k + 1]) for k in range(0, len(p), 2)) for p in polygons)
     return replace(ann, bbox=bbox, polygons=polygons, keypoints=_keypoints(ann.keypoints, window))
 
 

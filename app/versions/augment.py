@@ -9,10 +9,12 @@ leaves the image becomes unlabelled (0, 0, 0), and a horizontal flip swaps left 
 the dataset's `flip_idx`. The transforms and their parameters are listed in docs/versions.md.
 """
 
+import copy
 import hashlib
 import os
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from functools import cache
 from types import ModuleType
@@ -119,18 +121,22 @@ class Augmenter:
     def __init__(self, settings: Augmentation) -> None:
         self.settings = settings
         self._local = threading.local()
-
-    def _compose(self) -> Any:
-        compose = getattr(self._local, "compose", None)
-        if compose is None:
-            A = albumentations()
-            compose = A.Compose(
-                transforms(self.settings),
+        A = albumentations()
+        with warnings.catch_warnings():
+            # Colour-only settings leave the box and point processors idle; that is expected.
+            warnings.filterwarnings("ignore", "Got processor for", UserWarning)
+            self._template = A.Compose(
+                transforms(settings),
                 bbox_params=A.BboxParams(**BBOX_PARAMS),
                 keypoint_params=A.KeypointParams(**KEYPOINT_PARAMS),
                 save_applied_params=True,
             )
-            self._local.compose = compose
+
+    def _compose(self) -> Any:
+        """This thread's copy: a pipeline holds its random state, which a seed resets per image."""
+        compose = getattr(self._local, "compose", None)
+        if compose is None:
+            compose = self._local.compose = copy.deepcopy(self._template)
         return compose
 
     def __call__(

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from app.datasets.geometry import Window, clip, orient, oriented_size
-from app.datasets.types import DiceAnnotation
+from app.datasets.types import DiceAnnotation, TaskType
 from app.versions.augment import FILL, Annotations, Augmenter, variant_seed
 from app.versions.schemas import Augmentation, Preprocessing
 
@@ -134,7 +134,7 @@ class Renderer:
         planned = windows(width, height, self.pre)
         for index, (record, window, w, h) in enumerate(planned):
             kept = {t: _clipped(anns, window, self.pre.tile_min_visibility) for t, anns in tasks.items()}
-            if self.pre.tile and not self.pre.keep_empty_tiles and not any(kept.values()):
+            if self.pre.tile and not self.pre.keep_empty_tiles and _empty(kept):
                 continue
             suffix = f"_r{record['tile']['row']}c{record['tile']['col']}" if record["tile"] else ""
             lineage = {
@@ -180,6 +180,12 @@ class Renderer:
             output.data = encode(pixels, ext)
             output.sha256 = hashlib.sha256(output.data).hexdigest()
         return output
+
+
+def _empty(tasks: Annotations) -> bool:
+    """No object left (a classification label is not one, unless classification is all there is)."""
+    objects = [anns for task, anns in tasks.items() if task is not TaskType.CLASSIFICATION]
+    return bool(objects) and not any(objects)
 
 
 def _clipped(anns: list[DiceAnnotation], window: Window, min_visibility: float) -> list[DiceAnnotation]:
