@@ -114,6 +114,9 @@ class JobSummary(BaseModel):
     status: str
     dataset_manifest_sha256: str | None
     created_at: datetime
+    augmentation: dict[str, Any] = Field(
+        description="the version's offline augmentation beside the job's on-line (Ultralytics) parameters"
+    )
 
 
 class ModelSummary(BaseModel):

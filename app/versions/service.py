@@ -30,6 +30,7 @@ from app.models import Dataset, DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
 from app.projects.service import get_project
 from app.versions import derive, manifest, schemas
+from app.versions.online import side_by_side
 from app.versions.plan import plan
 from app.versions.usage import lock_version
 
@@ -280,6 +281,7 @@ def to_detail(session: Session, version: DatasetVersion) -> schemas.VersionDetai
                 status=j.status,
                 dataset_manifest_sha256=j.dataset_manifest_sha256,
                 created_at=j.created_at,
+                augmentation=side_by_side(version.augmentation, j.config or {}),
             )
             for j in jobs
         ],

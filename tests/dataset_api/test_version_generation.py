@@ -169,3 +169,24 @@ def test_a_failed_freeze_removes_the_images_it_generated(
     monkeypatch.setattr(LocalStorage, "put_bytes", disk_full)
     assert_problem(versions(client, project_id, **REQUEST), 500, "v1 failed")
     assert [p for p in (storage / DATASET / "generated").rglob("*") if p.is_file()] == []
+
+
+def test_a_job_shows_offline_augmentation_beside_ultralytics_online_one(
+    client: TestClient, tmp_path: Path
+) -> None:
+    project_id, _ = make_dataset(client, tmp_path / "d")
+    version = versions(client, project_id, **REQUEST).json()
+    job = {
+        "name": "twice flipped",
+        "project": "demo",
+        "task_type": "detection",
+        "model_name": "yolo11n",
+        "dataset_version_id": version["id"],
+        "config": {"epochs": 1, "imgsz": 64, "fliplr": 0.5, "degrees": 0.0},
+    }
+    assert client.post("/api/v1/training/jobs", json=job).status_code == 201
+    detail = client.get(f"/api/v1/projects/{project_id}/versions/{version['id']}").json()
+    seen = detail["jobs"][0]["augmentation"]
+    assert seen["offline"] == {"multiplier": 2, "seed": 3, "horizontal_flip": True}
+    assert seen["online"]["fliplr"] == 0.5 and seen["online"]["degrees"] == 0.0 and "mosaic" in seen["online"]
+    assert seen["overlaps"] == ["horizontal_flip is applied offline and online (fliplr=0.5)"]
