@@ -139,9 +139,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
         )
         session.flush()
         project_id = project.id
-    print(
-        f"dataset: {args.images} JPEGs of {args.size}, 80% train; {AUGMENTATION}; {os.cpu_count()} cores"
-    )
+    print(f"dataset: {args.images} JPEGs of {args.size}, 80% train; {AUGMENTATION}; {os.cpu_count()} cores")
 
     def timed(step: Any) -> tuple[Any, float, float]:
         wall, before = time.perf_counter(), os.times()
