@@ -8,14 +8,14 @@ changed) still have a path each.
 """
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.core.errors import AppError, ErrorCode, FieldError
-from app.datasets.types import DiceAnnotation, DiceImage, TaskAnnotations, TaskType
+from app.datasets.types import DiceImage, TaskAnnotations, TaskType
 from app.versions.manifest import Selection
 from app.versions.render import Output, Renderer, Source, probe, windows
 from app.versions.schemas import Augmentation, Preprocessing
@@ -133,7 +133,7 @@ def rebuild(
     tasks: dict[TaskType, TaskAnnotations] = {}
     for task, source in selection.tasks.items():
         images = [
-            DiceImage(n, o.file_name, o.width, o.height, o.split, path_of(o), _renumbered(o.tasks[task]))
+            DiceImage(n, o.file_name, o.width, o.height, o.split, path_of(o), o.tasks[task])
             for n, o in enumerate(ordered, 1)
             if task in o.tasks
         ]
@@ -145,16 +145,7 @@ def rebuild(
     return Selection(tasks, paths), hashes, placed, lineage
 
 
-def _renumbered(anns: list[DiceAnnotation]) -> list[DiceAnnotation]:
-    return sorted(anns, key=lambda a: a.id)
-
-
 def planned(selection: Selection, renderer: Renderer, items: list[Source]) -> Selection:
     """The selection a freeze would make, from annotations alone (no pixels read): for the preview."""
-    outputs = list(_flatten(renderer.plan(s) for s in items))
+    outputs = [o for source in items for o in renderer.plan(source)]
     return rebuild(selection, outputs, lambda o: f"{o.split}/{o.file_name}")[0]
-
-
-def _flatten(groups: Iterator[list[Output]] | Any) -> Iterator[Output]:
-    for group in groups:
-        yield from group

@@ -1,11 +1,11 @@
 """A frozen version as a file: every image with its SHA-256 and split, every annotation, per task.
 
 Pure functions over app.datasets values (no database, no torch): `select` applies a version's filters,
-`freeze` hashes the images, assigns splits and renders the manifest bytes, `dataset_from_manifest`
+`placement` assigns splits, `freeze` counts and renders the manifest bytes, `dataset_from_manifest`
 turns a manifest back into the DiceDataset the converter reads. Splits are seeded by the image's
 content hash, so an image keeps its split in every version with the same seed, and identical bytes
 can never be put in two splits by the split assignment (leakage only comes from the source's own
-splits, and is reported).
+splits, and is reported). Generated images (app.versions.derive) carry their source in `lineage`.
 """
 
 import hashlib

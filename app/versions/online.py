@@ -38,7 +38,8 @@ OVERLAPS = {
 
 def side_by_side(offline: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """{offline, online, overlaps}: what each stage applies, and the transforms both apply."""
-    active = offline.get("multiplier", 1) > 1
+    multiplier = offline.get("multiplier")
+    active = isinstance(multiplier, int) and multiplier > 1  # rows frozen before offline augmentation: {}
     # Only the transforms in use (cutout_size has a default that means nothing without cutout).
     chosen = {
         k: v

@@ -3,11 +3,13 @@
 Creating a version is three short transactions around the slow part, so no database lock is held while
 images are hashed (on SQLite a write transaction locks the whole file):
 
-1. read and filter the dataset, hash the images (nothing written; 400 when no image is left);
+1. read and filter the dataset, hash the images, check what preprocessing needs (app.versions.plan;
+   nothing written; 400 when no image is left, 422 for settings the images cannot take);
 2. lock the project row (SELECT ... FOR UPDATE), re-check the idempotency key, take the next number
    from `projects.version_seq`, insert the row as `creating`, commit;
-3. write `manifest.json` (+ `manifest.json.sha256`) to storage, then mark the row `ready`, or `failed`
-   with the reason (and no manifest files left).
+3. generate the images the preprocessing and augmentation describe (app.versions.derive), write
+   `manifest.json` (+ `manifest.json.sha256`) to storage, then mark the row `ready`, or `failed` with
+   the reason (and neither manifest nor generated files left).
 
 The unique constraints (project, number) and (project, idempotency_key) back the lock up. This service
 therefore opens its own sessions on the Database instead of using the request's.

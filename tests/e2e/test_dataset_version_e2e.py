@@ -132,3 +132,48 @@ def test_train_one_epoch_from_a_frozen_version(stack: tuple[str, Path, str]) -> 
             / f"projects/shapes/datasets/shapes/versions/v1/yolo/detection-{version['manifest_sha256']}-c1"
         )
         assert (yolo / "data.yaml").is_file() and len(list((yolo / "labels" / "train").iterdir())) == 12
+
+
+def test_train_from_a_tiled_and_augmented_version(stack: tuple[str, Path, str]) -> None:
+    """2x2 tiles and 2x augmentation: the preview, the manifest and what the worker trained on agree."""
+    url, _, key = stack
+    request = {
+        "preprocessing": {"tile": "2x2"},
+        "augmentation": {"multiplier": 2, "horizontal_flip": True, "rotation": 10, "seed": 1},
+    }
+    with httpx.Client(base_url=url, timeout=60, headers=auth(key)) as http:
+        project = http.post("/api/v1/projects", json={"name": "Tiles"}).json()
+        dataset = http.post(
+            "/api/v1/datasets",
+            data={"project_id": str(project["id"]), "name": "tiles"},
+            files={"file": ("tiles.zip", dice_zip(), "application/zip")},
+        )
+        assert dataset.status_code == 201, dataset.text
+        versions = f"/api/v1/projects/{project['id']}/versions"
+        preview = http.post(f"{versions}/preview", json=request).json()
+        version = http.post(versions, json=request).json()
+        # 12 training images -> 4 tiles x 2; 4 val images -> 4 tiles.
+        counts = {"detection": {"train": 96, "val": 16}}
+        assert version["status"] == "ready" and version["split_counts"] == preview["split_counts"] == counts
+        assert preview["image_count"] == version["image_count"] == 112
+
+        submitted = http.post(
+            "/api/v1/training/jobs",
+            json={
+                "name": "from tiles",
+                "project": "Tiles",
+                "task_type": "detection",
+                "model_name": "yolo11n",
+                "dataset_version_id": version["id"],
+                "config": {"epochs": 1, "imgsz": 64, "batch": 8, "workers": 0, "plots": False},
+            },
+        )
+        assert submitted.status_code == 201, submitted.text
+        job = wait_terminal(http, submitted.json()["id"])
+        assert job["status"] == "completed", job
+        yolo = Path(job["dataset_path"])
+        converted = json.loads((yolo / ".trainyard-convert.json").read_text())
+        assert converted["images"] == 112
+        assert len(list((yolo / "images/train").iterdir())) == 96
+        assert len(list((yolo / "labels/val").iterdir())) == 16
+        assert all(p.stat().st_size > 0 for p in (yolo / "images/train").iterdir())
