@@ -8,6 +8,7 @@ changed) still have a path each.
 """
 
 import os
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -119,7 +120,7 @@ def _write_new(target: Path, data: bytes) -> bool:
     if target.exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(data)}")
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
     tmp.write_bytes(data)
     os.replace(tmp, target)
     return True

@@ -33,9 +33,14 @@ def preview(db: Database, project_id: int, body: schemas.VersionCreate) -> schem
         annotation_count=selection.annotation_count,
         split_counts=split_counts,
         class_counts=class_counts,
-        estimated=body.augmentation.active,
+        estimated=_may_drop_objects(body.augmentation),
         samples=[_sample(o) for o in samples],
     )
+
+
+def _may_drop_objects(aug: schemas.Augmentation) -> bool:
+    """Whether a freeze could lose objects the preview counts: only a warp or a cutout moves or hides one."""
+    return aug.active and bool(aug.rotation or aug.scale or aug.cutout)
 
 
 def _showcase(items: list[Source], body: schemas.VersionCreate) -> Source:

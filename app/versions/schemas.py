@@ -191,7 +191,7 @@ class VersionPreview(BaseModel):
     split_counts: dict[str, dict[str, int]]
     class_counts: dict[str, dict[str, int]]
     estimated: bool = Field(
-        description="augmented copies are counted with their original's annotations (a transform may still "
-        "push an object out of the image when the version is frozen)"
+        description="augmented copies are counted with their original's annotations, and a rotation, zoom or "
+        "cutout may still remove an object when the version is frozen"
     )
     samples: list[PreviewSample]

@@ -84,10 +84,12 @@ def test_the_preview_agrees_with_the_freeze_and_writes_nothing(
     assert samples[0]["annotations"]["detection"][0]["bbox"] == [2, 2, 10, 10]
 
     frozen = versions(client, project_id, **REQUEST).json()
-    # A flip moves no object out of its tile, so even the augmented counts are exact here.
+    # A flip moves no object out of its tile, so even the augmented counts are exact (not estimated).
     for key in ("image_count", "annotation_count", "split_counts", "class_counts"):
         assert body[key] == frozen[key], key
-    assert body["estimated"] is True
+    assert body["estimated"] is False
+    rotated = {**REQUEST, "augmentation": {**REQUEST["augmentation"], "rotation": 10}}
+    assert versions(client, project_id, "/preview", **rotated).json()["estimated"] is True
 
 
 def test_the_same_request_gives_the_same_manifest_and_shares_the_files(
