@@ -153,6 +153,8 @@ def clip_polygon(flat: tuple[float, ...], window: Window) -> tuple[float, ...]:
             elif inside(previous):
                 kept.append(cross(previous, current))
         points = kept
+    # A vertex on the window's edge comes out twice (once per edge that passes it): keep one.
+    points = [p for i, p in enumerate(points) if p != points[i - 1]] if len(points) > 1 else points
     return tuple(v for p in points for v in p)
 
 
