@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from app.core.errors import AppError, ErrorCode, FieldError
 from app.datasets.types import DiceImage, TaskAnnotations, TaskType
 from app.versions.manifest import Selection
@@ -51,7 +53,11 @@ def check(items: list[Source], root: Path, pre: Preprocessing) -> None:
     errors: list[FieldError] = []
     smallest: tuple[int, int, str] | None = None
     for source in items:
-        width, height, _ = probe(root / source.path)
+        try:
+            width, height = probe(root / source.path)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            errors.append(FieldError(f"images.{source.path}", f"is not a readable image ({exc})"))
+            continue
         if (width, height) != (source.width, source.height):
             errors.append(
                 FieldError(

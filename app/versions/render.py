@@ -23,6 +23,14 @@ from app.versions.schemas import Augmentation, Preprocessing
 EXIF_ORIENTATION = 0x0112
 
 
+class UnreadableImage(ValueError):
+    """A source whose header looked fine but whose pixels OpenCV cannot decode."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} is not a readable image")
+        self.path = path
+
+
 @dataclass
 class Source:
     """A kept image with its annotations in every task, and where the version places it."""
@@ -49,11 +57,17 @@ class Output:
     sha256: str = ""
 
 
-def probe(path: Path) -> tuple[int, int, int]:
-    """(width, height, EXIF orientation) from the file's header, without decoding the pixels."""
+def probe(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    with Image.open(path) as img:
+        return img.width, img.height
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1 when absent; a PNG whose EXIF follows its pixels is decoded to find it)."""
     with Image.open(path) as img:
         orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-        return img.width, img.height, orientation if orientation in range(1, 9) else 1
+        return orientation if orientation in range(1, 9) else 1
 
 
 def windows(width: int, height: int, pre: Preprocessing) -> list[tuple[dict[str, Any], Window, int, int]]:
@@ -117,14 +131,14 @@ class Renderer:
         data = np.fromfile(self.root / source.path, dtype=np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
-            raise ValueError(f"{source.path} is not a readable image")
+            raise UnreadableImage(source.path)
         return self._outputs(source, cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
 
     def _outputs(self, source: Source, image: np.ndarray | None) -> list[Output]:
         tasks, orientation = source.tasks, 1
         width, height = source.width, source.height
         if self.pre.auto_orient:
-            orientation = probe(self.root / source.path)[2]
+            orientation = exif_orientation(self.root / source.path)
             tasks = {t: [orient(a, width, height, orientation) for a in anns] for t, anns in tasks.items()}
             width, height = oriented_size(width, height, orientation)
             if image is not None:

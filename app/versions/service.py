@@ -34,6 +34,7 @@ from app.projects.service import get_project
 from app.versions import derive, manifest, schemas
 from app.versions.online import side_by_side
 from app.versions.plan import plan
+from app.versions.render import UnreadableImage
 from app.versions.usage import lock_version
 
 log = logging.getLogger("app.backend")
@@ -117,6 +118,8 @@ def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
         _mark_failed(db, version.id, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, UnreadableImage):
+            raise invalid(f"images.{exc.path}", "is not a readable image") from exc
         raise AppError(500, ErrorCode.INTERNAL_ERROR, f"version v{version.number} failed: {exc}") from exc
 
     with db.session() as session:

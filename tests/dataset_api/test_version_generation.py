@@ -192,3 +192,17 @@ def test_a_job_shows_offline_augmentation_beside_ultralytics_online_one(
     assert seen["offline"] == {"multiplier": 2, "seed": 3, "horizontal_flip": True}
     assert seen["online"]["fliplr"] == 0.5 and seen["online"]["degrees"] == 0.0 and "mosaic" in seen["online"]
     assert seen["overlaps"] == ["horizontal_flip is applied offline and online (fliplr=0.5)"]
+
+
+def test_an_image_that_cannot_be_decoded_is_a_422_and_leaves_no_file(
+    client: TestClient, db: Database, storage: Path, tmp_path: Path
+) -> None:
+    project_id, _ = make_dataset(client, tmp_path / "d")
+    broken = storage / DATASET / "source/images/train/img7.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # the header (and size) survive, the pixels do not
+    body = assert_problem(versions(client, project_id, **REQUEST), 422, "is not a readable image")
+    assert [e["field"] for e in body["errors"]] == ["images.images/train/img7.png"]
+    with db.session() as session:
+        (row,) = session.query(DatasetVersion).all()
+        assert row.status == "failed" and "img7.png" in (row.failure_reason or "")
+    assert [p for p in (storage / DATASET / "generated").rglob("*") if p.is_file()] == []

@@ -135,13 +135,15 @@ def test_auto_orient_turns_pixels_and_labels_upright(tmp_path: Path) -> None:
     assert Image.open(io.BytesIO(kept.data)).getexif().get(0x0112) is None
 
 
-def test_tiles_smaller_than_the_input_are_refused_with_the_size_mismatches(tmp_path: Path) -> None:
+def test_unreadable_images_wrong_sizes_and_small_tiles_are_refused_together(tmp_path: Path) -> None:
     root = four_tasks(tmp_path / "source")
     (root / "images/val/c.png").write_bytes(png(pixels(3, WIDTH + 2)))  # declared 64 wide, really 66
+    (root / "images/train/b.png").write_bytes(b"not a picture")
     with pytest.raises(AppError) as refused:
         render(root, preprocessing={"tile": "2x2", "resize": "40x40"})
     fields = {e.field: e.reason for e in refused.value.errors}
     assert fields["images.images/val/c.png"] == "declared 64x48, but the file is 66x48"
+    assert fields["images.images/train/b.png"].startswith("is not a readable image")
     assert (
         "2x2 tiles" in fields["preprocessing.tile"]
         and "are 32x24, smaller than the 40x40 input" in (fields["preprocessing.tile"])
