@@ -29,7 +29,9 @@ from app.datasets.types import (
     TaskType,
 )
 
-FORMAT = "trainyard-dataset-version/1"
+# /2: no version number or timestamp in the file (content only), and `lineage` on generated images.
+# dataset_from_manifest reads both.
+FORMAT = "trainyard-dataset-version/2"
 MANIFEST_FILE = "manifest.json"
 
 

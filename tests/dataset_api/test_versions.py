@@ -48,6 +48,7 @@ def test_freeze_writes_a_checksummed_manifest(client: TestClient, storage: Path,
     assert sum(len(i["annotations"]) for i in manifest["tasks"]["detection"]["images"]) == 26
     # The number and the time are on the row: the manifest is only what the version holds.
     assert "version" not in manifest and manifest["dataset"]["id"] == dataset_id
+    assert manifest["format"] == "trainyard-dataset-version/2"
 
 
 def test_idempotency_key_list_get_compare_archive(client: TestClient, tmp_path: Path) -> None:
