@@ -62,7 +62,7 @@ class Augmentation(BaseModel):
     )
     brightness: float = Field(default=0, ge=0, le=1, description="±fraction")
     contrast: float = Field(default=0, ge=0, le=1, description="±fraction")
-    hue: float = Field(default=0, ge=0, le=180, description="±degrees of hue")
+    hue: float = Field(default=0, ge=0, le=180, description="±hue, OpenCV units (180: full circle)")
     saturation: float = Field(default=0, ge=0, le=255, description="±saturation units (0-255)")
     blur: int = Field(default=0, ge=0, le=31, description="largest Gaussian kernel (odd, 3+), 0: off")
     noise: float = Field(default=0, ge=0, le=1, description="largest noise std, fraction of 255")
