@@ -8,13 +8,16 @@ changed) still have a path each.
 """
 
 import os
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 from PIL import Image
 
 from app.core.errors import AppError, ErrorCode, FieldError
@@ -117,8 +120,33 @@ def generate(
             output.data = b""
         return outputs
 
-    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+    with _one_opencv_thread(), ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
         made.outputs = [o for outputs in pool.map(one, items) for o in outputs]
+
+
+_opencv = threading.Lock()
+_opencv_users = 0
+_opencv_threads = 0
+
+
+@contextmanager
+def _one_opencv_thread() -> Iterator[None]:
+    """OpenCV's own thread pool off while freezes run: they already keep every core busy with one image
+    per thread, and both pools at once oversubscribe the cores (600 outputs on 2 cores: 8.1 s -> 5.8 s).
+    Process-wide, so it is counted: the last freeze to finish restores OpenCV's setting."""
+    global _opencv_users, _opencv_threads
+    with _opencv:
+        if _opencv_users == 0:
+            _opencv_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _opencv_users += 1
+    try:
+        yield
+    finally:
+        with _opencv:
+            _opencv_users -= 1
+            if _opencv_users == 0:
+                cv2.setNumThreads(_opencv_threads)
 
 
 def _write_new(target: Path, data: bytes) -> bool:

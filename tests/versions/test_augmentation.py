@@ -130,3 +130,26 @@ def test_the_same_request_renders_the_same_bytes(root: Path) -> None:
     assert [(o.file_name, o.sha256) for o in first] == [(o.file_name, o.sha256) for o in second]
     other = render(root, **{**body, "augmentation": {**body["augmentation"], "seed": 1}})
     assert [o.sha256 for o in other] != [o.sha256 for o in first]
+
+
+def test_generation_runs_opencv_single_threaded_and_restores_it(root: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from app.versions import derive, schemas
+    from app.versions.plan import plan
+
+    planned = plan(root, schemas.VersionCreate(augmentation={"multiplier": 2, "rotation": 5}))
+    assert planned.renderer is not None
+    seen: list[int] = []
+    render = planned.renderer.render
+
+    def spying(source: Any) -> Any:
+        seen.append(cv2.getNumThreads())
+        return render(source)
+
+    planned.renderer.render = spying  # type: ignore[method-assign]
+    cv2.setNumThreads(2)
+    made = derive.Generated([])
+    derive.generate(planned.items, planned.renderer, tmp_path, made)
+    assert seen == [1, 1, 1] and cv2.getNumThreads() == 2
+    assert len(made.outputs) == 5 and len(made.created) == 5
