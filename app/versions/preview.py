@@ -16,20 +16,18 @@ _MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 def preview(db: Database, project_id: int, body: schemas.VersionCreate) -> schemas.VersionPreview:
     """Counts from the annotations alone (no pixel is read for them); samples rendered in memory."""
     planned = plan(locate(db, project_id, body.dataset_id).source, body)
-    if planned.renderer is None:
+    samples: list[Output] = []
+    if planned.renderer is None:  # the version keeps the source images: nothing to render
         selection = manifest.Selection(
             {t: manifest.with_splits(a, planned.placed) for t, a in planned.selection.tasks.items()},
             planned.selection.paths,
         )
-        samples: list[Output] = []
-        image_count = len(selection.paths)
     else:
         selection = derive.planned(planned.selection, planned.renderer, planned.items)
         samples = planned.renderer.render(_showcase(planned.items, body))[:SAMPLES]
-        image_count = len(selection.paths)
     split_counts, class_counts = manifest.counts(selection)
     return schemas.VersionPreview(
-        image_count=image_count,
+        image_count=len(selection.paths),
         annotation_count=selection.annotation_count,
         split_counts=split_counts,
         class_counts=class_counts,

@@ -90,6 +90,12 @@ def test_the_preview_agrees_with_the_freeze_and_writes_nothing(
     assert body["estimated"] is False
     rotated = {**REQUEST, "augmentation": {**REQUEST["augmentation"], "rotation": 10}}
     assert versions(client, project_id, "/preview", **rotated).json()["estimated"] is True
+    # A plain re-split previews its counts too (nothing to render).
+    resplit = {"splits": {"train": 0.5, "val": 0.5}, "split_seed": 3}
+    plain = versions(client, project_id, "/preview", **resplit).json()
+    frozen = versions(client, project_id, **resplit).json()
+    assert plain["samples"] == [] and plain["split_counts"] == frozen["split_counts"]
+    assert plain["image_count"] == frozen["image_count"] == 20
 
 
 def test_the_same_request_gives_the_same_manifest_and_shares_the_files(
