@@ -21,8 +21,8 @@ services:
 	scripts/ensure-services.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check app workers tests bench examples
-	$(BIN)/ruff format --check app workers tests bench examples
+	$(BIN)/ruff check app workers trainyard_sdk tests bench examples
+	$(BIN)/ruff format --check app workers trainyard_sdk tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -5,9 +5,9 @@ from fastapi import Depends, FastAPI
 from app.configs.router import router as configs_router
 from app.core.auth import authenticate
 from app.core.db import Database, get_database
-from app.core.errors import register_error_handlers
 from app.core.limits import BodyLimitMiddleware
 from app.core.logging import configure_logging
+from app.core.problems import register_error_handlers
 from app.core.request_id import RequestIdMiddleware
 from app.core.security import secret_key
 from app.dataset_registry.router import router as datasets_router

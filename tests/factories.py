@@ -17,24 +17,26 @@ def make_job(session: Session, name: str = "run", project: str = "demo", **field
     """A queued job with its first event, as the API creates it (without sending a command)."""
     owner = session.query(Project).filter_by(name=project).one_or_none()
     owner = owner or Project(name=project, slug=slugify(project))
+    defaults: dict[str, Any] = {
+        "framework": "ultralytics",
+        "task_type": "detection",
+        "model_name": "yolo11n",
+        "dataset_path": "/nowhere",
+        "config": {"epochs": 2},
+        "attempt": 1,
+        "total_epochs": 2,
+    }
     job = TrainingJob(
         project=owner,
         name=name,
         slug=slugify(name),
-        framework="ultralytics",
-        task_type="detection",
-        model_name="yolo11n",
-        dataset_path="/nowhere",
-        config={"epochs": 2},
         status=JobStatus.QUEUED,
-        attempt=1,
         last_event_seq=0,
-        total_epochs=2,
-        **fields,
+        **(defaults | fields),
     )
     session.add(job)
     session.flush()
-    record_event(session, job, EventType.STATUS, {"status": JobStatus.QUEUED, "attempt": 1})
+    record_event(session, job, EventType.STATUS, {"status": JobStatus.QUEUED, "attempt": job.attempt})
     return job
 
 

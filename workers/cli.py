@@ -50,6 +50,8 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
     context.set_identity(identity)
     context.get_lease().clear_own_stale()
     presence = _Presence(identity)
+    # The registry shows a new current job with the claim and its end, not at the next refresh.
+    context.get_runner().on_job_change = presence.announce
 
     @signals.worker_ready.connect(weak=False)
     def _ready(**_: object) -> None:
@@ -120,23 +122,30 @@ class _Presence(threading.Thread):
         self.identity = identity
         self.client = redis.Redis.from_url(get_settings().resolved_redis_url)
         self._done = threading.Event()
+        self._lock = threading.Lock()  # the runner's thread announces too
 
-    def run(self) -> None:
+    def announce(self) -> None:
         from workers import context
 
-        while True:
+        with self._lock:
+            if self._done.is_set():
+                return  # withdrawn: a job ending during shutdown must not bring the worker back
             try:
+                current_job = context.get_runner().current_job
                 announce(
-                    self.client,
-                    self.identity.name,
-                    {**self.identity.info(), "current_job": context.get_runner().current_job},
+                    self.client, self.identity.name, {**self.identity.info(), "current_job": current_job}
                 )
             except redis.RedisError:
                 log.warning("could not announce worker presence", exc_info=True)
+
+    def run(self) -> None:
+        while True:
+            self.announce()
             if self._done.wait(PRESENCE_EVERY_SECONDS):
                 break
 
     def stop(self) -> None:
-        self._done.set()
-        with contextlib.suppress(redis.RedisError):
-            withdraw(self.client, self.identity.name)
+        with self._lock:
+            self._done.set()
+            with contextlib.suppress(redis.RedisError):
+                withdraw(self.client, self.identity.name)

@@ -8,7 +8,7 @@ import time
 from app.core.db import Database
 from app.core.events import StaleAttempt
 from app.core.jobs import JobStatus
-from app.training import reports
+from app.training import state
 from workers.lock import GpuLease, LeaseLost
 
 log = logging.getLogger("operations.training")
@@ -44,7 +44,7 @@ class Heartbeat(threading.Thread):
         try:
             self.lease.renew()
             with self.db.session() as session:
-                status = reports.renew_lease(session, self.job_id, self.attempt, self.lease.owner, self.ttl)
+                status = state.renew_lease(session, self.job_id, self.attempt, self.lease.owner, self.ttl)
             self._deadline = time.monotonic() + self.ttl
             if status == JobStatus.STOPPING:
                 self.stop_requested.set()

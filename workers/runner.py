@@ -4,7 +4,6 @@ The database is the truth: the attempt is claimed there (a duplicate or stale me
 nothing), every write is fenced by the attempt, and a lost lease stops the trainer at once.
 """
 
-import json
 import logging
 import os
 import queue
@@ -16,56 +15,44 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 from sqlalchemy.exc import DBAPIError
 
-from app.configs.catalog import model_yaml
 from app.core.db import Database
 from app.core.errors import ErrorCode
 from app.core.events import StaleAttempt
 from app.core.logging import attempt_var, job_id_var
-from app.core.security import job_token
 from app.core.settings import Settings
 from app.core.storage import Storage
-from app.training import recovery, reports
-from workers.datasets import materialize_version
+from app.training import state
+from app.training.frameworks import framework
+from app.training.reports import apply_report
+from trainyard_sdk.context import ENV_VARS, TrainerContext
+from trainyard_sdk.reports import (
+    OUTCOMES,
+    AnyReport,
+    BadReport,
+    CheckpointReport,
+    CompletedReport,
+    FailedReport,
+    LogReport,
+    ReportType,
+    parse_report,
+)
 from workers.heartbeat import Heartbeat
 from workers.identity import WorkerIdentity
 from workers.inference import sharing
+from workers.inputs import JobSpec, prepare
 from workers.lock import GpuLease
 
 log = logging.getLogger("operations.training")
 
-TRAINER_MODULES = {"ultralytics": "workers.ultralytics.trainer"}
-# Framework-free trainers that talk only to the contract (workers/sdk.py), shipped as example scripts.
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-TRAINER_SCRIPTS = {"pytorch": EXAMPLES_DIR / "plain_pytorch" / "train.py"}
-CONFIG_INLINE_MAX = 32 * 1024  # larger configs go to a file (CONFIG_PATH) rather than the environment
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LOG_BATCH = 200
 WRITE_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What the trainer needs, read once at claim time (the row may change under us later)."""
-
-    job_id: int
-    attempt: int
-    framework: str
-    task_type: str
-    model_name: str
-    dataset_path: str
-    dataset_id: int | None
-    config: dict[str, Any]
-    storage_prefix: str
-    last_checkpoint: str | None
-    dataset_version_id: int | None = None  # converted to a YOLO folder at claim time (workers/datasets.py)
-    checkpoint_path: str | None = None  # weights to start from instead of the model YAML
 
 
 class TrainingRunner:
@@ -77,6 +64,7 @@ class TrainingRunner:
         worker: WorkerIdentity,
         settings: Settings,
         make_room: Callable[[], None] = lambda: None,
+        on_job_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         # Empties this process's own model cache, once the lease is held (a model that finished loading
@@ -87,6 +75,8 @@ class TrainingRunner:
         self.worker = worker
         self.settings = settings
         self.current_job: int | None = None
+        # Told when `current_job` changes, so the worker registry shows it at once (workers/cli.py).
+        self.on_job_change = on_job_change
         # Set when the worker shuts down: the running attempt is handed back to the queue.
         self.shutdown = threading.Event()
 
@@ -100,34 +90,27 @@ class TrainingRunner:
                 log.info("job %s attempt %s is not queued for this attempt; message dropped", job_id, attempt)
                 return
             log.info("running job %s attempt %s", job_id, attempt)
-            self.current_job = job_id
+            self._set_current_job(job_id)
             # The lease stops the GPU's other tenants from computing; this empties their caches too.
             self.make_room()
             sharing.make_room_for_training(self.worker, self.settings)
             Attempt(self, spec).run()
         finally:
-            self.current_job = None
+            if self.current_job is not None:
+                self._set_current_job(None)
             self.lease.release()
+
+    def _set_current_job(self, job_id: int | None) -> None:
+        self.current_job = job_id
+        try:
+            self.on_job_change()
+        except Exception:
+            log.warning("could not tell the registry about job %s", job_id, exc_info=True)
 
     def _claim(self, job_id: int, attempt: int) -> JobSpec | None:
         with self.db.session() as session:
-            job = reports.claim(session, job_id, attempt, self.worker.name, self.settings.lease_ttl_seconds)
-            if job is None:
-                return None
-            return JobSpec(
-                job.id,
-                job.attempt,
-                job.framework,
-                job.task_type,
-                job.model_name,
-                job.dataset_path or "",
-                job.dataset_id,
-                dict(job.config),
-                job.storage_prefix,
-                job.last_checkpoint,
-                dataset_version_id=job.dataset_version_id,
-                checkpoint_path=job.checkpoint_path,
-            )
+            job = state.claim(session, job_id, attempt, self.worker.name, self.settings.lease_ttl_seconds)
+            return None if job is None else JobSpec.of(job)
 
 
 class Attempt:
@@ -140,6 +123,7 @@ class Attempt:
         self.storage = runner.storage
         settings = runner.settings
         self.run_dir = settings.runs_dir / f"job-{spec.job_id}" / f"attempt-{spec.attempt}"
+        # ("report", AnyReport), ("log", entry), ("invalid", reason) or ("closed", stream name).
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.heartbeat = Heartbeat(
             self.db,
@@ -149,7 +133,7 @@ class Attempt:
             settings.heartbeat_seconds,
             settings.lease_ttl_seconds,
         )
-        self.outcome: dict[str, Any] | None = None
+        self.outcome: AnyReport | None = None
         self.output_tail: list[str] = []
         self.stop_sent_at: float | None = None
         # The first non-log item met while batching logs, applied next so reports keep their order.
@@ -159,9 +143,17 @@ class Attempt:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._store_resolved_config()
-            child = self._start_trainer()
+            context = prepare(
+                self.spec,
+                self.run_dir,
+                self.runner.worker.trainer_device,
+                self.db,
+                self.storage,
+                self.runner.settings,
+            )
+            child = self._start_trainer(context)
         except Exception as exc:
-            self._write(reports.fail, ErrorCode.INTERNAL_ERROR, f"could not start the trainer: {exc}")
+            self._write(state.fail, ErrorCode.INTERNAL_ERROR, f"could not start the trainer: {exc}")
             return
         self.heartbeat.start()
         try:
@@ -181,62 +173,21 @@ class Attempt:
         key = f"{self.spec.storage_prefix}/artifacts/config.yaml"
         self.storage.put_bytes(key, yaml.safe_dump(self.spec.config, sort_keys=True).encode())
 
-    def _trainer_env(self, report_fd: int) -> dict[str, str]:
-        spec, settings = self.spec, self.runner.settings
-        config = json.dumps(spec.config)
-        env = {k: v for k, v in os.environ.items() if k not in {"CONFIG", "CONFIG_PATH"}}
-        if len(config.encode()) > CONFIG_INLINE_MAX:
-            config_path = self.run_dir / "config.json"
-            config_path.write_text(config)
-            env["CONFIG_PATH"] = str(config_path)
-        else:
-            env["CONFIG"] = config
-        env.update(
-            {
-                "JOB_ID": str(spec.job_id),
-                "ATTEMPT": str(spec.attempt),
-                "FRAMEWORK": spec.framework,
-                "TASK_TYPE": spec.task_type,
-                "MODEL_NAME": spec.model_name,
-                "MODEL_SOURCE": model_yaml(spec.model_name, spec.task_type)
-                if spec.framework == "ultralytics"
-                else spec.model_name,
-                "DATASET_ID": str(spec.dataset_id or ""),
-                "DATASET_PATH": spec.dataset_path,
-                "EPOCHS": str(spec.config.get("epochs", "")),
-                "BATCH_SIZE": str(spec.config.get("batch", "")),
-                "LEARNING_RATE": str(spec.config.get("lr0", spec.config.get("lr", ""))),
-                "IMGSZ": str(spec.config.get("imgsz", "")),
-                "DEVICE": self.runner.worker.trainer_device,
-                "RUN_DIR": str(self.run_dir),
-                "TRAINYARD_REPORT_FD": str(report_fd),
-                # For trainers that report over HTTP instead (the pipe wins when both are set).
-                "CALLBACK_URL": f"{settings.api_url.rstrip('/')}/api/v1/training/jobs/{spec.job_id}/callback",
-                "TRAINYARD_JOB_TOKEN": job_token(spec.job_id, spec.attempt, settings),
-                "YOLO_CONFIG_DIR": str(settings.resolved_data_dir / "ultralytics"),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        if spec.dataset_version_id is not None:
-            folder = materialize_version(
-                self.db, spec.dataset_version_id, spec.task_type, settings.resolved_storage_root
-            )
-            env["DATASET_PATH"] = str(folder)
-        if spec.checkpoint_path is not None:
-            # Fine-tuning: a fresh run (new optimizer, epoch 1) that starts from these weights.
-            start = self.storage.get_file(spec.checkpoint_path, self.run_dir / "start" / "weights.pt")
-            env["MODEL_SOURCE"] = str(start)
-        if spec.attempt > 1 and spec.last_checkpoint and self.storage.exists(spec.last_checkpoint):
-            resume = self.storage.get_file(spec.last_checkpoint, self.run_dir / "resume" / "last.pt")
-            env["RESUME_FROM"] = str(resume)
+    def _trainer_env(self, context: TrainerContext) -> dict[str, str]:
+        settings = self.runner.settings
+        # The worker's own values of the context's variables must not leak into the trainer's.
+        env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+        env.update(context.to_env())
+        env["YOLO_CONFIG_DIR"] = str(settings.resolved_data_dir / "ultralytics")
+        env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def _start_trainer(self) -> subprocess.Popen[bytes]:
+    def _start_trainer(self, context: TrainerContext) -> subprocess.Popen[bytes]:
         read_fd, write_fd = os.pipe()
         try:
             child = subprocess.Popen(
-                [sys.executable, *trainer_args(self.spec.framework)],
-                env=self._trainer_env(write_fd),
+                [sys.executable, *framework(self.spec.framework).trainer_args],
+                env=self._trainer_env(context.model_copy(update={"report_fd": write_fd})),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -258,9 +209,9 @@ class Attempt:
     def _read_reports(self, stream: IO[bytes]) -> None:
         for line in stream:
             try:
-                self.inbox.put(("report", json.loads(line)))
-            except json.JSONDecodeError:
-                log.warning("unreadable trainer report: %r", line[:200])
+                self.inbox.put(("report", parse_report(line)))
+            except BadReport as exc:
+                self.inbox.put(("invalid", f"{exc} (in {line[:200]!r})"))
         self.inbox.put(("closed", "reports"))
 
     def _read_output(self, stream: IO[bytes]) -> None:
@@ -284,7 +235,7 @@ class Attempt:
                 return False
             if self.runner.shutdown.is_set():
                 self._kill(child)
-                self._write(recovery.hand_back, "worker shut down")
+                self._write(state.hand_back, "worker shut down")
                 return False
             self._pass_on_stop_request(child)
             try:
@@ -294,6 +245,13 @@ class Attempt:
             self.held = None
             if kind == "closed":
                 open_streams -= 1
+            elif kind == "invalid":
+                log.error("job %s: the trainer sent a report that is not one: %s", self.spec.job_id, item)
+                self._kill(child)
+                self._write(
+                    state.fail, ErrorCode.INVALID_REPORT, f"the trainer sent an invalid report: {item}"
+                )
+                return False
             elif kind == "log":
                 self._apply_logs([item])
             else:
@@ -324,53 +282,43 @@ class Attempt:
                 break
             entries.append(item)
         self.output_tail = (self.output_tail + [e["message"] for e in entries])[-20:]
-        self._write(reports.logs, entries)
+        self._write(apply_report, LogReport.model_validate({"logs": entries}))
 
-    def _apply(self, report: dict[str, Any]) -> None:
-        kind = report["type"]
-        if kind == "progress":
-            self._write(reports.progress, report["epoch"], report["total_epochs"], report.get("eta_seconds"))
-        elif kind == "metrics":
-            self._write(reports.metrics, report["epoch"], report["train"], report["val"])
-        elif kind == "checkpoint":
+    def _apply(self, report: AnyReport) -> None:
+        if report.type in OUTCOMES:
+            self.outcome = report  # applied once the trainer has exited (_finish)
+        elif isinstance(report, CheckpointReport):
             self._store_checkpoint(report)
-        elif kind == "log":
-            self._write(reports.logs, report["logs"])
-        elif kind in {"completed", "failed", "stopped"}:
-            self.outcome = report
-        elif kind == "started":
-            self._write(reports.started, {k: v for k, v in report.items() if k != "type"})
+        else:
+            self._write(apply_report, report)
 
-    def _store_checkpoint(self, report: dict[str, Any]) -> None:
-        snapshot = Path(report["path"])
-        key = f"{self.spec.storage_prefix}/weights/{report['kind']}.pt"
+    def _store_checkpoint(self, report: CheckpointReport) -> None:
+        snapshot = Path(report.path)
+        key = f"{self.spec.storage_prefix}/weights/{report.resolved_kind}.pt"
         # Fence before touching storage: a stale attempt must not overwrite the new one's weights.
-        self._write(reports.renew_lease, self.runner.worker.name, self.runner.settings.lease_ttl_seconds)
+        self._write(state.renew_lease, self.runner.worker.name, self.runner.settings.lease_ttl_seconds)
         size = self.storage.put_file(key, snapshot)
         snapshot.unlink(missing_ok=True)
-        self._write(
-            reports.checkpoint, report["kind"], key, report.get("epoch"), size, report.get("metrics", {})
-        )
+        self._write(apply_report, report.model_copy(update={"path": key, "size_bytes": size}))
 
     def _finish(self, exit_code: int) -> None:
-        outcome = self.outcome or {}
-        if outcome.get("type") == "completed" and exit_code == 0:
-            results = dict(outcome["results"])
-            for name, path in outcome.get("artifacts", {}).items():
+        outcome = self.outcome
+        if isinstance(outcome, CompletedReport) and exit_code == 0:
+            for name, path in outcome.artifacts.items():
                 if Path(path).is_file():
                     self.storage.put_file(f"{self.spec.storage_prefix}/artifacts/{name}", Path(path))
-            self._write(reports.complete, results)
-        elif outcome.get("type") == "stopped" or self.stop_sent_at is not None:
-            self._write(reports.stopped)
+            self._write(apply_report, outcome)
+        elif (outcome is not None and outcome.type == ReportType.STOPPED) or self.stop_sent_at is not None:
+            self._write(state.stopped)
         else:
-            if outcome.get("type") == "failed":
-                code, message = outcome["error_code"], outcome["message"]
+            if isinstance(outcome, FailedReport):
+                code, message = outcome.error_code, outcome.message
             else:
                 code = ErrorCode.TRAINER_CRASHED
                 message = f"trainer exited with code {exit_code}: " + "\n".join(self.output_tail[-5:])
             settings = self.runner.settings
             self._write(
-                recovery.fail_or_retry, code, message, settings.max_attempts, settings.retry_backoff_seconds
+                state.fail_or_retry, code, message, settings.max_attempts, settings.retry_backoff_seconds
             )
 
     def _write(self, apply: Any, *args: Any) -> Any:
@@ -392,13 +340,6 @@ class Attempt:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-
-
-def trainer_args(framework: str) -> list[str]:
-    """How the interpreter runs the trainer of `framework`: a module of ours or an example script."""
-    if framework in TRAINER_SCRIPTS:
-        return [str(TRAINER_SCRIPTS[framework])]
-    return ["-m", TRAINER_MODULES[framework]]
 
 
 def _die_with_parent() -> None:

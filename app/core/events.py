@@ -20,6 +20,7 @@ from app.core.errors import not_found
 from app.core.redis import get_redis, job_channel
 from app.models import JobEvent, TrainingJob, TrainingLog
 from app.models.base import utcnow
+from trainyard_sdk.reports import finite_or_none
 
 log = logging.getLogger("app.backend")
 
@@ -73,6 +74,7 @@ def record_event(
     session: Session, job: TrainingJob, type: EventType, data: dict[str, Any], ts: datetime | None = None
 ) -> JobEvent:
     """Append an event to a job locked by `lock_job`; it is published once the session commits."""
+    data = finite_json(data)
     job.last_event_seq += 1
     event = JobEvent(job_id=job.id, seq=job.last_event_seq, type=type, ts=ts or utcnow(), data=data)
     session.add(event)
@@ -91,6 +93,15 @@ def record_event(
     message = json.dumps(envelope(event))
     on_commit(session, lambda: publish(job.id, message))
     return event
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN and Infinity replaced by None: every event must be valid JSON."""
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    return finite_or_none(value)
 
 
 def publish(job_id: int, message: str) -> None:

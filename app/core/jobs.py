@@ -1,10 +1,20 @@
-"""The job state machine: which status may follow which.
-
-Terminal states end an attempt for good: no worker write changes them. Only a user's resume turns a
-stopped or failed job into a new, queued attempt (checked in app/training/lifecycle.py).
-"""
+"""The job vocabulary, defined once: what a job trains (task type), with what (framework), and the
+statuses it moves through. Which status may follow which, and what each change does, is
+app/training/state.py (docs/architecture.md, "Job states")."""
 
 from enum import StrEnum
+
+
+class TaskType(StrEnum):
+    DETECTION = "detection"
+    SEGMENTATION = "segmentation"
+    CLASSIFICATION = "classification"
+    POSE = "pose"
+
+
+class Framework(StrEnum):
+    ULTRALYTICS = "ultralytics"
+    PYTORCH = "pytorch"  # the framework-free example trainer (examples/plain_pytorch)
 
 
 class JobStatus(StrEnum):
@@ -17,35 +27,7 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# Terminal states end an attempt for good: no worker write changes them (only a user's resume does).
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELLED})
+# A worker owns the job (holds its lease) in these.
 ACTIVE = frozenset({JobStatus.RUNNING, JobStatus.STOPPING})
-
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    # A user resumes a stopped or failed job as a new attempt of the same job.
-    JobStatus.STOPPED: frozenset({JobStatus.QUEUED}),
-    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    # running -> queued: the worker was lost and the job goes back with attempt + 1.
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPING, JobStatus.STOPPED, JobStatus.QUEUED}
-    ),
-    JobStatus.STOPPING: frozenset(
-        {JobStatus.STOPPED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.QUEUED}
-    ),
-}
-
-
-class InvalidTransition(Exception):
-    def __init__(self, current: JobStatus, target: JobStatus) -> None:
-        super().__init__(f"a {current} job cannot become {target}")
-        self.current = current
-        self.target = target
-
-
-def can_transition(current: JobStatus, target: JobStatus) -> bool:
-    return target in TRANSITIONS.get(current, frozenset())
-
-
-def check_transition(current: JobStatus, target: JobStatus) -> None:
-    if not can_transition(current, target):
-        raise InvalidTransition(current, target)

@@ -23,7 +23,7 @@ from app.core.errors import AppError, ErrorCode, FieldError, invalid, invalid_fi
 from app.dataset_registry import files, schemas, service
 from app.datasets.dice import load_dice
 from app.datasets.dice_parse import ErrorLog, TaskFileParser
-from app.datasets.types import SPLITS, TaskType
+from app.datasets.types import SPLITS, TaskType, annotation_file
 from app.inference.images import ImageRefused, image_size
 from app.models.base import as_utc, utcnow
 
@@ -46,7 +46,7 @@ def upload(
 ) -> schemas.AnnotationUploadRead:
     dataset = service.get_dataset(session, dataset_id, for_update=True)
     source = service.source_dir(dataset)
-    task_file = source / batch.task_type.annotation_file
+    task_file = source / annotation_file(batch.task_type)
     old_bytes = task_file.read_bytes() if task_file.is_file() else None
     current = json.loads(old_bytes) if old_bytes is not None else _skeleton(batch)
     plan = _merge(current, batch)
@@ -90,7 +90,7 @@ def _skeleton(batch: schemas.AnnotationBatch) -> dict[str, Any]:
 
 def _merge(current: dict[str, Any], batch: schemas.AnnotationBatch) -> _Plan:
     if not isinstance(current.get("images"), list) or not isinstance(current.get("classes"), list):
-        raise invalid(batch.task_type.annotation_file, "the stored file has no images/classes lists")
+        raise invalid(annotation_file(batch.task_type), "the stored file has no images/classes lists")
     data = {**current, "images": [dict(i) for i in current["images"]], "classes": list(current["classes"])}
     if batch.keypoint_schema is not None:
         if current.get("keypoint_schema") not in (None, batch.keypoint_schema):
@@ -264,7 +264,7 @@ def _labeled_at(source: Path, tasks: dict[TaskType, Any]) -> list[datetime]:
     # The typed model keeps no labeler metadata; the dates come from the raw files.
     found = []
     for task in tasks:
-        data = json.loads((source / task.annotation_file).read_bytes())
+        data = json.loads((source / annotation_file(task)).read_bytes())
         for image in data.get("images") or []:
             meta = image.get("metadata") if isinstance(image, dict) else None
             raw = meta.get("labeled_at") if isinstance(meta, dict) else None

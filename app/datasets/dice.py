@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 from app.core import untrusted_json
 from app.core.errors import invalid
 from app.datasets.dice_parse import ErrorLog, TaskFileParser
-from app.datasets.types import SPLITS, DiceDataset, TaskAnnotations, TaskType
+from app.datasets.types import SPLITS, DiceDataset, TaskAnnotations, TaskType, annotation_file
 
 METADATA_FILE = "metadata.json"
 
@@ -50,7 +50,7 @@ def load_dice(root: Path, *, check_files: bool = True) -> DiceDataset:
         log.add(METADATA_FILE, "must be a JSON object")
     tasks: dict[TaskType, TaskAnnotations] = {}
     for task in TaskType:
-        path = root / task.annotation_file
+        path = root / annotation_file(task)
         if not path.is_file():
             continue
         data = _read_json(path, log)
@@ -59,7 +59,7 @@ def load_dice(root: Path, *, check_files: bool = True) -> DiceDataset:
             if parsed is not None:
                 tasks[task] = parsed
     if not tasks and not log.errors:
-        names = ", ".join(t.annotation_file for t in TaskType)
+        names = ", ".join(annotation_file(t) for t in TaskType)
         log.add("dataset", f"no annotation file; expected one of {names}")
     error = log.error()
     if error is not None:

@@ -17,6 +17,7 @@ from app.datasets.types import (
     KeypointSchema,
     TaskAnnotations,
     TaskType,
+    annotation_file,
 )
 
 MAX_ERRORS = 100
@@ -78,7 +79,7 @@ class TaskFileParser:
 
     def __init__(self, task: TaskType, existing: set[str] | None, log: ErrorLog) -> None:
         self.task = task
-        self.file = task.annotation_file
+        self.file = annotation_file(task)
         self.existing = existing
         self.log = log
         self.classes: dict[int, DiceClass] = {}

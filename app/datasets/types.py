@@ -1,22 +1,16 @@
 """The DICE dataset as typed values: what `load_dice` returns and what the converter reads."""
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from app.core.errors import invalid
+from app.core.jobs import TaskType
 
 
-class TaskType(StrEnum):
-    CLASSIFICATION = "classification"
-    DETECTION = "detection"
-    SEGMENTATION = "segmentation"
-    POSE = "pose"
-
-    @property
-    def annotation_file(self) -> str:
-        return f"annotations_{self.value}.json"
+def annotation_file(task: TaskType) -> str:
+    """The DICE file holding `task`'s annotations (docs/datasets.md)."""
+    return f"annotations_{task.value}.json"
 
 
 SPLITS = ("train", "val", "test")
@@ -110,5 +104,5 @@ class DiceDataset:
         """The annotations of one task, or a 422 naming the file that is missing."""
         found = self.tasks.get(task)
         if found is None:
-            raise invalid("task_type", f"the dataset has no {task.annotation_file}")
+            raise invalid("task_type", f"the dataset has no {annotation_file(task)}")
         return found

@@ -13,13 +13,13 @@ from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import invalid
 from app.core.inputs import Id, Offset
+from app.core.jobs import TaskType
 from app.core.storage import get_storage
 from app.core.visibility import ensure_project_visible
 from app.model_registry import deployments, schemas, service
 from app.model_registry.service import ModelFilter
 from app.models import Deployment, ModelStatus, RegisteredModel
 from app.projects.service import get_project
-from app.training.schemas import TaskType
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 deployments_router = APIRouter(prefix="/api/v1/projects/{project_id}/deployments", tags=["deployments"])

@@ -4,7 +4,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.inputs import Id
-from app.training.schemas import TaskType
+from app.core.jobs import TaskType
 
 
 class Lineage(BaseModel):

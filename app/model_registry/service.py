@@ -25,6 +25,7 @@ from app.core.tasks import Queue, TaskName, send_task
 from app.core.visibility import ensure_visible
 from app.models import ModelStatus, Project, RegisteredModel, TrainingJob
 from app.models.base import utcnow
+from app.training.results import recorded_best
 
 log = logging.getLogger("app.backend")
 
@@ -37,7 +38,7 @@ def register_job(session: Session, job: TrainingJob) -> RegisteredModel | None:
         return None
     results = job.results or {}
     info: dict[str, Any] = results.get("model_info") or {}
-    best_epoch, best_metrics = _best_event(session, job)
+    best_epoch, best_metrics = recorded_best(session, job)
     model = session.scalar(select(RegisteredModel).where(RegisteredModel.job_id == job.id))
     if model is None:
         model = RegisteredModel(job_id=job.id, project=job.project)
@@ -100,22 +101,6 @@ def _size(key: str) -> int | None:
         return get_storage().size(key)
     except Exception:
         return None
-
-
-def _best_event(session: Session, job: TrainingJob) -> tuple[int | None, dict[str, float]]:
-    """Epoch and metrics of the job's last `best` checkpoint event (a stopped job has no results)."""
-    from app.core.events import EventType
-    from app.models import JobEvent
-
-    stmt = (
-        select(JobEvent)
-        .where(JobEvent.job_id == job.id, JobEvent.type == EventType.CHECKPOINT)
-        .order_by(JobEvent.seq.desc())
-    )
-    for event in session.scalars(stmt):
-        if event.data.get("kind") == "best":
-            return event.data.get("epoch"), dict(event.data.get("metrics") or {})
-    return None, {}
 
 
 def installed_versions() -> dict[str, str]:

@@ -46,6 +46,8 @@ class TrainingJob(Base):
 
     current_epoch: Mapped[int] = mapped_column(Integer, default=0)
     total_epochs: Mapped[int] = mapped_column(Integer, default=0)
+    # The latest `progress` event's data (docs/architecture.md); None before the first one.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     results: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     best_checkpoint: Mapped[str | None] = mapped_column(Text)
     last_checkpoint: Mapped[str | None] = mapped_column(Text)
@@ -62,7 +64,7 @@ class TrainingJob(Base):
 
     @property
     def storage_prefix(self) -> str:
-        """Where this job's weights, logs and artifacts live in storage (DESIGN.md layout)."""
+        """Where this job's weights, logs and artifacts live in storage (docs/architecture.md)."""
         return f"projects/{self.project.slug}/model/training/{self.slug}"
 
 

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.configs.catalog import model_yaml
 from app.configs.schemas import ResolvedConfigRead
 from app.core.auth import Principal, PrincipalDep
 from app.core.deps import SessionDep
@@ -31,6 +30,7 @@ from app.core.workers import live_workers
 from app.models import DatasetVersion, Project
 from app.training import schemas, service
 from app.training.checkpoints import resolve_starting_point
+from app.training.frameworks import framework
 from app.versions.usage import check_usable
 
 log = logging.getLogger("operations.training")
@@ -130,10 +130,7 @@ def preflight(
 
 
 def _model_source(body: schemas.JobCreate) -> str:
-    service.check_model(body)
-    if body.framework == "pytorch":
-        return service.PLAIN_SCRIPT
-    return model_yaml(body.model_name, body.task_type)
+    return framework(body.framework).model_source(body.model_name, body.task_type)
 
 
 def _check_version(session: Session, body: schemas.JobCreate, principal: Principal | None) -> None:

@@ -17,7 +17,7 @@ from app.core.settings import get_settings
 from app.core.visibility import ensure_project_usable, ensure_visible
 from app.models import TrainingJob
 from app.observability.metrics import SSE_CLIENTS
-from app.training import lifecycle, schemas, service
+from app.training import schemas, service, state
 from app.training.stream import JobEventStream, sse_message
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
@@ -60,21 +60,21 @@ def get_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas
 def stop_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Stop a running job after its current step (resumable); a queued job is cancelled."""
     visible_job(session, principal, job_id)
-    return service.to_read(lifecycle.stop(session, job_id))
+    return service.to_read(state.stop_job(session, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=schemas.JobRead)
 def cancel_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Cancel a queued job: it never starts."""
     visible_job(session, principal, job_id)
-    return service.to_read(lifecycle.cancel(session, job_id))
+    return service.to_read(state.cancel_job(session, job_id))
 
 
 @router.post("/jobs/{job_id}/resume", response_model=schemas.JobRead)
 def resume_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Continue a stopped or failed job from its last checkpoint, as a new attempt."""
     visible_job(session, principal, job_id)
-    return service.to_read(lifecycle.resume(session, job_id))
+    return service.to_read(state.resume_job(session, job_id))
 
 
 @router.post("/jobs/{job_id}/stream-token", response_model=schemas.StreamTokenRead)

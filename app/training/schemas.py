@@ -1,13 +1,14 @@
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.inputs import Id
+from app.core.jobs import Framework, TaskType
 from app.core.naming import NAME_PATTERN
+from trainyard_sdk.reports import TrainingResults
 
-TaskType = Literal["detection", "segmentation", "classification", "pose"]
-Framework = Literal["ultralytics", "pytorch"]
+Metrics = dict[str, float | None]  # null: the trainer reported a value that is not finite
 
 
 class JobCreate(BaseModel):
@@ -15,8 +16,8 @@ class JobCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="unique within the project")
     project: str = Field(pattern=NAME_PATTERN, description="project name; created on first use")
-    framework: Framework = "ultralytics"
-    task_type: TaskType = "detection"
+    framework: Framework = Framework.ULTRALYTICS
+    task_type: TaskType = TaskType.DETECTION
     model_name: str = Field(default="yolo11n", min_length=1, max_length=100)
     dataset_path: str | None = Field(
         default=None, description="YOLO dataset folder with data.yaml: absolute, or relative to storage"
@@ -33,12 +34,15 @@ class JobCreate(BaseModel):
     description: str | None = Field(default=None, max_length=2000)
 
 
-class TrainingResults(BaseModel):
-    best_epoch: int | None = None
-    best_metrics: dict[str, float] = Field(default_factory=dict)
-    final_metrics: dict[str, float] = Field(default_factory=dict)
-    training_time_seconds: float | None = None
-    epochs_completed: int | None = None
+class Progress(BaseModel):
+    """Where a running job is (the latest `progress` event's data; docs/architecture.md)."""
+
+    epoch: int
+    epochs: int
+    batch: int | None
+    batches: int | None
+    eta_s: float | None
+    phase: str
 
 
 class JobRead(BaseModel):
@@ -60,6 +64,7 @@ class JobRead(BaseModel):
     attempt: int
     current_epoch: int
     total_epochs: int
+    progress: Progress | None = None
     config: dict[str, Any]
     results: TrainingResults | None
     checkpoints: dict[str, str | None]
@@ -95,8 +100,8 @@ class LogPage(BaseModel):
 
 class EpochMetrics(BaseModel):
     epoch: int
-    train_metrics: dict[str, float]
-    val_metrics: dict[str, float]
+    train_metrics: Metrics
+    val_metrics: Metrics
 
 
 class MetricsHistory(BaseModel):
@@ -109,7 +114,7 @@ class CheckpointRead(BaseModel):
     epoch: int | None
     path: str
     size_bytes: int | None
-    metrics: dict[str, float]
+    metrics: Metrics
     attempt: int | None
     recorded_at: datetime
 

@@ -1,70 +1,28 @@
 """Training jobs as the API sees them: create, query, read back results."""
 
-import json
-import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import yaml
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.configs.catalog import model_yaml
-from app.configs.resolver import ResolvedConfig, resolve_config
+from app.configs.resolver import ResolvedConfig
 from app.core.auth import Principal
-from app.core.errors import AppError, ErrorCode, FieldError, invalid, invalid_fields, not_found
-from app.core.events import EventType, record_event
-from app.core.jobs import JobStatus
+from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.events import EventType
+from app.core.jobs import JobStatus, TaskType
 from app.core.naming import slugify
-from app.core.security import job_token, token_hash
 from app.core.visibility import missing, path_visible
-from app.datasets.types import TaskType as DiceTask
-from app.models import JobEvent, Project, TrainingJob, TrainingLog
+from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
-from app.training import schemas
+from app.training import schemas, state
 from app.training.checkpoints import resolve_starting_point
 from app.training.dataset_check import check_dataset_folder, locate_dataset_path
-from app.training.recovery import dispatch
+from app.training.frameworks import framework
+from app.training.results import events_of_type, recorded_epochs
 from app.versions.usage import claim_for_job, yolo_dir
-
-# The framework-free example trainer (examples/plain_pytorch) takes three settings; the config
-# resolver of app/configs only knows Ultralytics.
-PLAIN_PARAMS: dict[str, tuple[type, float, float, int | float]] = {
-    "epochs": (int, 1, 1000, 3),
-    "lr": (float, 1e-6, 10.0, 0.01),
-    "batch": (int, 1, 4096, 16),
-}
-PLAIN_SCRIPT = "examples/plain_pytorch/train.py"
-
-
-def resolve_plain_config(task_type: str, overrides: dict[str, Any]) -> ResolvedConfig:
-    """Defaults <- overrides for the plain PyTorch trainer; 422 listing every bad field."""
-    errors = []
-    if task_type != "classification":
-        errors.append(FieldError("task_type", "the plain pytorch trainer only does classification"))
-    for key, value in overrides.items():
-        if key not in PLAIN_PARAMS:
-            errors.append(FieldError(f"config.{key}", f"unknown key; valid: {', '.join(PLAIN_PARAMS)}"))
-            continue
-        kind, low, high, _ = PLAIN_PARAMS[key]
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if not numeric or (kind is int and not isinstance(value, int)):
-            expected = "an integer" if kind is int else "a number"
-            errors.append(FieldError(f"config.{key}", f"must be {expected}"))
-        elif not low <= value <= high:
-            errors.append(FieldError(f"config.{key}", f"must be between {low:g} and {high:g}"))
-    if errors:
-        raise invalid_fields(errors)
-    values = {key: overrides.get(key, default) for key, (_, _, _, default) in PLAIN_PARAMS.items()}
-    header = "# Trainyard resolved training config: framework=pytorch task=classification\n"
-    return ResolvedConfig(
-        values=values,
-        yaml=header + yaml.safe_dump(values, sort_keys=False),
-        cli_preview=f"CONFIG={shlex.quote(json.dumps(values))} python {PLAIN_SCRIPT}",
-    )
 
 
 def get_or_create_project(session: Session, name: str) -> Project:
@@ -93,21 +51,11 @@ class ValidJob:
     dataset: Path | None
 
 
-def check_model(body: schemas.JobCreate) -> None:
-    """Ultralytics models come from the catalog; a framework-free trainer builds its own network."""
-    if body.framework == "ultralytics":
-        model_yaml(body.model_name, body.task_type)
-
-
 def resolve_job_config(
     body: schemas.JobCreate, model: str | None = None, data: str | None = None
 ) -> ResolvedConfig:
     """The job's resolved config; `model` and `data` only fill the CLI preview."""
-    if body.framework == "pytorch":
-        return resolve_plain_config(body.task_type, body.config)
-    return resolve_config(
-        body.framework, body.task_type, overrides=body.config, mode="developer", model=model, data=data
-    )
+    return framework(body.framework).resolve(body.task_type, body.config, model, data)
 
 
 def check_dataset_given(body: schemas.JobCreate) -> None:
@@ -115,8 +63,8 @@ def check_dataset_given(body: schemas.JobCreate) -> None:
         raise invalid("dataset_id", "registered datasets are not available yet; use dataset_path")
     if body.dataset_version_id is not None and body.dataset_path is not None:
         raise invalid("dataset_version_id", "give dataset_path or dataset_version_id, not both")
-    # The plain pytorch example generates its data, so it may go without one.
-    if body.dataset_path is None and body.dataset_version_id is None and body.framework != "pytorch":
+    needed = framework(body.framework).needs_dataset
+    if needed and body.dataset_path is None and body.dataset_version_id is None:
         raise invalid("dataset_path", "required (or dataset_version_id)")
 
 
@@ -137,7 +85,7 @@ def check_dataset(
 def validate(session: Session, body: schemas.JobCreate, principal: Principal | None = None) -> ValidJob:
     """Every check a job request must pass before anything is written (first failure raises)."""
     dataset = check_dataset(session, body, principal)
-    check_model(body)
+    framework(body.framework).model_source(body.model_name, body.task_type)  # a known model?
     config = resolve_job_config(body)
     return ValidJob(config=config, dataset=dataset)
 
@@ -159,7 +107,7 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
     if body.dataset_version_id is not None:
         # Marks the version `training`; the worker converts it to YOLO into this folder (cached).
         version = claim_for_job(session, body.dataset_version_id, project, body.task_type, principal)
-        dataset = yolo_dir(version, DiceTask(body.task_type))
+        dataset = yolo_dir(version, TaskType(body.task_type))
     job = TrainingJob(
         project=project,
         name=body.name,
@@ -185,9 +133,7 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
     except IntegrityError as exc:
         reason = f"a job named {body.name!r} (or with the same slug) exists in this project"
         raise AppError(409, ErrorCode.CONFLICT, f"name: {reason}", [FieldError("name", reason)]) from exc
-    job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
-    record_event(session, job, EventType.STATUS, {"status": JobStatus.QUEUED, "attempt": job.attempt})
-    dispatch(session, job)
+    state.queue_new(session, job)
     return job
 
 
@@ -236,6 +182,7 @@ def to_read(job: TrainingJob) -> schemas.JobRead:
         attempt=job.attempt,
         current_epoch=job.current_epoch,
         total_epochs=job.total_epochs,
+        progress=job.progress,
         config=job.config,
         results=schemas.TrainingResults(**job.results) if job.results else None,
         checkpoints={"best": job.best_checkpoint, "last": job.last_checkpoint},
@@ -277,21 +224,20 @@ def query_logs(
     return schemas.LogPage(logs=logs, total=total, has_more=offset + len(logs) < total)
 
 
-def _events_of_type(session: Session, job_id: int, type: EventType) -> list[JobEvent]:
-    stmt = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == type).order_by(JobEvent.seq)
-    return list(session.scalars(stmt))
-
-
 def metrics_history(session: Session, job_id: int) -> schemas.MetricsHistory:
-    get_job(session, job_id)
-    # A resumed attempt may report an epoch again; the latest report of an epoch wins.
-    by_epoch: dict[int, schemas.EpochMetrics] = {}
-    for event in _events_of_type(session, job_id, EventType.METRICS):
-        epoch = int(event.data["epoch"])
-        by_epoch[epoch] = schemas.EpochMetrics(
-            epoch=epoch, train_metrics=event.data.get("train", {}), val_metrics=event.data.get("val", {})
-        )
-    return schemas.MetricsHistory(job_id=job_id, epochs=[by_epoch[e] for e in sorted(by_epoch)])
+    job = get_job(session, job_id)
+    epochs = recorded_epochs(session, job)
+    return schemas.MetricsHistory(
+        job_id=job_id,
+        epochs=[
+            schemas.EpochMetrics(
+                epoch=epoch,
+                train_metrics=epochs[epoch].get("train", {}),
+                val_metrics=epochs[epoch].get("val", {}),
+            )
+            for epoch in sorted(epochs)
+        ],
+    )
 
 
 def checkpoints(session: Session, job_id: int) -> schemas.CheckpointList:
@@ -306,7 +252,7 @@ def checkpoints(session: Session, job_id: int) -> schemas.CheckpointList:
             attempt=e.data.get("attempt"),
             recorded_at=e.ts,
         )
-        for e in _events_of_type(session, job_id, EventType.CHECKPOINT)
+        for e in events_of_type(session, job_id, EventType.CHECKPOINT)
     ]
     return schemas.CheckpointList(
         job_id=job_id, best=job.best_checkpoint, last=job.last_checkpoint, history=history

@@ -1,7 +1,8 @@
 """A framework-free trainer: a tiny PyTorch classifier that talks to Trainyard only through the contract.
 
-A worker runs it for jobs with `"framework": "pytorch"` (config: epochs, lr, batch). It can also run
-anywhere and report over HTTP, given the job's callback URL and token:
+A worker runs it for jobs with `"framework": "pytorch"` (config: epochs, lr, batch). It depends on the
+SDK alone (trainyard_sdk: pydantic and httpx) and reads its job from `sdk.context`. It can also run
+anywhere and report over HTTP, given the job's callback URL and token (docs/trainer-contract.md):
 
     CALLBACK_URL=http://127.0.0.1:8000/api/v1/training/jobs/<id>/callback TRAINYARD_JOB_TOKEN=<token> \
         RUN_DIR=<a folder> python examples/plain_pytorch/train.py
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from workers.sdk import TrainerSDK
+from trainyard_sdk import Phase, TrainerSDK
 
 
 def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,10 +29,10 @@ def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.T
 
 
 def train(sdk: TrainerSDK) -> None:
-    config = sdk.get_full_config()
+    config = sdk.context.config
     epochs, lr = int(config.get("epochs", 3)), float(config.get("lr", 0.01))
     batch = int(config.get("batch", 16))
-    run_dir = Path(os.environ.get("RUN_DIR") or tempfile.mkdtemp(prefix="plain-pytorch-"))
+    run_dir = sdk.context.run_dir or Path(tempfile.mkdtemp(prefix="plain-pytorch-"))
     generator = torch.Generator().manual_seed(0)
     x, y = make_data(512, generator)
     x_val, y_val = make_data(128, generator)
@@ -47,6 +48,7 @@ def train(sdk: TrainerSDK) -> None:
     for epoch in range(1, epochs + 1):
         model.train()
         order, total = torch.randperm(len(x), generator=generator), 0.0
+        batches = (len(x) + batch - 1) // batch
         for i in range(0, len(x), batch):
             idx = order[i : i + batch]
             optimizer.zero_grad()
@@ -54,6 +56,7 @@ def train(sdk: TrainerSDK) -> None:
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+            sdk.report_progress(epoch, epochs, batch=i // batch + 1, batches=batches)  # at most 1/s
         model.eval()
         with torch.no_grad():
             logits = model(x_val)
@@ -68,7 +71,9 @@ def train(sdk: TrainerSDK) -> None:
         if "best" in kinds:
             best_accuracy, best_epoch, best_val = val["accuracy"], epoch, dict(val)
         elapsed = time.monotonic() - started
-        sdk.report_progress(epoch, epochs, eta_seconds=elapsed / epoch * (epochs - epoch))
+        last = epoch == epochs
+        eta = elapsed / epoch * (epochs - epoch)
+        sdk.report_progress(epoch, epochs, eta_s=eta, phase=Phase.FINAL if last else Phase.TRAIN)
     seconds = round(time.monotonic() - started, 3)
     sdk.report_completed(
         {

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.configs.router import router
-from app.core.errors import register_error_handlers
+from app.core.problems import register_error_handlers
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import yaml
 from fastapi.testclient import TestClient
 
-from app.core.errors import PROBLEM_JSON
+from app.core.problems import PROBLEM_JSON
 
 
 def test_catalog_lists_yolo11_scales_per_task_and_the_checkpoint_source(client: TestClient) -> None:

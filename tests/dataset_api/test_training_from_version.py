@@ -9,10 +9,9 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app.core.db import Database
-from app.core.jobs import JobStatus
 from app.core.settings import get_settings
 from app.models import DatasetVersion, TrainingJob
-from app.training import reports
+from app.training import state
 from tests.dataset_api.conftest import assert_problem, make_dataset, make_project
 from workers.datasets import VersionUnavailable, materialize_version
 
@@ -65,10 +64,10 @@ def test_job_records_the_version_and_the_version_is_training_until_every_job_end
     assert_problem(client.delete(f"/api/v1/projects/{version['project_id']}/versions/{version['id']}"), 409)
 
     with db.session() as session:
-        reports.set_status(session, session.get_one(TrainingJob, job["id"]), JobStatus.CANCELLED)
+        state.cancel_job(session, job["id"])
     assert version_status(client, version) == "training"  # the second job still uses it
     with db.session() as session:
-        reports.set_status(session, session.get_one(TrainingJob, second["id"]), JobStatus.CANCELLED)
+        state.cancel_job(session, second["id"])
     assert version_status(client, version) == "ready"
 
 

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from app.core.db import Database
 from app.models import DatasetVersion
-from app.training import recovery
+from app.training import reconcile
 from tests.dataset_api.conftest import make_dataset
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def test_a_version_stuck_in_training_is_released(client: TestClient, db: Databas
         assert version is not None and version.status == "ready"
         version.status = "training"  # its job ended, but the release never happened
     with db.session() as s:
-        assert recovery.release_idle_versions(s) == [version_id]
+        assert reconcile.release_idle_versions(s) == [version_id]
     with db.session() as s:
         assert s.get_one(DatasetVersion, version_id).status == "ready"
-        assert recovery.release_idle_versions(s) == []
+        assert reconcile.release_idle_versions(s) == []

@@ -109,8 +109,10 @@ def assert_training_story(events: list[dict[str, Any]], epochs: int) -> None:
     assert statuses == ["queued", "running", "completed"]
     assert events[-1]["type"] == "status", "the stream must close right after the terminal event"
     progress = [e["data"] for e in events if e["type"] == "progress"]
-    assert [p["epoch"] for p in progress] == list(range(1, epochs + 1))
-    assert all(p["total"] == epochs for p in progress)
+    assert progress[0]["phase"] == "setup" and all(p["epochs"] == epochs for p in progress)
+    ends = [p for p in progress if p["batch"] is None and p["phase"] != "setup"]
+    assert [p["epoch"] for p in ends] == list(range(1, epochs + 1))
+    assert ends[-1]["phase"] == "final"
     metrics = [e["data"] for e in events if e["type"] == "metrics"]
     assert [m["epoch"] for m in metrics] == list(range(1, epochs + 1))
     assert {"mAP50", "mAP50-95", "precision", "recall"} <= set(metrics[-1]["val"])

@@ -22,6 +22,7 @@ from tests.conftest import fresh_postgres
 from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, stop, wait_for
 from tests.factories import make_yolo_dataset
 
+INJECT = Path(__file__).parent / "inject"
 LEASE = {
     "TRAINYARD_LEASE_TTL": "6",
     "TRAINYARD_HEARTBEAT": "1",
@@ -97,6 +98,11 @@ class Fleet:
         )
 
     def start_worker(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        extra_env = dict(extra_env or {})
+        if "TRAINYARD_FAULT" in extra_env:
+            # The injector (tests/faults/inject/sitecustomize.py) loads into the worker and its trainers.
+            path = [str(INJECT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            extra_env["PYTHONPATH"] = os.pathsep.join(path)
         worker = self.spawn(name, ["worker", "--device", "cpu", "--name", name], extra_env)
         self.workers[name] = worker
         wait_for(

@@ -5,6 +5,7 @@ Each test asserts the database state and the event log (contiguous seq, one term
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,8 +17,18 @@ from tests.faults.conftest import Fleet, PrivateRedis, assert_contiguous, status
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+def is_epoch_end(event: dict) -> bool:
+    """A `progress` event at an epoch's end (no batch); setup reports come before any epoch."""
+    data = event["data"]
+    return event["type"] == "progress" and data["batch"] is None and data["phase"] != "setup"
+
+
+def epoch_done(epoch: int) -> Callable[[dict], bool]:
+    return lambda e: is_epoch_end(e) and e["data"]["epoch"] == epoch
+
+
 def progress_epochs(events: list[dict]) -> list[int]:
-    return [e["data"]["epoch"] for e in events if e["type"] == "progress"]
+    return [e["data"]["epoch"] for e in events if is_epoch_end(e)]
 
 
 def running_worker(events: list[dict]) -> str:
@@ -31,7 +42,7 @@ def test_sigkill_mid_training_resumes_on_another_worker(workers: Fleet, dataset:
     fleet.start_worker("kill-a")
     fleet.start_worker("kill-b")
     job = fleet.submit("sigkill", dataset, epochs=5)
-    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress" and e["data"]["epoch"] == 1)
+    early = fleet.follow(job["id"], until=epoch_done(1))
     victim = running_worker(early)
     fleet.kill_worker(victim)  # during epoch 2
     killed_at = time.monotonic()
@@ -67,7 +78,7 @@ def test_a_paused_worker_past_its_lease_is_fenced_out(workers: Fleet, dataset: P
     fleet = workers
     paused = fleet.start_worker("pause-a")
     job = fleet.submit("sigstop", dataset, epochs=4)
-    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress" and e["data"]["epoch"] == 1)
+    early = fleet.follow(job["id"], until=epoch_done(1))
     os.killpg(paused.pid, signal.SIGSTOP)  # the whole machine freezes: worker and trainer
     fleet.start_worker("pause-b")
     back = fleet.follow(
@@ -94,7 +105,7 @@ def test_stop_then_resume_completes_without_retraining(workers: Fleet, dataset: 
     fleet = workers
     fleet.start_worker("stop-a")
     job = fleet.submit("stop-resume", dataset, epochs=4)
-    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress" and e["data"]["epoch"] == 1)
+    early = fleet.follow(job["id"], until=epoch_done(1))
     response = fleet.post(job["id"], "stop")
     assert response.status_code == 200 and response.json()["status"] == "stopping"
     stopped_part = early + fleet.follow(job["id"], after=early[-1]["seq"])
@@ -190,7 +201,7 @@ def test_workers_registry_drain_and_graceful_shutdown(workers: Fleet, dataset: P
     assert fleet.job(second["id"])["status"] == "queued"  # and no new one is taken
 
     fleet.start_worker("drain-b")
-    events = fleet.follow(second["id"], until=lambda e: e["type"] == "progress")
+    events = fleet.follow(second["id"], until=epoch_done(1))
     assert running_worker(events) == "drain-b"
     # SIGTERM mid-training: the job goes back to the queue, resumable, and the worker goes offline.
     fleet.kill_worker("drain-b", signal.SIGTERM)
@@ -212,7 +223,7 @@ def test_redis_restart_loses_nothing(workers: Fleet, dataset: Path, private_redi
     fleet.start_worker("restart-a")
     running = fleet.submit("restart-running", dataset, epochs=4)
     waiting = fleet.submit("restart-queued", dataset, epochs=1)
-    early = fleet.follow(running["id"], until=lambda e: e["type"] == "progress")
+    early = fleet.follow(running["id"], until=epoch_done(1))
     # Redis dies and comes back empty (no persistence): queued messages, locks and channels are gone.
     private_redis.stop()
     time.sleep(1)
@@ -224,3 +235,37 @@ def test_redis_restart_loses_nothing(workers: Fleet, dataset: Path, private_redi
     assert progress_epochs(events) == [1, 2, 3, 4]
     # The lost message of the queued job is sent again by the reconciler.
     assert statuses(fleet.follow(waiting["id"]))[-1] == "completed"
+
+
+def test_a_worker_lost_after_the_last_epoch_leaves_the_full_results(workers: Fleet, dataset: Path) -> None:
+    """Killed after its last epoch but before it reported completion: the next attempt finds nothing
+    left to train, and the job still completes with everything a straight run has."""
+    fleet = workers
+    # Attempt 1 trains every epoch, then never says it completed (tests/faults/inject/sitecustomize.py).
+    fleet.start_worker("end-a", {"TRAINYARD_FAULT": "hang_before_completion:1"})
+    job = fleet.submit("lost-at-the-end", dataset, epochs=2)
+    early = fleet.follow(job["id"], until=lambda e: is_epoch_end(e) and e["data"]["phase"] == "final")
+    fleet.kill_worker("end-a")  # last.pt of the last epoch is stored: its event came first
+    fleet.start_worker("end-b")
+    events = early + fleet.follow(job["id"], after=early[-1]["seq"])
+
+    assert_contiguous(events)
+    assert statuses(events) == ["queued", "running", "queued", "running", "completed"]
+    assert terminal_count(events) == 1
+    final = fleet.job(job["id"])
+    assert (final["status"], final["attempt"], final["current_epoch"]) == ("completed", 2, 2)
+    results = final["results"]
+    best = next(
+        e["data"] for e in reversed(events) if e["type"] == "checkpoint" and e["data"]["kind"] == "best"
+    )
+    assert (results["best_epoch"], results["best_metrics"]) == (best["epoch"], best["metrics"])
+    last_metrics = next(e["data"] for e in reversed(events) if e["type"] == "metrics")
+    assert results["final_metrics"] == last_metrics["val"] and results["epochs_completed"] == 2
+    assert results["model_info"]["class_names"] == ["red", "blue"]
+    prefix = final["checkpoints"]["best"].rsplit("/weights/", 1)[0]
+    storage = fleet.root / "data" / "storage" / prefix / "artifacts"
+    assert (storage / "results.csv").read_text().count("\n") == 3  # a header and one line per epoch
+    assert "epochs: 2" in (storage / "args.yaml").read_text()
+    models = httpx.get(f"{fleet.url}/api/v1/models", headers=fleet.headers, timeout=10).json()["items"]
+    model = next(m for m in models if m["job_id"] == job["id"])
+    assert model["best_epoch"] == best["epoch"] and model["metrics"] == best["metrics"]

@@ -9,8 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.db import Database
-from app.training import reports
+from app.training import state
+from app.training.reports import apply_report
 from tests.factories import make_job
+from trainyard_sdk.reports import CheckpointReport, LogReport, MetricsReport, ProgressReport
 
 pytestmark = pytest.mark.integration
 
@@ -30,25 +32,25 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
 
 def train_to_completion(db: Database, job_id: int, epochs: int = 2, delay: float = 0.0) -> None:
     with db.session() as s:
-        reports.claim(s, job_id, 1, "worker-a", 30)
+        state.claim(s, job_id, 1, "worker-a", 30)
     for epoch in range(1, epochs + 1):
         time.sleep(delay)
         with db.session() as s:
-            reports.logs(s, job_id, 1, [{"level": "info", "message": f"epoch {epoch} done"}])
-            reports.metrics(s, job_id, 1, epoch, {"box_loss": 1.0 / epoch}, {"mAP50": 0.1 * epoch})
-            reports.checkpoint(
-                s,
-                job_id,
-                1,
-                "last",
-                "projects/demo/model/training/run/weights/last.pt",
-                epoch,
-                123,
-                {"mAP50": 0.1 * epoch},
+            entry = {"level": "info", "message": f"epoch {epoch} done"}
+            apply_report(s, job_id, 1, LogReport.model_validate(entry))
+            metrics = MetricsReport(epoch=epoch, train={"box_loss": 1.0 / epoch}, val={"mAP50": 0.1 * epoch})
+            apply_report(s, job_id, 1, metrics)
+            checkpoint = CheckpointReport(
+                kind="last",
+                path="projects/demo/model/training/run/weights/last.pt",
+                epoch=epoch,
+                size_bytes=123,
+                metrics={"mAP50": 0.1 * epoch},
             )
-            reports.progress(s, job_id, 1, epoch, epochs, 1.0)
+            apply_report(s, job_id, 1, checkpoint)
+            apply_report(s, job_id, 1, ProgressReport(epoch=epoch, epochs=epochs, eta_s=1.0))
     with db.session() as s:
-        reports.complete(s, job_id, 1, {"best_epoch": epochs, "best_metrics": {"mAP50": 0.2}})
+        state.complete(s, job_id, 1, {"best_epoch": epochs, "best_metrics": {"mAP50": 0.2}})
 
 
 def test_replay_is_complete_ordered_and_closes_after_the_terminal_event(
@@ -123,5 +125,5 @@ def test_a_finished_job_refuses_further_reports(db: Database) -> None:
     with db.session() as s:
         job_id = make_job(s).id
     train_to_completion(db, job_id)
-    with pytest.raises(reports.JobFinished), db.session() as s:
-        reports.progress(s, job_id, 1, 3, 3, None)
+    with pytest.raises(state.JobFinished), db.session() as s:
+        apply_report(s, job_id, 1, ProgressReport(epoch=3, epochs=3))

@@ -9,7 +9,7 @@ import redis
 from app.core.db import Database
 from app.core.jobs import JobStatus
 from app.models import TrainingJob
-from app.training import reports
+from app.training import state
 from tests.factories import make_job
 from workers.heartbeat import Heartbeat
 from workers.lock import GpuLease, LeaseLost
@@ -59,7 +59,7 @@ def _running_job(db: Database, owner: str) -> int:
     with db.session() as s:
         job_id = make_job(s).id
     with db.session() as s:
-        assert reports.claim(s, job_id, 1, owner, ttl_seconds=30) is not None
+        assert state.claim(s, job_id, 1, owner, ttl_seconds=30) is not None
     return job_id
 
 

@@ -10,8 +10,10 @@ from app.core.db import Database
 from app.core.events import StaleAttempt
 from app.models import JobEvent, TrainingJob
 from app.models.base import utcnow
-from app.training import recovery, reports
+from app.training import reconcile, state
+from app.training.reports import apply_report
 from tests.factories import make_job
+from trainyard_sdk.reports import ProgressReport
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +24,7 @@ def _running(db: Database, attempt: int = 1) -> int:
         job.attempt = attempt
         job_id = job.id
     with db.session() as s:
-        assert reports.claim(s, job_id, attempt, "worker-a", ttl_seconds=30)
+        assert state.claim(s, job_id, attempt, "worker-a", ttl_seconds=30)
     return job_id
 
 
@@ -36,10 +38,10 @@ def _expire(db: Database, job_id: int) -> None:
 def test_an_expired_lease_requeues_with_a_new_attempt(db: Database, redis_client: redis.Redis) -> None:
     job_id = _running(db)
     with db.session() as s:
-        assert recovery.requeue_expired_leases(s, max_attempts=3) == []  # lease still valid
+        assert reconcile.requeue_expired_leases(s, max_attempts=3) == []  # lease still valid
     _expire(db, job_id)
     with db.session() as s:
-        assert recovery.requeue_expired_leases(s, max_attempts=3) == [job_id]
+        assert reconcile.requeue_expired_leases(s, max_attempts=3) == [job_id]
     with db.session() as s:
         job = s.get(TrainingJob, job_id)
         assert job is not None and (job.status, job.attempt, job.lease_owner) == ("queued", 2, None)
@@ -50,28 +52,28 @@ def test_an_expired_lease_requeues_with_a_new_attempt(db: Database, redis_client
     assert redis_client.llen("training") == 1, "the new attempt was not dispatched"
     # The old attempt can no longer write anything.
     with pytest.raises(StaleAttempt), db.session() as s:
-        reports.progress(s, job_id, 1, 1, 2, None)
+        apply_report(s, job_id, 1, ProgressReport(epoch=1, epochs=2))
 
 
 def test_out_of_attempts_fails_once_with_worker_lost(db: Database) -> None:
     job_id = _running(db, attempt=3)
     _expire(db, job_id)
     with db.session() as s:
-        recovery.requeue_expired_leases(s, max_attempts=3)
+        reconcile.requeue_expired_leases(s, max_attempts=3)
     with db.session() as s:
         job = s.get(TrainingJob, job_id)
         assert job is not None and (job.status, job.error_code) == ("failed", "WORKER_LOST")
         types = [e.type for e in s.scalars(select(JobEvent).where(JobEvent.job_id == job_id))]
         assert types[-2:] == ["error", "status"]
     with db.session() as s:
-        assert recovery.requeue_expired_leases(s, max_attempts=3) == []
+        assert reconcile.requeue_expired_leases(s, max_attempts=3) == []
 
 
 def test_a_duplicate_or_stale_message_claims_nothing(db: Database) -> None:
     job_id = _running(db)
     with db.session() as s:
-        assert reports.claim(s, job_id, 1, "worker-b", 30) is None  # duplicate delivery
-        assert reports.claim(s, job_id, 2, "worker-b", 30) is None  # no such attempt yet
+        assert state.claim(s, job_id, 1, "worker-b", 30) is None  # duplicate delivery
+        assert state.claim(s, job_id, 2, "worker-b", 30) is None  # no such attempt yet
     with db.session() as s:
         job = s.get(TrainingJob, job_id)
         assert job is not None and job.lease_owner == "worker-a"
@@ -83,12 +85,12 @@ def test_stale_queued_jobs_get_their_command_again(db: Database, redis_client: r
         job.dispatched_at = utcnow() - timedelta(minutes=10)
         job_id = job.id
     with db.session() as s:
-        assert recovery.redispatch_stale_queued(s, timedelta(minutes=5)) == [job_id]
+        assert reconcile.redispatch_stale_queued(s, timedelta(minutes=5)) == [job_id]
     assert redis_client.llen("training") == 1
     with db.session() as s:
-        assert recovery.redispatch_stale_queued(s, timedelta(minutes=5)) == []
+        assert reconcile.redispatch_stale_queued(s, timedelta(minutes=5)) == []
 
 
 def test_a_message_for_a_deleted_job_claims_nothing(db: Database) -> None:
     with db.session() as s:
-        assert reports.claim(s, 424242, 1, "worker-a", 30) is None
+        assert state.claim(s, 424242, 1, "worker-a", 30) is None

@@ -14,8 +14,10 @@ from app.core.settings import get_settings
 from app.core.storage import get_storage
 from app.main import create_app
 from app.models import ModelStatus, RegisteredModel, TrainingJob
-from app.training import reports
+from app.training import state
+from app.training.reports import apply_report
 from tests.factories import make_job, make_yolo_dataset
+from trainyard_sdk.reports import CheckpointReport
 
 
 @pytest.fixture
@@ -59,14 +61,15 @@ def finished_job(
             job.dataset_path = str(dataset)
         job_id = job.id
     with db.session() as session:
-        claimed = reports.claim(session, job_id, 1, "tester", 30)
+        claimed = state.claim(session, job_id, 1, "tester", 30)
         assert claimed is not None
         key = f"{claimed.storage_prefix}/weights/best.pt"
     get_storage().put_bytes(key, b"not really a checkpoint")
     with db.session() as session:
-        reports.checkpoint(session, job_id, 1, "best", key, 2, 23, {"mAP50-95": 0.4})
+        best = CheckpointReport(kind="best", path=key, epoch=2, size_bytes=23, metrics={"mAP50-95": 0.4})
+        apply_report(session, job_id, 1, best)
     with db.session() as session:
-        reports.complete(session, job_id, 1, RESULTS if results is None else results)
+        state.complete(session, job_id, 1, RESULTS if results is None else results)
     return job_id
 
 

@@ -11,10 +11,12 @@ from app.core.db import Database
 from app.core.storage import get_storage
 from app.model_registry.service import register_job
 from app.models import ModelStatus, RegisteredModel, TrainingJob
-from app.training import reports
+from app.training import state
+from app.training.reports import apply_report
 from tests.conftest import bearer_headers, make_api_key
 from tests.factories import make_job
 from tests.models_inference.conftest import RESULTS, finished_job, make_ready, model_of
+from trainyard_sdk.reports import CheckpointReport
 
 pytestmark = pytest.mark.integration
 
@@ -69,23 +71,24 @@ def test_stopped_job_registers_only_with_a_best_checkpoint(db: Database) -> None
     with db.session() as session:
         job_id = make_job(session, name="stopped bare").id
     with db.session() as session:
-        reports.claim(session, job_id, 1, "tester", 30)
+        state.claim(session, job_id, 1, "tester", 30)
     with db.session() as session:
-        reports.stopped(session, job_id, 1)
+        state.stopped(session, job_id, 1)
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(RegisteredModel)) == 0
 
     with db.session() as session:
         job_id = make_job(session, name="stopped best").id
     with db.session() as session:
-        job = reports.claim(session, job_id, 1, "tester", 30)
+        job = state.claim(session, job_id, 1, "tester", 30)
         assert job is not None
         key = f"{job.storage_prefix}/weights/best.pt"
     get_storage().put_bytes(key, b"weights")
     with db.session() as session:
-        reports.checkpoint(session, job_id, 1, "best", key, 1, 7, {"mAP50-95": 0.3})
+        best = CheckpointReport(kind="best", path=key, epoch=1, size_bytes=7, metrics={"mAP50-95": 0.3})
+        apply_report(session, job_id, 1, best)
     with db.session() as session:
-        reports.stopped(session, job_id, 1)
+        state.stopped(session, job_id, 1)
     with db.session() as session:
         model = model_of(session, job_id)
         assert model.job_status == "stopped" and model.metrics == {"mAP50-95": 0.3} and model.best_epoch == 1

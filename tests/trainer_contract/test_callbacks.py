@@ -1,6 +1,7 @@
 """The callback API against both databases: each report lands like the worker's own; a wrong token is
 401, a finished job or a stale attempt is 409, and a refused call changes nothing."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from app.core.settings import get_settings
 from app.core.storage import get_storage
 from app.main import create_app
 from app.models import JobEvent, TrainingJob, TrainingLog
-from app.training import recovery, reports
+from app.training import state
 from tests.factories import make_job
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def running(db: Database) -> tuple[int, str]:
     with db.session() as s:
         job_id = make_job(s).id
     with db.session() as s:
-        reports.claim(s, job_id, 1, "worker-a", 60)
+        state.claim(s, job_id, 1, "worker-a", 60)
     return job_id, job_token(job_id, 1)
 
 
@@ -129,7 +130,9 @@ def test_each_report_lands_in_the_job_like_the_workers_own(
     ]
     assert recorded[2].data["message"] == "trainer started (pid 42)"
     assert recorded[2].data["metadata"] == {"pid": 42, "hostname": "far-away"}
-    assert recorded[3].data == {"epoch": 1, "total": 2, "eta_seconds": 3.5}
+    # The contract's names (docs/trainer-contract.md), whichever the trainer used.
+    progress = {"epoch": 1, "epochs": 2, "batch": None, "batches": None, "eta_s": 3.5, "phase": "train"}
+    assert recorded[3].data == progress
     assert recorded[-1].data["status"] == "completed"
     job = reader.get(f"/api/v1/training/jobs/{job_id}").json()
     assert job["status"] == "completed"
@@ -207,9 +210,9 @@ def test_a_stale_attempt_is_409_and_changes_nothing(
 ) -> None:
     job_id, old_token = running
     with db.session() as s:
-        recovery.requeue(s, lock_job(s, job_id), "worker lost", max_attempts=3)
+        state.requeue(s, lock_job(s, job_id), "worker lost", max_attempts=3)
     with db.session() as s:
-        reports.claim(s, job_id, 2, "worker-b", 60)
+        state.claim(s, job_id, 2, "worker-b", 60)
     before = snapshot(db, job_id)
     response = client.post(url(job_id, endpoint), json=ENDPOINT_BODIES[endpoint], headers=bearer(old_token))
     assert response.status_code == 409, response.text
@@ -229,7 +232,7 @@ def test_a_finished_job_is_409_and_changes_nothing(
 ) -> None:
     job_id, token = running
     with db.session() as s:
-        reports.complete(s, job_id, 1, {"epochs_completed": 2})
+        state.complete(s, job_id, 1, {"epochs_completed": 2})
     before = snapshot(db, job_id)
     response = client.post(url(job_id, endpoint), json=ENDPOINT_BODIES[endpoint], headers=bearer(token))
     assert response.status_code == 409, response.text
@@ -252,8 +255,8 @@ def test_a_queued_job_takes_no_reports(client: TestClient, db: Database) -> None
 @pytest.mark.parametrize(
     ("endpoint", "body", "field"),
     [
-        ("completion", {"status": "failed", "error_code": "OOM"}, "body"),
-        ("completion", {"status": "paused"}, "status"),  # "stopped" is a valid outcome since stop/resume
+        ("completion", {"status": "failed", "error_code": "OOM"}, "failed.message"),
+        ("completion", {"status": "paused"}, "body"),  # "stopped" is a valid outcome since stop/resume
         ("progress", {"epoch": -1, "total_epochs": 2}, "epoch"),
         ("metrics", {"epoch": 1, "train": {"loss": "high"}}, "train.loss"),
         ("log", {"logs": []}, "logs"),
@@ -314,3 +317,113 @@ def test_tokens_are_per_attempt_and_never_stored(
         job = s.get_one(TrainingJob, job_id)
         assert job.callback_token_hash == token_hash(token)
         assert token not in repr(job.__dict__)
+
+
+# -- bad input from a trainer: 4xx, never a 500, never a half-written job (issue 11) ------------------
+
+
+@pytest.mark.parametrize("header", ["X-Job-Token", "Authorization"])
+@pytest.mark.parametrize("mangle", ["digit", "letter", "space"])
+def test_a_token_with_characters_beyond_ascii_is_401(
+    client: TestClient, db: Database, running: tuple[int, str], header: str, mangle: str
+) -> None:
+    job_id, token = running
+    prefix, attempt, signature = token.split(".")
+    bad = {
+        "digit": f"{prefix}.\u00b2.{signature}",  # '²'.isdigit() holds, int('²') fails
+        "letter": f"{prefix}.{attempt}.{signature[:-1]}\u00e9",
+        "space": f"{prefix}.{attempt}.{signature}\u00a0",
+    }[mangle]
+    value = bad if header == "X-Job-Token" else f"Bearer {bad}"
+    before = snapshot(db, job_id)
+    response = client.post(
+        url(job_id, "progress"), json=ENDPOINT_BODIES["progress"], headers={header: value.encode("latin-1")}
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "UNAUTHORIZED"
+    assert snapshot(db, job_id) == before
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "field"),
+    [
+        ("progress", {"epoch": 10**30, "epochs": 2}, "epoch"),
+        ("progress", {"epoch": 1, "epochs": 10**30}, "epochs"),
+        ("metrics", {"epoch": 10**30, "train": {}, "val": {}}, "epoch"),
+        ("checkpoint", {"kind": "best", "path": "s3://b/best.pt", "epoch": 10**30}, "epoch"),
+        (
+            "completion",
+            {"status": "completed", "results": {"best_epoch": 10**30}},
+            "completed.results.best_epoch",
+        ),
+        ("log", {"message": "x", "timestamp": "0001-01-01T00:00:00Z"}, "logs.0.timestamp"),
+        ("log", {"message": "x", "timestamp": "9999-12-31T23:59:59-05:00"}, "logs.0.timestamp"),
+    ],
+)
+def test_numbers_and_dates_out_of_range_are_422(
+    client: TestClient,
+    db: Database,
+    running: tuple[int, str],
+    endpoint: str,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    job_id, token = running
+    before = snapshot(db, job_id)
+    response = client.post(url(job_id, endpoint), json=body, headers=bearer(token))
+    assert response.status_code == 422, response.text
+    assert any(e["field"] == field for e in response.json()["errors"]), response.json()
+    assert snapshot(db, job_id) == before
+
+
+def test_metrics_that_are_not_finite_are_kept_as_null_and_every_event_stays_json(
+    client: TestClient, reader: TestClient, db: Database, running: tuple[int, str]
+) -> None:
+    job_id, token = running
+    # What Python's json.dumps writes for float('nan') and float('inf'): not JSON, but trainers send it.
+    raw = (
+        '{"epoch": 1, "train": {"loss": NaN}, '
+        '"val": {"mAP50": Infinity, "precision": -Infinity, "recall": 0.5}}'
+    )
+    headers = {**bearer(token), "Content-Type": "application/json"}
+    assert client.post(url(job_id, "metrics"), content=raw, headers=headers).status_code == 200
+    checkpoint = '{"kind": "best", "path": "s3://b/best.pt", "epoch": 1, "metrics": {"mAP50": NaN}}'
+    assert client.post(url(job_id, "checkpoint"), content=checkpoint, headers=headers).status_code == 200
+    done = (
+        '{"status": "completed", '
+        '"results": {"best_metrics": {"mAP50": NaN}, "training_time_seconds": Infinity}}'
+    )
+    assert client.post(url(job_id, "completion"), content=done, headers=headers).status_code == 200
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"{constant} in an event: not JSON")
+
+    stream = reader.get(f"/api/v1/training/jobs/{job_id}/events").text
+    data = [line.removeprefix("data: ") for line in stream.splitlines() if line.startswith("data: ")]
+    events = [json.loads(line, parse_constant=strict) for line in data]
+    metrics = next(e["data"] for e in events if e["type"] == "metrics")
+    assert metrics == {
+        "epoch": 1,
+        "train": {"loss": None},
+        "val": {"mAP50": None, "precision": None, "recall": 0.5},
+    }
+    assert next(e["data"] for e in events if e["type"] == "checkpoint")["metrics"] == {"mAP50": None}
+    results = events[-1]["data"]["results"]
+    assert results["best_metrics"] == {"mAP50": None} and results["training_time_seconds"] is None
+    history = reader.get(f"/api/v1/training/jobs/{job_id}/metrics").json()
+    assert history["epochs"][0]["val_metrics"] == {"mAP50": None, "precision": None, "recall": 0.5}
+
+
+def test_a_refused_checkpoint_path_reveals_no_server_folder(
+    client: TestClient, db: Database, running: tuple[int, str], tmp_path: Path
+) -> None:
+    job_id, token = running
+    runs = str(get_settings().runs_dir.resolve())
+    outside = tmp_path / "elsewhere.pt"
+    outside.write_bytes(b"weights")
+    for path in (str(outside), f"{runs}/../secret.pt", "/etc/passwd"):
+        response = client.post(
+            url(job_id, "checkpoint"), json={"kind": "best", "path": path}, headers=bearer(token)
+        )
+        assert response.status_code == 422, response.text
+        assert runs not in response.text and str(get_settings().resolved_data_dir) not in response.text

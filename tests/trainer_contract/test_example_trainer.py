@@ -24,7 +24,7 @@ from app.core.events import EventType, record_event
 from app.core.jobs import JobStatus
 from app.core.security import job_token
 from app.models import Project, TrainingJob
-from app.training import reports
+from app.training import state
 from tests.conftest import bearer_headers, clear_caches, make_api_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -181,7 +181,11 @@ def assert_shows_up_like_a_yolo_job(stack: Stack, job_id: int, events: list[dict
         "completed",
     ]
     progress = [e["data"] for e in events if e["type"] == "progress"]
-    assert [(p["epoch"], p["total"]) for p in progress] == [(n, EPOCHS) for n in range(1, EPOCHS + 1)]
+    assert all(set(p) == {"epoch", "epochs", "batch", "batches", "eta_s", "phase"} for p in progress)
+    ends = [(p["epoch"], p["epochs"], p["phase"]) for p in progress if p["batch"] is None]
+    assert ends == [(1, EPOCHS, "train"), (2, EPOCHS, "train"), (EPOCHS, EPOCHS, "final")]
+    within = [p for p in progress if p["batch"] is not None]
+    assert all(p["phase"] == "train" and 1 <= p["batch"] <= p["batches"] for p in within)
     metrics = [e["data"] for e in events if e["type"] == "metrics"]
     assert [m["epoch"] for m in metrics] == list(range(1, EPOCHS + 1))
     assert all("loss" in m["train"] and "accuracy" in m["val"] for m in metrics)
@@ -259,7 +263,7 @@ def _running_job_without_a_worker(db: Database, name: str) -> int:
         record_event(s, job, EventType.STATUS, {"status": JobStatus.QUEUED, "attempt": 1})
         job_id = job.id
     with db.session() as s:
-        assert reports.claim(s, job_id, 1, "external-trainer", ttl_seconds=600) is not None
+        assert state.claim(s, job_id, 1, "external-trainer", ttl_seconds=600) is not None
     return job_id
 
 

@@ -3,6 +3,8 @@ every few seconds, at once on ERROR; a failed flush never stops training and los
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,8 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from workers import sdk as sdk_module
-from workers.sdk import (
+from trainyard_sdk import TrainerContext
+from trainyard_sdk import sdk as sdk_module
+from trainyard_sdk.context import ENV_VARS
+from trainyard_sdk.reports import ProgressReport, Report
+from trainyard_sdk.sdk import (
     FLUSH_AT_ENTRIES,
     FLUSH_EVERY_SECONDS,
     HttpTransport,
@@ -28,9 +33,9 @@ class Recording:
         self.reports: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def send(self, report: dict[str, Any]) -> None:
+    def send(self, report: Report) -> None:
         with self.lock:
-            self.reports.append(json.loads(json.dumps(report)))
+            self.reports.append(report.model_dump(mode="json"))
 
     def logs(self) -> list[str]:
         with self.lock:
@@ -50,8 +55,8 @@ class Failing(Recording):
         self.down.set()
         self.attempts = 0
 
-    def send(self, report: dict[str, Any]) -> None:
-        if report["type"] == "log":
+    def send(self, report: Report) -> None:
+        if report.type == "log":
             self.attempts += 1
             if self.down.is_set():
                 raise ConnectionError("the API is away")
@@ -72,7 +77,7 @@ def make_sdk() -> Iterator[Callable[..., TrainerSDK]]:
     made: list[TrainerSDK] = []
 
     def make(transport: Any, flush_every: float = 60.0) -> TrainerSDK:
-        made.append(TrainerSDK(transport, job_id=1, config={}, flush_every=flush_every))
+        made.append(TrainerSDK(transport, flush_every=flush_every))
         return made[-1]
 
     yield make
@@ -83,7 +88,7 @@ def make_sdk() -> Iterator[Callable[..., TrainerSDK]]:
 
 def test_the_documented_defaults() -> None:
     assert (FLUSH_AT_ENTRIES, FLUSH_EVERY_SECONDS) == (50, 5.0)
-    assert TrainerSDK(Recording(), 1, {}).flush_every == 5.0
+    assert TrainerSDK(Recording()).flush_every == 5.0
 
 
 def test_entries_wait_until_fifty_then_go_as_one_batch(make_sdk: Callable[..., TrainerSDK]) -> None:
@@ -202,7 +207,16 @@ def test_from_env_uses_the_workers_pipe_when_given(clean_env: pytest.MonkeyPatch
     sdk.close()
     with os.fdopen(read_fd) as reader:
         first = json.loads(reader.readline())
-    assert first == {"type": "progress", "epoch": 1, "total_epochs": 3, "eta_seconds": None}
+    assert first == {
+        "type": "progress",
+        "attempt": None,
+        "epoch": 1,
+        "epochs": 3,
+        "batch": None,
+        "batches": None,
+        "eta_s": None,
+        "phase": "train",
+    }
 
 
 def test_from_env_reports_over_http_without_a_pipe(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -232,7 +246,7 @@ def test_http_transport_maps_each_report_to_its_endpoint(monkeypatch: pytest.Mon
         seen.append((request.url.path, request.headers.get("authorization"), json.loads(request.content)))
         return httpx.Response(200, json={"status": "ok"})
 
-    sdk = TrainerSDK(http_transport(handler), 1, {})
+    sdk = TrainerSDK(http_transport(handler))
     sdk.report_started(pid=1)
     sdk.report_metrics(1, {"loss": 0.5}, {"acc": 0.9})
     sdk.report_checkpoint("best", "s3://b/best.pt", 1, {"acc": 0.9})
@@ -249,8 +263,10 @@ def test_http_transport_maps_each_report_to_its_endpoint(monkeypatch: pytest.Mon
         "/cb/completion",
     ]
     assert {auth for _, auth, _ in seen} == {"Bearer tok"}
-    assert seen[3][2] == {"status": "failed", "error_code": "OOM", "error_message": "out of memory"}
-    assert seen[5][2] == {"status": "completed", "results": {"epochs_completed": 1}}
+    # The protocol's own messages, as the callback API takes them (artifacts stay on the trainer's machine).
+    assert seen[3][2] == {"type": "failed", "attempt": None, "error_code": "OOM", "message": "out of memory"}
+    assert seen[5][2]["type"] == "completed" and "artifacts" not in seen[5][2]
+    assert seen[5][2]["results"]["epochs_completed"] == 1
     assert seen[4][2]["logs"][0]["message"] == "x"
 
 
@@ -264,9 +280,83 @@ def test_http_transport_retries_server_errors_but_not_refusals(monkeypatch: pyte
         return httpx.Response(answers.pop(0), json={"detail": "training job 1 is finished"})
 
     transport = http_transport(handler)
-    transport.send({"type": "progress", "epoch": 1, "total_epochs": 2})
+    transport.send(ProgressReport(epoch=1, epochs=2))
     assert calls == [503, 200]
     with pytest.raises(ReportRefused) as refused:
-        transport.send({"type": "progress", "epoch": 2, "total_epochs": 2})
+        transport.send(ProgressReport(epoch=2, epochs=2))
     assert refused.value.status == 409 and "finished" in str(refused.value)
     assert calls == [503, 200, 409]
+
+
+# -- what the SDK is made of ----------------------------------------------------------------------
+
+
+def test_the_sdk_imports_without_the_server_or_torch() -> None:
+    """An outside trainer depends on trainyard_sdk alone: no FastAPI, SQLAlchemy or torch in sight."""
+    check = """
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"fastapi", "starlette", "sqlalchemy", "torch", "app", "workers"}:
+            raise ImportError(f"{name} is blocked")
+        return None
+sys.meta_path.insert(0, Blocked())
+from trainyard_sdk import ReportType, TrainerContext, TrainerSDK
+from trainyard_sdk.reports import parse_report
+assert parse_report(b'{"type": "stopped"}').type == ReportType.STOPPED
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_progress_within_an_epoch_goes_out_at_most_once_a_second(
+    make_sdk: Callable[..., TrainerSDK], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(sdk_module.time, "monotonic", lambda: clock[0])
+    transport = Recording()
+    sdk = make_sdk(transport)
+    sent = []
+    for batch in range(1, 21):  # 20 batches, 0.25 s apart
+        sent.append(sdk.report_progress(1, 2, batch=batch, batches=20))
+        clock[0] += 0.25
+    sdk.report_progress(1, 2, batch=20, batches=20, phase="val")  # a new phase always goes
+    sdk.report_progress(1, 2)  # the epoch's end always goes
+    sdk.report_progress(2, 2, batch=1, batches=20)  # a new epoch too
+    batches = [r["batch"] for r in transport.reports]
+    assert batches == [1, 5, 9, 13, 17, 20, 20, None, 1]
+    assert sent.count(True) == 6
+    assert [r["phase"] for r in transport.reports][-3:] == ["val", "train", "train"]
+
+
+def test_the_context_round_trips_through_the_environment(tmp_path: Path) -> None:
+    context = TrainerContext(
+        job_id=7,
+        attempt=2,
+        framework="ultralytics",
+        task_type="detection",
+        model_name="yolo11n",
+        model_source="yolo11n.yaml",
+        dataset_path=tmp_path / "data",
+        device="0",
+        run_dir=tmp_path / "run",
+        resume_from=tmp_path / "run" / "resume" / "last.pt",
+        config={"epochs": 3, "lr0": 0.01, "imgsz": 96, "batch": 8},
+        report_fd=9,
+        callback_url="http://api/cb",
+        token="ty1.2.abc",
+    )
+    env = context.to_env()
+    # The conveniences external trainers in other languages read.
+    assert (env["EPOCHS"], env["BATCH_SIZE"], env["LEARNING_RATE"], env["IMGSZ"]) == ("3", "8", "0.01", "96")
+    assert set(env) <= ENV_VARS
+    assert TrainerContext.from_env(env) == context
+    # A config too large for the environment travels in a file the worker wrote.
+    big = {"names": ["x" * 100] * 400}
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(big))
+    large = context.model_copy(update={"config": big, "config_path": config_file})
+    assert not large.config_fits_env()
+    assert "CONFIG" not in large.to_env()
+    assert TrainerContext.from_env(large.to_env()).config == big

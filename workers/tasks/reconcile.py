@@ -6,7 +6,7 @@ from datetime import timedelta
 from app.core.db import get_database
 from app.core.settings import get_settings
 from app.core.tasks import TaskName
-from app.training import recovery
+from app.training import reconcile as repairs
 from workers.celery_app import celery_app
 
 log = logging.getLogger("operations.training")
@@ -16,11 +16,11 @@ log = logging.getLogger("operations.training")
 def reconcile() -> dict[str, list[int]]:
     settings = get_settings()
     with get_database().session() as session:
-        requeued = recovery.requeue_expired_leases(session, settings.max_attempts)
-        redispatched = recovery.redispatch_stale_queued(
+        requeued = repairs.requeue_expired_leases(session, settings.max_attempts)
+        redispatched = repairs.redispatch_stale_queued(
             session, timedelta(seconds=settings.redispatch_after_seconds)
         )
-        released = recovery.release_idle_versions(session)
+        released = repairs.release_idle_versions(session)
     if requeued or redispatched or released:
         log.info(
             "reconciled: requeued %s, redispatched %s, released versions %s", requeued, redispatched, released

@@ -1,8 +1,10 @@
 """The built-in Ultralytics trainer: a child process of the worker, reporting through TrainerSDK.
 
-Run as `python -m workers.ultralytics.trainer` with the job in the environment (see workers/runner.py).
+Run as `python -m workers.ultralytics.trainer`; everything it knows about its job comes from
+`sdk.context` (docs/trainer-contract.md), which the worker prepared (workers/inputs.py).
 """
 
+import csv
 import os
 import shutil
 import signal
@@ -13,7 +15,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from workers.sdk import TrainerSDK
+import yaml
+
+from trainyard_sdk import Phase, TrainerSDK
 from workers.ultralytics.metrics import split_metrics
 from workers.ultralytics.offline import prepare_offline
 
@@ -23,6 +27,7 @@ ULTRALYTICS_TASK = {
     "classification": "classify",
     "pose": "pose",
 }
+ARTIFACTS = ("results.csv", "args.yaml")
 
 
 class StopRequested(Exception):
@@ -41,25 +46,46 @@ class Reporter:
         self.best_epoch: int | None = None
         self.best_metrics: dict[str, float] = {}
         self.final_metrics: dict[str, float] = {}
-        self.last_epoch = 0
+        self.batch = 0
         self.stop = threading.Event()
-        self.faults = Faults.from_env()
 
     def attach(self, model: Any) -> None:
+        model.add_callback("on_pretrain_routine_start", self.on_pretrain_routine_start)
         model.add_callback("on_train_start", self.on_train_start)
+        model.add_callback("on_train_epoch_start", self.on_train_epoch_start)
         model.add_callback("on_train_batch_end", self.on_train_batch_end)
+        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
         model.add_callback("on_model_save", self.on_model_save)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def on_pretrain_routine_start(self, trainer: Any) -> None:
+        self.sdk.report_progress(0, trainer.epochs, phase=Phase.SETUP)
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.started = time.monotonic()
+        self.sdk.log_info(f"training {trainer.epochs} epochs from epoch {trainer.start_epoch + 1}")
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        self.batch = 0
 
     def on_train_batch_end(self, trainer: Any) -> None:
         # A stop lands between two steps; the last finished epoch's last.pt (with its optimizer
         # state, since Ultralytics' own trainer.stop would strip it) is what a resume starts from.
         if self.stop.is_set():
             raise StopRequested
+        self.batch += 1
+        batches = len(trainer.train_loader)
+        eta = self._eta(trainer, trainer.epoch + min(self.batch / batches, 1.0))
+        self.sdk.report_progress(
+            trainer.epoch + 1, trainer.epochs, batch=self.batch, batches=batches, eta_s=eta
+        )
 
-    def on_train_start(self, trainer: Any) -> None:
-        self.started = time.monotonic()
-        self.sdk.log_info(f"training {trainer.epochs} epochs from epoch {trainer.start_epoch + 1}")
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        batches = len(trainer.train_loader)
+        eta = self._eta(trainer, trainer.epoch + 1)
+        self.sdk.report_progress(
+            trainer.epoch + 1, trainer.epochs, batch=batches, batches=batches, eta_s=eta, phase=Phase.VAL
+        )
 
     def on_model_save(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
@@ -82,16 +108,26 @@ class Reporter:
             self.final_metrics = val
             return
         self.reported_epochs.add(epoch)
-        self.last_epoch = epoch
         self.final_metrics = val
-        elapsed = time.monotonic() - self.started
-        done = epoch - trainer.start_epoch
-        eta = elapsed / done * (trainer.epochs - epoch) if done > 0 else None
+        last = trainer.stop or epoch >= trainer.epochs
         self.sdk.report_metrics(epoch, train, val)
-        self.sdk.report_progress(epoch, trainer.epochs, eta)
-        self.faults.maybe_raise(epoch)
-        if self.stop.is_set() and epoch < trainer.epochs:
+        # An epoch's end (no batch): the job counts it done. After the last, the final validation.
+        self.sdk.report_progress(
+            epoch,
+            trainer.epochs,
+            eta_s=None if last else self._eta(trainer, epoch),
+            phase=Phase.FINAL if last else Phase.TRAIN,
+        )
+        if self.stop.is_set() and not last:
             raise StopRequested
+
+    def _eta(self, trainer: Any, done: float) -> float | None:
+        """Seconds left, from the pace so far (`done`: epochs done, fractional within an epoch)."""
+        trained = done - trainer.start_epoch
+        if trained <= 0:
+            return None
+        left = trainer.epochs - done
+        return round(max(left, 0.0) * (time.monotonic() - self.started) / trained, 1)
 
     def _snapshot(self, kind: str, source: Path, epoch: int, metrics: dict[str, float]) -> None:
         target = self.snapshots / f"{kind}-epoch{epoch}.pt"
@@ -109,27 +145,6 @@ class Reporter:
         }
 
 
-class Faults:
-    """Fault injection for the fault-tolerance tests: `TRAINYARD_FAULT=transient:<epoch>:<attempt>`
-    makes that attempt fail with a transient error after that epoch. Unset in normal operation."""
-
-    def __init__(self, epoch: int | None, attempt: int | None) -> None:
-        self.epoch = epoch
-        self.attempt = attempt
-
-    @classmethod
-    def from_env(cls) -> "Faults":
-        spec = os.environ.get("TRAINYARD_FAULT", "")
-        if not spec.startswith("transient:"):
-            return cls(None, None)
-        _kind, epoch, attempt = spec.split(":")
-        return cls(int(epoch), int(attempt))
-
-    def maybe_raise(self, epoch: int) -> None:
-        if epoch == self.epoch and os.environ.get("ATTEMPT") == str(self.attempt):
-            raise ConnectionError(f"injected transient fault after epoch {epoch}")
-
-
 def classify_error(exc: BaseException) -> tuple[str, str]:
     """Map a failure to the seeds' error codes with a message a user can act on."""
     text = f"{type(exc).__name__}: {exc}"
@@ -145,60 +160,95 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 
 
 def train(sdk: TrainerSDK) -> None:
-    env = os.environ
-    run_dir = Path(env["RUN_DIR"])
-    prepare_offline(Path(env["YOLO_CONFIG_DIR"]))
+    context = sdk.context
+    assert context.run_dir is not None and context.dataset_path is not None, "a worker prepares both"
+    run_dir = context.run_dir
+    prepare_offline(Path(os.environ.get("YOLO_CONFIG_DIR") or run_dir / "ultralytics"))
     from ultralytics import YOLO
 
-    task = ULTRALYTICS_TASK[env["TASK_TYPE"]]
-    dataset = Path(env["DATASET_PATH"])
-    data = str(dataset if task == "classify" else dataset / "data.yaml")
+    task = ULTRALYTICS_TASK[context.task_type]
+    data = str(context.dataset_path if task == "classify" else context.dataset_path / "data.yaml")
     reporter = Reporter(sdk, run_dir / "snapshots")
     signal.signal(signal.SIGUSR1, lambda *_: reporter.stop.set())
-    resume_from = env.get("RESUME_FROM")
+    resume_from = context.resume_from
     sdk.report_started(
         pid=os.getpid(),
-        device=env.get("DEVICE"),
-        resumed_from=resume_from,
-        model_source=env.get("MODEL_SOURCE"),
+        device=context.device,
+        resumed_from=str(resume_from) if resume_from else None,
+        model_source=context.model_source,
     )
     if resume_from:
-        model = YOLO(resume_from, task=task)
+        model = YOLO(str(resume_from), task=task)
         reporter.attach(model)
         # save_dir: the checkpoint remembers the old attempt's folder, possibly on another host.
         try:
-            model.train(resume=True, data=data, device=env.get("DEVICE"), save_dir=str(run_dir / "train"))
+            model.train(resume=True, data=data, device=context.device, save_dir=str(run_dir / "train"))
         except AssertionError as exc:
             if "nothing to resume" not in str(exc):
                 raise
             # The previous attempt finished its last epoch but was lost before it said so.
             sdk.log_info("the checkpoint already covers every epoch; nothing left to train")
-            sdk.report_completed(reporter.results(int(env.get("EPOCHS") or 0)))
+            results, artifacts = recovered_results(resume_from, run_dir / "recovered")
+            sdk.report_completed(results, artifacts)
             return
     else:
-        model = YOLO(env["MODEL_SOURCE"], task=task)
+        model = YOLO(context.model_source, task=task)
         reporter.attach(model)
-        config = sdk.get_full_config()
-        config.update(data=data, device=env.get("DEVICE"), project=str(run_dir), name="train", exist_ok=True)
+        config = dict(context.config)
+        config.update(data=data, device=context.device, project=str(run_dir), name="train", exist_ok=True)
         model.train(**config)
     trainer: Any = model.trainer
     save_dir = Path(trainer.save_dir)
-    artifacts = {name: str(save_dir / name) for name in ("results.csv", "args.yaml")}
+    artifacts = {name: str(save_dir / name) for name in ARTIFACTS}
     results = reporter.results(trainer.epoch + 1)
     results["model_info"] = model_info(trainer)  # what the model registry records
     sdk.report_completed(results, artifacts)
 
 
+def recovered_results(checkpoint: Path, folder: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """What a finished run would have reported, from its last checkpoint: the epochs done, the run's
+    results.csv and args.yaml and the model's facts. Best and final metrics the API completes from
+    what the earlier attempts recorded (app/training/results.py)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    args: dict[str, Any] = dict(ckpt.get("train_args") or {})
+    columns: dict[str, list[Any]] = dict(ckpt.get("train_results") or {})
+    folder.mkdir(parents=True, exist_ok=True)
+    artifacts = {}
+    if columns:
+        with (folder / "results.csv").open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(columns)
+            writer.writerows(zip(*columns.values(), strict=True))
+        artifacts["results.csv"] = str(folder / "results.csv")
+    if args:
+        (folder / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
+        artifacts["args.yaml"] = str(folder / "args.yaml")
+    names = getattr(ckpt.get("ema") or ckpt.get("model"), "names", None)
+    seconds = (columns.get("time") or [None])[-1]
+    results = {
+        "epochs_completed": int(ckpt.get("epoch", -1)) + 1 or None,
+        "training_time_seconds": float(seconds) if seconds is not None else None,
+        "model_info": _model_facts(names, args.get("imgsz")),
+    }
+    return results, artifacts
+
+
 def model_info(trainer: Any) -> dict[str, Any]:
     """Class names, input size and the package versions the weights were trained with."""
+    names = getattr(trainer.data, "get", lambda *_: None)("names") if trainer.data else None
+    return _model_facts(names, trainer.args.imgsz)
+
+
+def _model_facts(names: Any, imgsz: Any) -> dict[str, Any]:
     from importlib.metadata import version
 
-    names = getattr(trainer.data, "get", lambda *_: None)("names") if trainer.data else None
     if isinstance(names, dict):
         names = [str(names[k]) for k in sorted(names)]
     return {
         "class_names": list(names or []),
-        "imgsz": int(trainer.args.imgsz) if isinstance(trainer.args.imgsz, int) else None,
+        "imgsz": int(imgsz) if isinstance(imgsz, int) else None,
         "package_versions": {name: version(name) for name in ("ultralytics", "torch")},
     }
 

@@ -1,29 +1,49 @@
-"""TrainerSDK: how any trainer process reports to Trainyard.
+"""TrainerSDK: how any trainer process reports to Trainyard (docs/trainer-contract.md).
 
-The worker starts a trainer as a child process with the job in its environment; the trainer calls
-`TrainerSDK.from_env()` and reports through it. Two transports: the worker's own pipe (the
-`TRAINYARD_REPORT_FD` descriptor; the worker applies each report to the job, fenced by its attempt),
-and HTTP to the callback API (`CALLBACK_URL` + `TRAINYARD_JOB_TOKEN`) for trainers that run anywhere.
+The worker starts a trainer as a child process with its context in the environment; the trainer calls
+`TrainerSDK.from_env()`, reads its job from `sdk.context` and reports through the SDK. Every report is
+one of the protocol's models (trainyard_sdk/reports.py), whichever transport carries it: the worker's
+own pipe (`TRAINYARD_REPORT_FD`; the worker applies each report to the job, fenced by its attempt), or
+HTTP to the callback API (`CALLBACK_URL` + `TRAINYARD_JOB_TOKEN`) for trainers that run anywhere.
 
-Log entries are buffered and sent by a background thread: at 50 entries, every 5 seconds, and at once
-on ERROR. A failed flush never stops (nor slows) training: the entries stay buffered (up to
-MAX_BUFFERED, oldest dropped first) and go out with a later flush.
+Progress within an epoch goes out at most once every PROGRESS_EVERY_SECONDS; an epoch's end and a
+change of phase always go out. Log entries are buffered and sent by a background thread: at 50
+entries, every 5 seconds, and at once on ERROR. A failed flush never stops (nor slows) training: the
+entries stay buffered (up to MAX_BUFFERED, oldest dropped first) and go out with a later flush.
+
+This package needs pydantic and httpx only: no web framework, no database, no torch.
 """
 
-import json
 import logging
 import os
 import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any, Protocol
 
 import httpx
 
+from trainyard_sdk.context import TrainerContext
+from trainyard_sdk.reports import (
+    CheckpointReport,
+    CompletedReport,
+    FailedReport,
+    LogEntry,
+    LogReport,
+    MetricsReport,
+    Phase,
+    ProgressReport,
+    Report,
+    ReportType,
+    StartedReport,
+    StoppedReport,
+    TrainingResults,
+)
+
 log = logging.getLogger("operations.training")
 
+PROGRESS_EVERY_SECONDS = 1.0
 FLUSH_AT_ENTRIES = 50
 FLUSH_EVERY_SECONDS = 5.0
 MAX_BUFFERED = 10_000
@@ -32,20 +52,8 @@ BASIC_KEYS = frozenset(
 )
 
 
-def _jsonable(value: Any) -> Any:
-    # Trainers hand over numpy and torch scalars; anything else non-JSON is shown, not lost.
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, default=_jsonable)
-
-
 class Transport(Protocol):
-    def send(self, report: dict[str, Any]) -> None: ...
+    def send(self, report: Report) -> None: ...
 
 
 class PipeTransport:
@@ -55,8 +63,8 @@ class PipeTransport:
         self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
         self._lock = threading.Lock()
 
-    def send(self, report: dict[str, Any]) -> None:
-        line = to_json(report)
+    def send(self, report: Report) -> None:
+        line = report.model_dump_json()
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
@@ -75,14 +83,14 @@ class HttpTransport:
     """Reports to the callback API (`POST {callback_url}/{started,progress,...}`), with the job token."""
 
     ENDPOINTS = {
-        "started": "started",
-        "progress": "progress",
-        "metrics": "metrics",
-        "checkpoint": "checkpoint",
-        "log": "log",
-        "completed": "completion",
-        "failed": "completion",
-        "stopped": "completion",
+        ReportType.STARTED: "started",
+        ReportType.PROGRESS: "progress",
+        ReportType.METRICS: "metrics",
+        ReportType.CHECKPOINT: "checkpoint",
+        ReportType.LOG: "log",
+        ReportType.COMPLETED: "completion",
+        ReportType.FAILED: "completion",
+        ReportType.STOPPED: "completion",
     }
 
     def __init__(
@@ -98,9 +106,10 @@ class HttpTransport:
         self._client = client or httpx.Client(timeout=timeout)
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
-    def send(self, report: dict[str, Any]) -> None:
-        url = f"{self.callback_url}/{self.ENDPOINTS[report['type']]}"
-        content = to_json(self._body(report))
+    def send(self, report: Report) -> None:
+        url = f"{self.callback_url}/{self.ENDPOINTS[report.type]}"
+        # Artifacts are files of the trainer's machine; an HTTP trainer uploads what it wants kept.
+        content = report.model_dump_json(exclude={"artifacts"})
         for attempt in range(1, self.retries + 1):
             last = attempt == self.retries
             try:
@@ -115,22 +124,6 @@ class HttpTransport:
                 if response.status_code < 500 or last:
                     raise ReportRefused(response.status_code, _problem_detail(response))
             time.sleep(0.5 * 2 ** (attempt - 1))
-
-    @staticmethod
-    def _body(report: dict[str, Any]) -> dict[str, Any]:
-        kind = report["type"]
-        if kind == "completed":
-            # Artifacts are files of the trainer's machine; an HTTP trainer uploads what it wants kept.
-            return {"status": "completed", "results": report["results"]}
-        if kind == "stopped":
-            return {"status": "stopped"}
-        if kind == "failed":
-            return {
-                "status": "failed",
-                "error_code": report["error_code"],
-                "error_message": report["message"],
-            }
-        return {k: v for k, v in report.items() if k != "type"}
 
     def close(self) -> None:
         self._client.close()
@@ -149,23 +142,22 @@ class ConsoleTransport:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream or sys.stderr
 
-    def send(self, report: dict[str, Any]) -> None:
-        print(to_json(report), file=self._stream, flush=True)
+    def send(self, report: Report) -> None:
+        print(report.model_dump_json(), file=self._stream, flush=True)
 
 
 class TrainerSDK:
     def __init__(
         self,
         transport: Transport,
-        job_id: int,
-        config: dict[str, Any],
+        context: TrainerContext | None = None,
         flush_every: float = FLUSH_EVERY_SECONDS,
     ) -> None:
         self.transport = transport
-        self.job_id = job_id
-        self.config = config
+        self.context = context or TrainerContext()
         self.flush_every = flush_every
         self.dropped = 0
+        self._last_progress: tuple[float, int, Phase] | None = None
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()  # guards the buffer
         self._flush_lock = threading.Lock()  # one flush at a time, so entries go out in order
@@ -177,20 +169,24 @@ class TrainerSDK:
     @classmethod
     def from_env(cls) -> "TrainerSDK":
         """The job of this process, from the environment the worker (or whoever started it) set."""
-        env = os.environ
-        if env.get("CONFIG_PATH"):
-            config = json.loads(Path(env["CONFIG_PATH"]).read_text())
-        else:
-            config = json.loads(env.get("CONFIG") or "{}")
+        context = TrainerContext.from_env()
         transport: Transport
-        if env.get("TRAINYARD_REPORT_FD"):
-            transport = PipeTransport(int(env["TRAINYARD_REPORT_FD"]))
-        elif env.get("CALLBACK_URL"):
-            transport = HttpTransport(env["CALLBACK_URL"], env["TRAINYARD_JOB_TOKEN"])
+        if context.report_fd is not None:
+            transport = PipeTransport(context.report_fd)
+        elif context.callback_url and context.token:
+            transport = HttpTransport(context.callback_url, context.token)
         else:
             log.warning("neither TRAINYARD_REPORT_FD nor CALLBACK_URL is set; reports go to stderr")
             transport = ConsoleTransport()
-        return cls(transport, int(env.get("JOB_ID") or 0), config)
+        return cls(transport, context)
+
+    @property
+    def job_id(self) -> int:
+        return self.context.job_id
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.context.config
 
     # Configuration -------------------------------------------------------------------------------
     def get_full_config(self) -> dict[str, Any]:
@@ -204,33 +200,61 @@ class TrainerSDK:
 
     # Reports -------------------------------------------------------------------------------------
     def report_started(self, **info: Any) -> None:
-        self._send({"type": "started", **info})
+        self._send(StartedReport(**info))
 
-    def report_progress(self, epoch: int, total_epochs: int, eta_seconds: float | None = None) -> None:
-        self._send(
-            {"type": "progress", "epoch": epoch, "total_epochs": total_epochs, "eta_seconds": eta_seconds}
+    def report_progress(
+        self,
+        epoch: int,
+        epochs: int,
+        *,
+        batch: int | None = None,
+        batches: int | None = None,
+        eta_s: float | None = None,
+        phase: Phase | str = Phase.TRAIN,
+    ) -> bool:
+        """Where training is; False when skipped because the last report is under a second old
+        (an epoch's end, `batch` None or the last batch, and a new phase are never skipped)."""
+        report = ProgressReport(
+            epoch=epoch, epochs=epochs, batch=batch, batches=batches, eta_s=eta_s, phase=Phase(phase)
         )
+        now = time.monotonic()
+        within_epoch = batch is not None and (batches is None or batch < batches)
+        last = self._last_progress
+        if (
+            within_epoch
+            and last is not None
+            and (epoch, report.phase) == last[1:]
+            and now - last[0] < (PROGRESS_EVERY_SECONDS)
+        ):
+            return False
+        self._last_progress = (now, epoch, report.phase)
+        self._send(report)
+        return True
 
     def report_metrics(self, epoch: int, train: dict[str, float], val: dict[str, float]) -> None:
-        self._send({"type": "metrics", "epoch": epoch, "train": train, "val": val})
+        self._send(MetricsReport(epoch=epoch, train=train, val=val))
 
     def report_checkpoint(self, kind: str, path: str, epoch: int | None, metrics: dict[str, float]) -> None:
         """Under a worker, `path` is a file the trainer will not touch again (the worker moves it into
         storage); over HTTP, a URI or storage key it uploaded to (see app/training/callbacks.py)."""
-        self._send({"type": "checkpoint", "kind": kind, "path": path, "epoch": epoch, "metrics": metrics})
+        self._send(
+            CheckpointReport.model_validate({"kind": kind, "path": path, "epoch": epoch, "metrics": metrics})
+        )
 
     def report_completed(self, results: dict[str, Any], artifacts: dict[str, str] | None = None) -> None:
         self.flush()
-        self._send({"type": "completed", "results": results, "artifacts": artifacts or {}})
+        self._send(
+            CompletedReport(results=TrainingResults.model_validate(results), artifacts=artifacts or {})
+        )
 
     def report_stopped(self) -> None:
         """The trainer honoured a stop request; its last reported checkpoint is the one to resume."""
         self.flush()
-        self._send({"type": "stopped"})
+        self._send(StoppedReport())
 
     def report_failed(self, error_code: str, message: str) -> None:
         self.flush()
-        self._send({"type": "failed", "error_code": error_code, "message": message})
+        self._send(FailedReport(error_code=error_code, message=message))
 
     # Logs ----------------------------------------------------------------------------------------
     def log(self, level: str, message: str, **metadata: Any) -> None:
@@ -268,7 +292,7 @@ class TrainerSDK:
             if not entries:
                 return True
             try:
-                self.transport.send({"type": "log", "logs": entries})
+                self.transport.send(LogReport(logs=[LogEntry.model_validate(e) for e in entries]))
             except Exception:
                 log.warning("could not flush %d log entries; training goes on", len(entries), exc_info=True)
                 self._keep(entries)
@@ -303,5 +327,5 @@ class TrainerSDK:
                 # The transport is down: wait a full period rather than retry on every new entry.
                 self._closed.wait(every)
 
-    def _send(self, report: dict[str, Any]) -> None:
+    def _send(self, report: Report) -> None:
         self.transport.send(report)

@@ -1,0 +1,98 @@
+"""Per-framework facts, in one registry: which trainer runs a job, where its model comes from, how its
+config is resolved, whether it needs a dataset. Adding a framework is one entry here plus its trainer
+(docs/trainer-contract.md). Plain data only: the API process reads it without importing any trainer.
+"""
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.configs.catalog import model_yaml
+from app.configs.resolver import ResolvedConfig, resolve_config
+from app.core.errors import FieldError, invalid_fields
+from app.core.jobs import Framework, TaskType
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAIN_SCRIPT = "examples/plain_pytorch/train.py"
+# The framework-free example trainer takes three settings: type, low, high, default.
+PLAIN_PARAMS: dict[str, tuple[type, float, float, int | float]] = {
+    "epochs": (int, 1, 1000, 3),
+    "lr": (float, 1e-6, 10.0, 0.01),
+    "batch": (int, 1, 4096, 16),
+}
+
+
+@dataclass(frozen=True)
+class FrameworkSpec:
+    framework: Framework
+    # How the interpreter runs the trainer: a module of ours or a script (run by the worker).
+    trainer_args: tuple[str, ...]
+    # The model a job builds, from its model name and task (raises a 4xx AppError when unknown).
+    model_source: Callable[[str, str], str]
+    # The job's resolved config from the request's overrides (422 listing every bad field).
+    resolve: Callable[[str, dict[str, Any], str | None, str | None], ResolvedConfig]
+    needs_dataset: bool = True
+
+
+def resolve_plain_config(
+    task_type: str, overrides: dict[str, Any], model: str | None = None, data: str | None = None
+) -> ResolvedConfig:
+    """Defaults <- overrides for the plain PyTorch trainer; 422 listing every bad field."""
+    errors = []
+    if task_type != TaskType.CLASSIFICATION:
+        errors.append(FieldError("task_type", "the plain pytorch trainer only does classification"))
+    for key, value in overrides.items():
+        if key not in PLAIN_PARAMS:
+            errors.append(FieldError(f"config.{key}", f"unknown key; valid: {', '.join(PLAIN_PARAMS)}"))
+            continue
+        kind, low, high, _ = PLAIN_PARAMS[key]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (kind is int and not isinstance(value, int)):
+            expected = "an integer" if kind is int else "a number"
+            errors.append(FieldError(f"config.{key}", f"must be {expected}"))
+        elif not low <= value <= high:
+            errors.append(FieldError(f"config.{key}", f"must be between {low:g} and {high:g}"))
+    if errors:
+        raise invalid_fields(errors)
+    values = {key: overrides.get(key, default) for key, (_, _, _, default) in PLAIN_PARAMS.items()}
+    header = "# Trainyard resolved training config: framework=pytorch task=classification\n"
+    return ResolvedConfig(
+        values=values,
+        yaml=header + yaml.safe_dump(values, sort_keys=False),
+        cli_preview=f"CONFIG={shlex.quote(json.dumps(values))} python {PLAIN_SCRIPT}",
+    )
+
+
+def _resolve_ultralytics(
+    task_type: str, overrides: dict[str, Any], model: str | None, data: str | None
+) -> ResolvedConfig:
+    return resolve_config(
+        Framework.ULTRALYTICS, task_type, overrides=overrides, mode="developer", model=model, data=data
+    )
+
+
+FRAMEWORKS: dict[Framework, FrameworkSpec] = {
+    Framework.ULTRALYTICS: FrameworkSpec(
+        Framework.ULTRALYTICS,
+        trainer_args=("-m", "workers.ultralytics.trainer"),
+        model_source=model_yaml,  # from the catalog (configs/models.yaml)
+        resolve=_resolve_ultralytics,
+    ),
+    # A trainer that talks only to the contract: its script builds its own network.
+    Framework.PYTORCH: FrameworkSpec(
+        Framework.PYTORCH,
+        trainer_args=(str(ROOT / PLAIN_SCRIPT),),
+        model_source=lambda model_name, task: PLAIN_SCRIPT,
+        resolve=resolve_plain_config,
+        needs_dataset=False,  # it generates its data
+    ),
+}
+
+
+def framework(name: str) -> FrameworkSpec:
+    return FRAMEWORKS[Framework(name)]

@@ -1,0 +1,66 @@
+"""Reconciliation: repairs what the broker forgot or a crash left behind. Jobs whose worker vanished
+get a new attempt, queued jobs whose message was lost get it again, dataset versions no job uses any
+more become `ready` again.
+
+Runs periodically (Celery beat, workers/tasks/reconcile.py). The database lease is the only liveness
+signal used; Celery's visibility timeout and redelivery are never relied upon. Status changes go
+through app/training/state.py like every other.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.events import lock_job
+from app.core.jobs import ACTIVE, TERMINAL, JobStatus
+from app.models import DatasetVersion, TrainingJob, VersionStatus
+from app.models.base import utcnow
+from app.training import state
+
+log = logging.getLogger("operations.training")
+
+
+def requeue_expired_leases(session: Session, max_attempts: int, now: datetime | None = None) -> list[int]:
+    """Running jobs whose lease expired (their worker died or froze) get a new attempt."""
+    now = now or utcnow()
+    stmt = select(TrainingJob.id).where(
+        TrainingJob.status.in_(list(ACTIVE)), TrainingJob.lease_expires_at < now
+    )
+    requeued = []
+    for job_id in session.scalars(stmt).all():
+        job = lock_job(session, job_id)
+        # Re-check under the lock: the worker may have renewed since the select.
+        if job.status in ACTIVE and job.lease_expires_at is not None and job.lease_expires_at < now:
+            log.warning("job %s attempt %s: lease of %s expired", job.id, job.attempt, job.lease_owner)
+            state.requeue(session, job, f"lease of worker {job.lease_owner} expired", max_attempts)
+            requeued.append(job.id)
+    return requeued
+
+
+def redispatch_stale_queued(
+    session: Session, older_than: timedelta, now: datetime | None = None
+) -> list[int]:
+    """Queued jobs not taken for a long while get their command again; a duplicate claims nothing."""
+    cutoff = (now or utcnow()) - older_than
+    stmt = select(TrainingJob).where(
+        TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at < cutoff
+    )
+    jobs = list(session.scalars(stmt).unique())
+    for job in jobs:
+        state.dispatch(session, job)
+    return [job.id for job in jobs]
+
+
+def release_idle_versions(session: Session) -> list[int]:
+    """Dataset versions left `training` with no unfinished job on them (a crash between the job's end
+    and the version's release) become `ready` again."""
+    busy = select(TrainingJob.id).where(
+        TrainingJob.dataset_version_id == DatasetVersion.id, TrainingJob.status.not_in(list(TERMINAL))
+    )
+    stmt = select(DatasetVersion).where(DatasetVersion.status == VersionStatus.TRAINING, ~busy.exists())
+    versions = list(session.scalars(stmt.with_for_update(of=DatasetVersion)).unique())
+    for version in versions:
+        version.status = VersionStatus.READY
+    return [version.id for version in versions]

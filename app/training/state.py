@@ -1,0 +1,267 @@
+"""The job lifecycle: the only writer of a job's status (docs/architecture.md, "Job states").
+
+`transition(session, job, target, ...)` checks the transition table, applies the effects that belong
+to the target state and records the status event, all in the caller's transaction on a row locked with
+`lock_job`; side effects that leave the process (the queue message, the model's validation) wait for
+the commit. What users, workers and the reconciler do to a job are the few-line actions below it.
+
+Every action of a worker or a trainer is fenced by the attempt: an attempt that no longer owns the job
+raises StaleAttempt (JobFinished once the job ended) and changes nothing.
+"""
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.db import on_commit
+from app.core.errors import AppError, ErrorCode
+from app.core.events import EventType, StaleAttempt, lock_job, record_event
+from app.core.jobs import ACTIVE, TERMINAL, JobStatus
+from app.core.security import job_token, token_hash
+from app.core.tasks import Queue, TaskName, send_task
+from app.model_registry.service import register_job
+from app.models import TrainingJob
+from app.models.base import utcnow
+from app.training.results import complete_results
+from app.versions.usage import claim_for_job, release_for_job
+
+Q, R, S = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    # Created queued; a user resumes a stopped or failed job as a new attempt of the same job.
+    JobStatus.STOPPED: frozenset({Q}),
+    JobStatus.FAILED: frozenset({Q}),
+    Q: frozenset({R, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # -> queued: the worker was lost, handed the job back, or a transient failure is retried.
+    R: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, S, JobStatus.STOPPED, Q}),
+    S: frozenset({JobStatus.STOPPED, JobStatus.COMPLETED, JobStatus.FAILED, Q}),
+}
+# Failures worth another attempt: the same job may well succeed on the next try (or another worker).
+TRANSIENT = frozenset(
+    {ErrorCode.TRANSIENT_ERROR, ErrorCode.TRAINER_CRASHED, ErrorCode.CHECKPOINT_UPLOAD_FAILED}
+)
+
+
+class InvalidTransition(Exception):
+    """Code asked for a move the table forbids: a bug, never a user's mistake (those are refusals)."""
+
+    def __init__(self, current: JobStatus, target: JobStatus) -> None:
+        super().__init__(f"a {current} job cannot become {target}")
+        self.current = current
+        self.target = target
+
+
+class JobFinished(StaleAttempt):
+    """The job already reached a terminal state; nothing may change it any more."""
+
+
+# The status a user's action leads to, so that asking twice is refused as "... again".
+REACHED_BY = {JobStatus.STOPPED: "stopped", JobStatus.CANCELLED: "cancelled"}
+
+
+def refusal(job: TrainingJob, action: str, hint: str = "") -> AppError:
+    """A user's action the job's status does not allow: 409 naming the status and the action."""
+    again = " again" if REACHED_BY.get(JobStatus(job.status)) == action else ""
+    detail = f"training job {job.id} is {job.status}: a {job.status} job cannot be {action}{again}"
+    return AppError(409, ErrorCode.INVALID_TRANSITION, detail + (f" ({hint})" if hint else ""))
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS.get(current, frozenset())
+
+
+def transition(
+    session: Session,
+    job: TrainingJob,
+    target: JobStatus,
+    *,
+    owner: str | None = None,
+    ttl_seconds: float = 0.0,
+    delay: float | None = None,
+    error: tuple[str, str] | None = None,
+    results: dict[str, Any] | None = None,
+    **data: Any,
+) -> None:
+    """Move `job` (locked) to `target`, applying that state's effects; `data` joins the status event."""
+    current = JobStatus(job.status)
+    if not can_transition(current, target):
+        raise InvalidTransition(current, target)
+    if target == Q:
+        _enter_queued(session, job, current)
+    elif target == R:
+        _enter_running(job, owner, ttl_seconds)
+        data["worker"] = owner
+    if error is not None:
+        job.error_code, job.error_message = error
+        record_event(session, job, EventType.ERROR, {"code": error[0], "message": error[1]})
+        data["error_code"] = error[0]
+    if results is not None:
+        job.results = complete_results(session, job, results)
+        data["results"] = job.results
+    job.status = target
+    if target in TERMINAL:
+        job.finished_at = utcnow()
+        job.lease_owner = None
+        job.lease_expires_at = None
+        release_for_job(session, job)  # its dataset version is `ready` again once no job uses it
+    record_event(session, job, EventType.STATUS, {"status": target, "attempt": job.attempt, **data})
+    if target in {JobStatus.COMPLETED, JobStatus.STOPPED}:
+        register_job(session, job)  # a stopped job with a best checkpoint is a usable model too
+    if target == Q:
+        dispatch(session, job, delay)
+
+
+def _enter_queued(session: Session, job: TrainingJob, current: JobStatus) -> None:
+    if current in TERMINAL and job.dataset_version_id is not None:
+        # Released when the attempt ended; taken again (or refused) before anything changes.
+        claim_for_job(session, job.dataset_version_id, job.project, job.task_type)
+    job.attempt += 1
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.error_code = None
+    job.error_message = None
+    job.finished_at = None
+
+
+def _enter_running(job: TrainingJob, owner: str | None, ttl_seconds: float) -> None:
+    job.lease_owner = owner
+    job.lease_expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+    job.started_at = job.started_at or utcnow()
+    # The attempt's callback token goes live with it; tokens of earlier attempts stop matching.
+    job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
+
+
+def dispatch(session: Session, job: TrainingJob, delay: float | None = None) -> None:
+    """Send the job's command once the transaction commits (dropped on rollback)."""
+    job.dispatched_at = utcnow()
+    job_id, attempt = job.id, job.attempt
+    on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], Queue.TRAINING, countdown=delay))
+
+
+# Users ------------------------------------------------------------------------------------------
+def queue_new(session: Session, job: TrainingJob) -> None:
+    """A job just created (flushed, so it has an id) starts queued, with its first attempt's token."""
+    job.status = Q
+    job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
+    record_event(session, job, EventType.STATUS, {"status": Q, "attempt": job.attempt})
+    dispatch(session, job)
+
+
+def stop_job(session: Session, job_id: int) -> TrainingJob:
+    """Running: ask its worker to stop after the current step (keeps `last.pt`). Queued: cancel it."""
+    job = lock_job(session, job_id)
+    if job.status == Q:
+        transition(session, job, JobStatus.CANCELLED, reason="stopped before it started")
+    elif job.status == R:
+        transition(session, job, S, requested_by="user")
+    elif job.status != S:  # asking twice while it stops is fine
+        raise refusal(job, "stopped")
+    return job
+
+
+def cancel_job(session: Session, job_id: int) -> TrainingJob:
+    """A queued job never starts: the worker that gets its message finds it cancelled."""
+    job = lock_job(session, job_id)
+    if job.status != Q:
+        raise refusal(job, "cancelled", "stop a running job instead" if job.status in ACTIVE else "")
+    transition(session, job, JobStatus.CANCELLED, reason="cancelled by user")
+    return job
+
+
+def resume_job(session: Session, job_id: int) -> TrainingJob:
+    """A stopped or failed job continues as a new attempt of the same job, from its `last.pt`."""
+    job = lock_job(session, job_id)
+    if job.status not in {JobStatus.STOPPED, JobStatus.FAILED}:
+        raise refusal(job, "resumed", "only a stopped or failed job can")
+    transition(session, job, Q, resumed=True, from_checkpoint=job.last_checkpoint)
+    return job
+
+
+# Workers ----------------------------------------------------------------------------------------
+def active_job(session: Session, job_id: int, attempt: int) -> TrainingJob:
+    """The job locked for `attempt`, refused (StaleAttempt, JobFinished) unless that attempt runs it."""
+    job = lock_job(session, job_id, attempt)
+    if job.status not in ACTIVE:
+        raise JobFinished(job_id, attempt, job.attempt)
+    return job
+
+
+def claim(session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: float) -> TrainingJob | None:
+    """Take a queued job for this attempt; None when the message is stale, a duplicate, or for a
+    job that no longer exists."""
+    if session.get(TrainingJob, job_id) is None:
+        return None
+    job = lock_job(session, job_id)
+    if job.attempt != attempt or job.status != Q:
+        return None
+    transition(session, job, R, owner=owner, ttl_seconds=ttl_seconds)
+    return job
+
+
+def renew_lease(session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: float) -> JobStatus:
+    """Extend the lease; returns the status so the worker notices a stop request."""
+    job = active_job(session, job_id, attempt)
+    if job.lease_owner != owner:
+        raise StaleAttempt(job_id, attempt, job.attempt)
+    job.lease_expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+    return JobStatus(job.status)
+
+
+def complete(session: Session, job_id: int, attempt: int, results: dict[str, Any]) -> None:
+    """The trainer finished: its results, completed from what the job recorded (app/training/results.py)."""
+    transition(session, active_job(session, job_id, attempt), JobStatus.COMPLETED, results=results)
+
+
+def stopped(session: Session, job_id: int, attempt: int) -> None:
+    """The trainer stopped on request; `last_checkpoint` (if any) is where a resume starts."""
+    job = active_job(session, job_id, attempt)
+    transition(
+        session,
+        job,
+        JobStatus.STOPPED,
+        stopped_at_epoch=job.current_epoch,
+        resumable=job.last_checkpoint is not None,
+    )
+
+
+def fail(session: Session, job_id: int, attempt: int, code: ErrorCode | str, message: str) -> None:
+    """End the job failed: an `error` event with the code, then the terminal status event."""
+    transition(session, active_job(session, job_id, attempt), JobStatus.FAILED, error=(str(code), message))
+
+
+def requeue(
+    session: Session, job: TrainingJob, reason: str, max_attempts: int | None, delay: float | None = None
+) -> None:
+    """Give an orphaned job (locked) a new attempt, or fail it when it used them all (None: no limit)."""
+    if max_attempts is not None and job.attempt >= max_attempts:
+        error = (ErrorCode.WORKER_LOST, f"{reason}; gave up after {job.attempt} attempts")
+        transition(session, job, JobStatus.FAILED, error=error)
+        return
+    previous = job.lease_owner
+    transition(session, job, Q, delay=delay, reason=reason, requeued=True, previous_worker=previous)
+
+
+def hand_back(session: Session, job_id: int, attempt: int, reason: str) -> None:
+    """A worker shutting down returns its running job to the queue, resumable, without a penalty."""
+    job = lock_job(session, job_id, attempt)
+    if job.status in ACTIVE:
+        requeue(session, job, reason, max_attempts=None)
+
+
+def fail_or_retry(
+    session: Session,
+    job_id: int,
+    attempt: int,
+    code: str,
+    message: str,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> None:
+    """A transient failure gets a new attempt after a backoff (up to `max_attempts`); others fail now."""
+    job = lock_job(session, job_id, attempt)
+    if code not in TRANSIENT or job.attempt >= max_attempts or job.status not in ACTIVE:
+        fail(session, job_id, attempt, code, message)
+        return
+    record_event(session, job, EventType.ERROR, {"code": code, "message": message, "retrying": True})
+    delay = backoff_seconds * 2 ** (job.attempt - 1)
+    requeue(session, job, f"{code}: {message}", max_attempts, delay=delay)
