@@ -11,13 +11,19 @@ from typing import Literal
 import yaml
 
 from app.core.errors import AppError, ErrorCode, invalid
+from app.core.jobs import Framework, TaskType
 
-Task = Literal["detection", "segmentation", "classification", "pose"]
-Framework = Literal["ultralytics"]
 ModelSource = Literal["architecture", "checkpoint"]
 
-TASKS: tuple[Task, ...] = ("detection", "segmentation", "classification", "pose")
-FRAMEWORKS: tuple[Framework, ...] = ("ultralytics",)
+# The order the catalog and its messages list tasks in.
+TASKS: tuple[TaskType, ...] = (
+    TaskType.DETECTION,
+    TaskType.SEGMENTATION,
+    TaskType.CLASSIFICATION,
+    TaskType.POSE,
+)
+# The frameworks with a config schema under configs/ (the plain example trainer has its own three keys).
+FRAMEWORKS: tuple[Framework, ...] = (Framework.ULTRALYTICS,)
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 

@@ -78,7 +78,9 @@ def resolve_config(
     errors = []
     if framework not in FRAMEWORKS:
         errors.append(
-            FieldError("framework", f"unknown framework {framework!r}; valid: {', '.join(FRAMEWORKS)}")
+            FieldError(
+                "framework", f"no config schema for framework {framework!r}; valid: {', '.join(FRAMEWORKS)}"
+            )
         )
     if task not in TASKS:
         errors.append(FieldError("task", f"unknown task {task!r}; valid: {', '.join(TASKS)}"))

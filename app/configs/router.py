@@ -5,10 +5,11 @@ from dataclasses import asdict
 from fastapi import APIRouter, Query
 
 from app.configs import schemas
-from app.configs.catalog import Framework, Task, catalog, find_model, model_yaml
+from app.configs.catalog import catalog, find_model, model_yaml
 from app.configs.resolver import ResolvedConfig, default_config, resolve_config
 from app.configs.schema import RESERVED, USER_MODE_KEYS, params_for
 from app.core.auth import read_only
+from app.core.jobs import Framework, TaskType
 
 router = APIRouter(tags=["configs"])
 
@@ -20,7 +21,7 @@ def get_catalog() -> list[schemas.CatalogModelRead]:
 
 
 @router.get("/api/v1/models/{model_name}/config-schema", response_model=schemas.ConfigSchemaRead)
-def get_config_schema(model_name: str, task: Task | None = None) -> schemas.ConfigSchemaRead:
+def get_config_schema(model_name: str, task: TaskType | None = None) -> schemas.ConfigSchemaRead:
     """Every training parameter of the model, per task (or only `task`), with its default."""
     model = find_model(model_name)
     tasks = [t for t in model.tasks if task is None or t == task]
@@ -51,7 +52,9 @@ def _task_schema(framework: str, task: str) -> schemas.TaskSchemaRead:
 
 
 @router.get("/api/v1/training/config/default", response_model=schemas.ResolvedConfigRead)
-def get_default_config(task: Task, framework: Framework = Query("ultralytics")) -> schemas.ResolvedConfigRead:
+def get_default_config(
+    task: TaskType, framework: Framework = Query(Framework.ULTRALYTICS)
+) -> schemas.ResolvedConfigRead:
     """The shipped base config of a framework and task, as a resolved config."""
     return _read(resolve_config(framework, task, overrides={}))
 

@@ -4,9 +4,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.configs.catalog import Framework, ModelSource, Task
+from app.configs.catalog import ModelSource
 from app.configs.schema import Group
 from app.configs.validation import Mode
+from app.core.jobs import Framework, TaskType
 
 
 class CatalogModelRead(BaseModel):
@@ -62,8 +63,8 @@ class ConfigSchemaRead(BaseModel):
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    framework: Framework = "ultralytics"
-    task: Task
+    framework: Framework = Framework.ULTRALYTICS
+    task: TaskType
     model_name: str | None = Field(default=None, description="fills model= in the CLI preview")
     base_config: dict[str, Any] | None = Field(
         default=None, description="a preset laid over the shipped default (e.g. an earlier run's values)"

@@ -6,9 +6,9 @@ from enum import StrEnum
 
 
 class TaskType(StrEnum):
+    CLASSIFICATION = "classification"
     DETECTION = "detection"
     SEGMENTATION = "segmentation"
-    CLASSIFICATION = "classification"
     POSE = "pose"
 
 
