@@ -62,7 +62,10 @@ Epoch = Annotated[int, Field(ge=0, le=MAX_EPOCH)]
 
 
 def finite_or_none(value: Any) -> Any:
-    """NaN and ±Infinity become None (JSON has no such numbers); everything else is left alone."""
+    """NaN and ±Infinity become None (JSON has no such numbers); numpy and torch scalars plain floats;
+    everything else is left alone."""
+    if not isinstance(value, int | float | str | bytes | None) and hasattr(value, "__float__"):
+        value = float(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

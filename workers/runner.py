@@ -4,6 +4,7 @@ The database is the truth: the attempt is claimed there (a duplicate or stale me
 nothing), every write is fenced by the attempt, and a lost lease stops the trainer at once.
 """
 
+import dataclasses
 import logging
 import os
 import queue
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,12 +26,14 @@ from sqlalchemy.exc import DBAPIError
 from app.core.db import Database
 from app.core.errors import ErrorCode
 from app.core.events import StaleAttempt
+from app.core.jobs import JobStatus
 from app.core.logging import attempt_var, job_id_var
 from app.core.settings import Settings
 from app.core.storage import Storage
+from app.models import TrainingJob
 from app.training import state
 from app.training.frameworks import framework
-from app.training.reports import apply_report
+from app.training.reports import apply_report, record_config
 from trainyard_sdk.context import ENV_VARS, TrainerContext
 from trainyard_sdk.reports import (
     OUTCOMES,
@@ -53,6 +57,23 @@ log = logging.getLogger("operations.training")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LOG_BATCH = 200
 WRITE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How an attempt left its job: the job's status and attempt afterwards, and why it failed."""
+
+    job_id: int
+    attempt: int
+    status: JobStatus
+    current_attempt: int
+    error_code: str | None
+    error_message: str | None
+
+    @property
+    def failed(self) -> bool:
+        """The job failed with this attempt (a retried failure is a new attempt, not a failure)."""
+        return self.status == JobStatus.FAILED and self.current_attempt == self.attempt
 
 
 class TrainingRunner:
@@ -80,7 +101,8 @@ class TrainingRunner:
         # Set when the worker shuts down: the running attempt is handed back to the queue.
         self.shutdown = threading.Event()
 
-    def run(self, job_id: int, attempt: int) -> None:
+    def run(self, job_id: int, attempt: int) -> AttemptOutcome | None:
+        """Run the attempt if it is still queued; how it ended (None when there was nothing to run)."""
         job_id_var.set(job_id)
         attempt_var.set(attempt)
         self.lease.acquire()
@@ -88,13 +110,14 @@ class TrainingRunner:
             spec = self._claim(job_id, attempt)
             if spec is None:
                 log.info("job %s attempt %s is not queued for this attempt; message dropped", job_id, attempt)
-                return
+                return None
             log.info("running job %s attempt %s", job_id, attempt)
             self._set_current_job(job_id)
             # The lease stops the GPU's other tenants from computing; this empties their caches too.
             self.make_room()
             sharing.make_room_for_training(self.worker, self.settings)
             Attempt(self, spec).run()
+            return self._outcome(job_id, attempt)
         finally:
             if self.current_job is not None:
                 self._set_current_job(None)
@@ -106,6 +129,26 @@ class TrainingRunner:
             self.on_job_change()
         except Exception:
             log.warning("could not tell the registry about job %s", job_id, exc_info=True)
+
+    def _outcome(self, job_id: int, attempt: int) -> AttemptOutcome:
+        with self.db.session() as session:
+            job = session.get_one(TrainingJob, job_id)
+            outcome = AttemptOutcome(
+                job_id, attempt, JobStatus(job.status), job.attempt, job.error_code, job.error_message
+            )
+        if outcome.failed:
+            log.error(
+                "job %s attempt %s failed: %s: %s", job_id, attempt, outcome.error_code, outcome.error_message
+            )
+        else:
+            log.info(
+                "job %s attempt %s ended: the job is %s (attempt %s)",
+                job_id,
+                attempt,
+                outcome.status,
+                outcome.current_attempt,
+            )
+        return outcome
 
     def _claim(self, job_id: int, attempt: int) -> JobSpec | None:
         with self.db.session() as session:
@@ -133,7 +176,7 @@ class Attempt:
             settings.heartbeat_seconds,
             settings.lease_ttl_seconds,
         )
-        self.outcome: AnyReport | None = None
+        self.final_report: AnyReport | None = None  # completed, failed or stopped
         self.output_tail: list[str] = []
         self.stop_sent_at: float | None = None
         # The first non-log item met while batching logs, applied next so reports keep their order.
@@ -142,6 +185,7 @@ class Attempt:
     def run(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self._fit_config()
             self._store_resolved_config()
             context = prepare(
                 self.spec,
@@ -169,6 +213,14 @@ class Attempt:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # The trainer ---------------------------------------------------------------------------------
+    def _fit_config(self) -> None:
+        """Run (and show) the config as the trainer would really apply it on this worker's device."""
+        spec = self.spec
+        fitted = framework(spec.framework).fit_to_device(spec.config, self.runner.worker.trainer_device)
+        if fitted != spec.config:
+            self._write(record_config, fitted)
+            self.spec = dataclasses.replace(spec, config=fitted)
+
     def _store_resolved_config(self) -> None:
         key = f"{self.spec.storage_prefix}/artifacts/config.yaml"
         self.storage.put_bytes(key, yaml.safe_dump(self.spec.config, sort_keys=True).encode())
@@ -286,7 +338,7 @@ class Attempt:
 
     def _apply(self, report: AnyReport) -> None:
         if report.type in OUTCOMES:
-            self.outcome = report  # applied once the trainer has exited (_finish)
+            self.final_report = report  # applied once the trainer has exited (_finish)
         elif isinstance(report, CheckpointReport):
             self._store_checkpoint(report)
         else:
@@ -302,7 +354,7 @@ class Attempt:
         self._write(apply_report, report.model_copy(update={"path": key, "size_bytes": size}))
 
     def _finish(self, exit_code: int) -> None:
-        outcome = self.outcome
+        outcome = self.final_report
         if isinstance(outcome, CompletedReport) and exit_code == 0:
             for name, path in outcome.artifacts.items():
                 if Path(path).is_file():

@@ -144,7 +144,7 @@ def _watch(client: ApiClient, job_id: int) -> int:
                 if event["type"] == "status":
                     status = data["status"]
                 elif event["type"] == "progress":
-                    progress.update(bar, completed=data["epoch"], total=data["total"])
+                    progress.update(bar, completed=data["epoch"], total=data["epochs"])
                 elif event["type"] == "metrics":
                     train, val = data.get("train", {}), data.get("val", {})
                     parts = [f"{k}={v:.3f}" for k, v in train.items() if k.endswith("loss")]

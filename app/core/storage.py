@@ -1,4 +1,4 @@
-"""Storage by key (DESIGN.md layout): a local folder by default, an S3 bucket in production.
+"""Storage by key (docs/architecture.md): a local folder by default, an S3 bucket in production.
 
 Both backends take the same keys and answer the same calls; a reader sees the old object or the
 new one, never a torn one. `TRAINYARD_STORAGE=local|s3` picks the backend.

@@ -36,7 +36,7 @@ class ModelRead(BaseModel):
     imgsz: int | None
     class_names: list[str]
     best_epoch: int | None
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # null: a value the trainer reported was not finite
     lineage: Lineage
     job_status: str
     validated_at: datetime | None

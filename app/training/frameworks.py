@@ -4,6 +4,7 @@ config is resolved, whether it needs a dataset. Adding a framework is one entry 
 """
 
 import json
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ class FrameworkSpec:
     # The job's resolved config from the request's overrides (422 listing every bad field).
     resolve: Callable[[str, dict[str, Any], str | None, str | None], ResolvedConfig]
     needs_dataset: bool = True
+    # The config as it will really run on a device ("cpu", or a GPU index): what the trainer would
+    # quietly change, changed before the run, so the job shows what ran.
+    fit_to_device: Callable[[dict[str, Any], str], dict[str, Any]] = lambda config, device: config
 
 
 def resolve_plain_config(
@@ -76,12 +80,24 @@ def _resolve_ultralytics(
     )
 
 
+def _fit_ultralytics(config: dict[str, Any], device: str) -> dict[str, Any]:
+    """Ultralytics trains on a CPU without loader workers or mixed precision, and never starts more
+    loader workers than the machine has cores."""
+    fitted = dict(config)
+    if device == "cpu":
+        fitted.update({key: value for key, value in (("workers", 0), ("amp", False)) if key in fitted})
+    elif isinstance(fitted.get("workers"), int):
+        fitted["workers"] = min(fitted["workers"], os.cpu_count() or 1)
+    return fitted
+
+
 FRAMEWORKS: dict[Framework, FrameworkSpec] = {
     Framework.ULTRALYTICS: FrameworkSpec(
         Framework.ULTRALYTICS,
         trainer_args=("-m", "workers.ultralytics.trainer"),
         model_source=model_yaml,  # from the catalog (configs/models.yaml)
         resolve=_resolve_ultralytics,
+        fit_to_device=_fit_ultralytics,
     ),
     # A trainer that talks only to the contract: its script builds its own network.
     Framework.PYTORCH: FrameworkSpec(

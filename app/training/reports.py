@@ -7,6 +7,7 @@ StaleAttempt (JobFinished once the job ended) and changes nothing. Outcomes (com
 stopped) change the job's status through app/training/state.py.
 """
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +107,21 @@ APPLY: dict[ReportType, Callable[[Session, int, int, Any], None]] = {
 def apply_report(session: Session, job_id: int, attempt: int, report: AnyReport) -> None:
     """Apply one report of `attempt` to its job, in the caller's transaction."""
     APPLY[report.type](session, job_id, attempt, report)
+
+
+def record_config(session: Session, job_id: int, attempt: int, config: dict[str, Any]) -> None:
+    """The config the attempt really runs with, once its worker fitted it to its device (shown as the
+    job's config and kept with its model), and a system log line saying what changed."""
+    job = state.active_job(session, job_id, attempt)
+    changes = {k: (job.config.get(k), v) for k, v in config.items() if job.config.get(k) != v}
+    if not changes:
+        return
+    job.config = config
+    said = ", ".join(
+        f"{k} {json.dumps(old)} -> {json.dumps(new)}" for k, (old, new) in sorted(changes.items())
+    )
+    entry = {"level": "INFO", "source": "system", "message": f"config fitted to this worker: {said}"}
+    _logs(session, job_id, attempt, LogReport.model_validate({"logs": [entry]}))
 
 
 def ensure_active(session: Session, job_id: int, attempt: int) -> None:

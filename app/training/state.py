@@ -163,7 +163,7 @@ def cancel_job(session: Session, job_id: int) -> TrainingJob:
     """A queued job never starts: the worker that gets its message finds it cancelled."""
     job = lock_job(session, job_id)
     if job.status != Q:
-        raise refusal(job, "cancelled", "stop a running job instead" if job.status in ACTIVE else "")
+        raise refusal(job, "cancelled", "stop a running job instead" if job.status == R else "")
     transition(session, job, JobStatus.CANCELLED, reason="cancelled by user")
     return job
 

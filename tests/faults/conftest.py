@@ -22,7 +22,15 @@ from tests.conftest import fresh_postgres
 from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, stop, wait_for
 from tests.factories import make_yolo_dataset
 
+# The fault injector (tests/faults/inject/sitecustomize.py), loaded by any process with it on PYTHONPATH.
 INJECT = Path(__file__).parent / "inject"
+
+
+def with_injector() -> str:
+    """A PYTHONPATH that loads the fault injector into a process and the processes it starts."""
+    return os.pathsep.join([str(INJECT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 LEASE = {
     "TRAINYARD_LEASE_TTL": "6",
     "TRAINYARD_HEARTBEAT": "1",
@@ -100,9 +108,7 @@ class Fleet:
     def start_worker(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         extra_env = dict(extra_env or {})
         if "TRAINYARD_FAULT" in extra_env:
-            # The injector (tests/faults/inject/sitecustomize.py) loads into the worker and its trainers.
-            path = [str(INJECT), *filter(None, [os.environ.get("PYTHONPATH")])]
-            extra_env["PYTHONPATH"] = os.pathsep.join(path)
+            extra_env["PYTHONPATH"] = with_injector()
         worker = self.spawn(name, ["worker", "--device", "cpu", "--name", name], extra_env)
         self.workers[name] = worker
         wait_for(

@@ -1,4 +1,4 @@
-"""Issue 5's fault injection: real worker processes, a real Redis, PostgreSQL, real training.
+"""Fault injection: real worker processes, a real Redis, PostgreSQL, real training.
 
 Each test asserts the database state and the event log (contiguous seq, one terminal event)."""
 
@@ -267,5 +267,5 @@ def test_a_worker_lost_after_the_last_epoch_leaves_the_full_results(workers: Fle
     assert (storage / "results.csv").read_text().count("\n") == 3  # a header and one line per epoch
     assert "epochs: 2" in (storage / "args.yaml").read_text()
     models = httpx.get(f"{fleet.url}/api/v1/models", headers=fleet.headers, timeout=10).json()["items"]
-    model = next(m for m in models if m["job_id"] == job["id"])
+    model = next(m for m in models if m["lineage"]["job_id"] == job["id"])
     assert model["best_epoch"] == best["epoch"] and model["metrics"] == best["metrics"]

@@ -4,7 +4,9 @@ a trainer's reports and exit become the job's state, and the worker registry's c
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,7 +21,8 @@ from app.training import frameworks
 from tests.factories import make_job
 from workers.identity import WorkerIdentity
 from workers.lock import GpuLease
-from workers.runner import TrainingRunner
+from workers.runner import AttemptOutcome, TrainingRunner
+from workers.tasks.training import check_outcome
 
 pytestmark = pytest.mark.integration
 
@@ -31,27 +34,34 @@ sdk.report_progress(0, 1, phase="setup")
 """
 
 
+@dataclass
+class Run:
+    job_id: int
+    outcome: AttemptOutcome | None
+    told: list[int | None]  # the runner's current job, as the registry was told it on each change
+
+
 @pytest.fixture
 def run_trainer(
     db: Database, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str], tuple[int, list[int | None]]]]:
-    """Run a queued plain-pytorch job whose trainer is `script`; (job id, the runner's current job as
-    the registry was told it on each change)."""
+) -> Iterator[Callable[..., Run]]:
+    """Run a queued job of `framework` whose trainer is `script`, on a CPU worker."""
     identity = WorkerIdentity(name="runner-test", device="cpu", queues=("training",))
     lease = GpuLease(redis_client, identity.device_key, identity.name, ttl_seconds=30)
 
-    def run(script: str) -> tuple[int, list[int | None]]:
+    def run(script: str, framework: Framework = Framework.PYTORCH, **job: Any) -> Run:
         trainer = tmp_path / "trainer.py"
         trainer.write_text(script)
-        spec = dataclasses.replace(frameworks.FRAMEWORKS[Framework.PYTORCH], trainer_args=(str(trainer),))
-        monkeypatch.setitem(frameworks.FRAMEWORKS, Framework.PYTORCH, spec)
+        spec = dataclasses.replace(frameworks.FRAMEWORKS[framework], trainer_args=(str(trainer),))
+        monkeypatch.setitem(frameworks.FRAMEWORKS, framework, spec)
+        if framework == Framework.PYTORCH:
+            job = {"task_type": "classification", "dataset_path": None, **job}
         with db.session() as s:
-            job_id = make_job(s, framework="pytorch", task_type="classification", dataset_path=None).id
+            job_id = make_job(s, framework=framework, **job).id
         told: list[int | None] = []
         runner = TrainingRunner(db, get_storage(), lease, identity, get_settings())
         runner.on_job_change = lambda: told.append(runner.current_job)
-        runner.run(job_id, 1)
-        return job_id, told
+        return Run(job_id, runner.run(job_id, 1), told)
 
     yield run
 
@@ -67,7 +77,7 @@ def job_and_events(db: Database, job_id: int) -> tuple[TrainingJob, list[JobEven
 
 
 def test_a_line_that_is_not_a_report_fails_the_job_at_once(
-    run_trainer: Callable[[str], tuple[int, list[int | None]]], db: Database
+    run_trainer: Callable[..., Run], db: Database
 ) -> None:
     script = (
         GOOD_START
@@ -79,9 +89,9 @@ time.sleep(600)  # a trainer that would otherwise sit there until its lease expi
 """
     )
     started = time.monotonic()
-    job_id, _ = run_trainer(script)
+    run = run_trainer(script)
     assert time.monotonic() - started < 60
-    job, events = job_and_events(db, job_id)
+    job, events = job_and_events(db, run.job_id)
     assert (job.status, job.error_code) == (JobStatus.FAILED, "INVALID_REPORT")
     assert "progress.epoch" in (job.error_message or "")
     assert [e.type for e in events][-2:] == ["error", "status"]
@@ -99,21 +109,45 @@ time.sleep(600)  # a trainer that would otherwise sit there until its lease expi
 
 
 def test_the_registry_is_told_the_current_job_at_the_claim_and_at_the_end(
-    run_trainer: Callable[[str], tuple[int, list[int | None]]], db: Database
+    run_trainer: Callable[..., Run], db: Database
 ) -> None:
-    script = GOOD_START + "sdk.report_completed({'epochs_completed': 1})\nsdk.close()\n"
-    job_id, told = run_trainer(script)
-    assert told == [job_id, None]
-    job, _ = job_and_events(db, job_id)
+    run = run_trainer(GOOD_START + "sdk.report_completed({'epochs_completed': 1})\nsdk.close()\n")
+    assert run.told == [run.job_id, None]
+    job, _ = job_and_events(db, run.job_id)
     assert job.status == JobStatus.COMPLETED
+    check_outcome(run.outcome)  # a completed job is a successful task
 
 
 def test_a_trainer_crash_is_retried_with_the_outputs_tail(
-    run_trainer: Callable[[str], tuple[int, list[int | None]]], db: Database
+    run_trainer: Callable[..., Run], db: Database
 ) -> None:
-    job_id, _ = run_trainer(GOOD_START + "sdk.close()\nprint('about to fail')\nraise SystemExit(3)\n")
-    job, events = job_and_events(db, job_id)
+    run = run_trainer(GOOD_START + "sdk.close()\nprint('about to fail')\nraise SystemExit(3)\n")
+    job, events = job_and_events(db, run.job_id)
     error = next(e.data for e in events if e.type == "error")
     assert error["code"] == "TRAINER_CRASHED" and error["retrying"] is True
     assert "trainer exited with code 3" in error["message"] and "about to fail" in error["message"]
     assert (job.status, job.attempt) == (JobStatus.QUEUED, 2)
+    check_outcome(run.outcome)  # retried: not a failure of the task
+
+
+def test_the_config_shown_is_the_one_that_ran_on_this_device(
+    run_trainer: Callable[..., Run], db: Database, tmp_path: Path
+) -> None:
+    script = """
+from trainyard_sdk import TrainerSDK
+sdk = TrainerSDK.from_env()
+sdk.report_completed({"epochs_completed": 1, "model_info": {"ran_with": sdk.context.config}})
+sdk.close()
+"""
+    asked = {"epochs": 1, "workers": 8, "amp": True, "imgsz": 96}
+    run = run_trainer(script, Framework.ULTRALYTICS, config=asked)
+    job, events = job_and_events(db, run.job_id)
+    ran = {"epochs": 1, "workers": 0, "amp": False, "imgsz": 96}  # Ultralytics on a CPU
+    assert job.status == JobStatus.COMPLETED
+    assert job.config == ran and (job.results or {})["model_info"]["ran_with"] == ran
+    stored = (
+        get_storage().get_file(f"{job.storage_prefix}/artifacts/config.yaml", tmp_path / "c.yaml").read_text()
+    )
+    assert "workers: 0" in stored and "amp: false" in stored
+    said = [e.data["message"] for e in events if e.type == "log" and e.data["source"] == "system"]
+    assert "config fitted to this worker: amp true -> false, workers 8 -> 0" in said

@@ -319,7 +319,7 @@ def test_tokens_are_per_attempt_and_never_stored(
         assert token not in repr(job.__dict__)
 
 
-# -- bad input from a trainer: 4xx, never a 500, never a half-written job (issue 11) ------------------
+# -- bad input from a trainer: 4xx, never a 500, never a half-written job ---------------------------
 
 
 @pytest.mark.parametrize("header", ["X-Job-Token", "Authorization"])

@@ -310,3 +310,39 @@ def test_an_external_trainer_with_a_wrong_token_changes_nothing(stack: Stack) ->
     assert (job["status"], job["current_epoch"]) == ("running", 0)
     events = httpx.get(f"{stack.api}/api/v1/training/jobs/{job_id}/logs", headers=stack.headers).json()
     assert events["total"] == 0
+
+
+def test_the_workers_current_job_changes_with_the_claim_and_the_end(stack: Stack) -> None:
+    """`GET /workers/{id}` tells the job a worker runs from its claim to its end, not up to 10 s late."""
+
+    def current_job() -> Any:
+        url = f"{stack.api}/api/v1/workers/{stack.worker}"
+        return httpx.get(url, headers=stack.headers, timeout=5).json()["current_job"]
+
+    def within(seconds: float, check: Any) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(0.05)
+        return False
+
+    body = {
+        "name": "registry run",
+        "project": "contract",
+        "framework": "pytorch",
+        "task_type": "classification",
+        "model_name": "tiny-mlp",
+        "config": {"epochs": 2, "lr": 0.05, "batch": 32},
+    }
+    response = httpx.post(f"{stack.api}/api/v1/training/jobs", json=body, headers=stack.headers)
+    job_id = response.json()["id"]
+
+    def status() -> str:
+        url = f"{stack.api}/api/v1/training/jobs/{job_id}"
+        return str(httpx.get(url, headers=stack.headers, timeout=5).json()["status"])
+
+    assert within(30, lambda: status() != "queued")
+    assert within(1.0, lambda: current_job() == job_id), "the claim did not show"
+    assert within(60, lambda: status() == "completed")
+    assert within(1.0, lambda: current_job() is None), "the end of the job did not show"

@@ -360,3 +360,16 @@ def test_the_context_round_trips_through_the_environment(tmp_path: Path) -> None
     assert not large.config_fits_env()
     assert "CONFIG" not in large.to_env()
     assert TrainerContext.from_env(large.to_env()).config == big
+
+
+def test_numbers_of_any_library_go_out_as_json(make_sdk: Callable[..., TrainerSDK]) -> None:
+    """numpy scalars become plain floats, and NaN or Infinity null: a report is always valid JSON."""
+    import numpy as np
+
+    transport = Recording()
+    sdk = make_sdk(transport)
+    sdk.report_metrics(1, {"loss": np.float32(0.5), "lr": np.float16(0.25)}, {"mAP50": float("nan")})
+    sdk.report_progress(1, 2, eta_s=float("inf"))
+    assert transport.reports[0]["train"] == {"loss": 0.5, "lr": 0.25}
+    assert transport.reports[0]["val"] == {"mAP50": None}
+    assert transport.reports[1]["eta_s"] is None

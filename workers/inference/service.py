@@ -15,7 +15,6 @@ so warm models and a trainer never share its memory.
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,7 +77,6 @@ class InferenceService:
         on it under the lease (the only part that takes GPU memory)."""
         started = time.perf_counter()
         model = read_model(ref, self.storage, self.weights_dir)
-        time.sleep(float(os.environ.get("TRAINYARD_FAULT_SLOW_LOAD", 0)))  # tests: a large model's read
         with self.device(time.time() + self.settings.lease_ttl_seconds):
             nbytes = warm_up(model, ref, self.identity.trainer_device)
         log.info("loaded model %s in %.0f ms", ref["id"], (time.perf_counter() - started) * 1000)

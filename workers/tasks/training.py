@@ -1,14 +1,32 @@
-"""Thin task: take ids, let the runner reload state from the database and do the work."""
+"""Thin task: take ids, let the runner reload state from the database and do the work.
+
+The task's own outcome matches the job's: an attempt that fails its job ends the task with JobFailed, so
+Celery (and Flower) show FAILURE, not SUCCESS. Stopped, cancelled and retried jobs are no failure of the
+task. Either way the message is acknowledged: the database, not a redelivery, decides what runs next.
+"""
 
 import logging
 
 from app.core.tasks import TaskName
 from workers.celery_app import celery_app
 from workers.context import get_runner
+from workers.runner import AttemptOutcome
 
 log = logging.getLogger("operations.training")
 
 
-@celery_app.task(name=TaskName.TRAIN)
+class JobFailed(Exception):
+    """The training job failed with this attempt (its error code and message say why)."""
+
+
+def check_outcome(outcome: AttemptOutcome | None) -> None:
+    if outcome is not None and outcome.failed:
+        raise JobFailed(
+            f"training job {outcome.job_id} attempt {outcome.attempt} failed: "
+            f"{outcome.error_code}: {outcome.error_message}"
+        )
+
+
+@celery_app.task(name=TaskName.TRAIN, throws=(JobFailed,))
 def train(job_id: int, attempt: int) -> None:
-    get_runner().run(job_id, attempt)
+    check_outcome(get_runner().run(job_id, attempt))

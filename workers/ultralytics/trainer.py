@@ -146,7 +146,7 @@ class Reporter:
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:
-    """Map a failure to the seeds' error codes with a message a user can act on."""
+    """Map a failure to a job failure code (app/core/errors.py) with a message a user can act on."""
     text = f"{type(exc).__name__}: {exc}"
     if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         return "OOM", f"{text} (reduce batch or imgsz)"
@@ -163,6 +163,7 @@ def train(sdk: TrainerSDK) -> None:
     context = sdk.context
     assert context.run_dir is not None and context.dataset_path is not None, "a worker prepares both"
     run_dir = context.run_dir
+    # Ultralytics' own settings folder (the worker sets it; not part of the job's context).
     prepare_offline(Path(os.environ.get("YOLO_CONFIG_DIR") or run_dir / "ultralytics"))
     from ultralytics import YOLO
 
