@@ -220,12 +220,10 @@ class TrainerSDK:
         now = time.monotonic()
         within_epoch = batch is not None and (batches is None or batch < batches)
         last = self._last_progress
-        if (
-            within_epoch
-            and last is not None
-            and (epoch, report.phase) == last[1:]
-            and now - last[0] < (PROGRESS_EVERY_SECONDS)
-        ):
+        recent = (
+            last is not None and (epoch, report.phase) == last[1:] and now - last[0] < PROGRESS_EVERY_SECONDS
+        )
+        if within_epoch and recent:
             return False
         self._last_progress = (now, epoch, report.phase)
         self._send(report)
