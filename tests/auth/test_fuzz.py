@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
 
-from app.core.errors import PROBLEM_JSON
+from app.core.problems import PROBLEM_JSON
 from tests.auth.conftest import World
 
 pytestmark = pytest.mark.integration
