@@ -13,6 +13,7 @@ from app.core.auth import PrincipalDep, read_only
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.errors import invalid
 from app.core.inputs import Id
+from app.core.jobs import TaskType
 from app.core.settings import get_settings
 from app.inference import schemas, service
 from app.inference.job_stream import job_events
@@ -21,7 +22,6 @@ from app.inference.service import Params, Upload
 from app.model_registry.service import get_model
 from app.models import ModelStatus
 from app.observability.metrics import INFERENCE_LATENCY
-from app.training.schemas import TaskType
 
 router = APIRouter(prefix="/api/v1/inference", tags=["inference"])
 workers_router = APIRouter(prefix="/api/v1/workers/{worker_id}/models", tags=["workers"])
