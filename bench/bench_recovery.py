@@ -31,7 +31,8 @@ def one_run(fleet: Fleet, dataset: Path, run: int) -> float:
     for name in (f"r{run}-a", f"r{run}-b"):
         fleet.start_worker(name)
     job = fleet.submit(f"recovery-{run}", dataset, epochs=4)
-    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress")
+    # Mid-epoch: the first report of a training batch (setup reports come before any epoch).
+    early = fleet.follow(job["id"], until=lambda e: e["type"] == "progress" and e["data"]["phase"] == "train")
     victim = next(e for e in reversed(early) if e["type"] == "status")["data"]["worker"]
     fleet.kill_worker(victim)
     killed = time.monotonic()
