@@ -207,8 +207,11 @@ PROBES: dict[tuple[str, str, str], Probe] = {
     ("GET", "/api/v1/datasets/{dataset_id}", "path:dataset_id"): DATASET,
     ("POST", "/api/v1/datasets/{dataset_id}/annotations", "path:dataset_id"): DATASET,
     ("GET", "/api/v1/datasets/{dataset_id}/annotations/stats", "path:dataset_id"): DATASET,
-    ("POST", "/api/v1/projects/{project_id}/versions", "path:project_id"): PROJECT,
-    ("POST", "/api/v1/projects/{project_id}/versions", "body:dataset_id"): DATASET,
+    **{
+        ("POST", f"/api/v1/projects/{{project_id}}/versions{tail}", param): probe
+        for tail in ("", "/preview")
+        for param, probe in (("path:project_id", PROJECT), ("body:dataset_id", DATASET))
+    },
     ("GET", "/api/v1/projects/{project_id}/versions", "path:project_id"): PROJECT,
     **{
         (m, f"/api/v1/projects/{{project_id}}/versions/{{version_id}}{tail}", f"path:{name}"): probe
@@ -260,9 +263,12 @@ EXEMPT: dict[tuple[str, str, str], str] = {
         for name in ("started", "progress", "metrics", "log", "completion", "checkpoint")
     },
     ("POST", CALLBACKS + "checkpoint", "body:path"): "a trainer callback takes its job's token, not a key",
-    ("POST", "/api/v1/projects/{project_id}/versions", "body:idempotency_key"): (
-        "looked up only among the versions of the project in the path"
-    ),
+    **{
+        ("POST", f"/api/v1/projects/{{project_id}}/versions{tail}", "body:idempotency_key"): (
+            "looked up only among the versions of the project in the path"
+        )
+        for tail in ("", "/preview")
+    },
 }
 
 
