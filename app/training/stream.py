@@ -2,20 +2,28 @@
 
 Pub/sub is only a doorbell (app/core/doorbell.py): a message on the job's channel wakes the stream,
 which then reads what follows the last seq sent from the database.
+
+The stream carries every attempt of the job and ends only after the job's final status event: a
+terminal status that is the job's current status and has no later status event (an attempt's `stopped`
+followed by a resume is not the end). A stream opened after that event re-sends it and ends at once,
+so a client reconnecting to a finished job (a browser EventSource does) learns that it is over.
 """
 
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from sqlalchemy import func, select
 
 from app.core import doorbell
 from app.core.db import Database
 from app.core.events import EventType, envelope, events_after
 from app.core.jobs import TERMINAL
 from app.core.redis import get_async_redis, job_channel
+from app.models import JobEvent, TrainingJob
 
 log = logging.getLogger("app.backend")
 
@@ -24,29 +32,68 @@ def is_terminal(event: dict[str, Any]) -> bool:
     return event["type"] == EventType.STATUS and event["data"].get("status") in TERMINAL
 
 
+@dataclass
+class Batch:
+    events: list[dict[str, Any]]
+    final_seq: int | None  # seq of the job's final status event, None while the job may go on
+
+
 class JobEventStream:
     def __init__(self, db: Database, job_id: int, after: int, is_disconnected: Callable[[], Any]) -> None:
         self.db = db
         self.job_id = job_id
         self.last_seq = after
         self.is_disconnected = is_disconnected
+        self.finished = False
 
-    def _load(self) -> list[dict[str, Any]]:
+    def _load(self, after: int) -> Batch:
         with self.db.session() as session:
-            return [envelope(e) for e in events_after(session, self.job_id, self.last_seq)]
+            # The status first: if a resume commits after this read, its `queued` event is newer
+            # than any final seq found below, so the stream goes on.
+            status = session.scalar(select(TrainingJob.status).where(TrainingJob.id == self.job_id))
+            last_status = session.scalar(
+                select(func.max(JobEvent.seq)).where(
+                    JobEvent.job_id == self.job_id, JobEvent.type == EventType.STATUS
+                )
+            )
+            events = [envelope(e) for e in events_after(session, self.job_id, after)]
+        return Batch(events, last_status if status in TERMINAL else None)
 
     async def _catch_up(self) -> AsyncIterator[dict[str, Any]]:
+        """What follows the last seq sent, in order; stops after the job's final status event."""
         while True:
-            events = await anyio.to_thread.run_sync(self._load)
-            for event in events:
+            batch = await anyio.to_thread.run_sync(self._load, self.last_seq)
+            for event in batch.events:
                 if event["seq"] == self.last_seq + 1:
                     self.last_seq = event["seq"]
                     yield event
-            if len(events) < 1000:
+                    if event["seq"] == batch.final_seq and is_terminal(event):
+                        self.finished = True
+                        return
+            if len(batch.events) < 1000:
                 return
 
+    def _final_event(self) -> dict[str, Any] | None:
+        """The job's final status event, or None while the job may still change."""
+        with self.db.session() as session:
+            status = session.scalar(select(TrainingJob.status).where(TrainingJob.id == self.job_id))
+            if status not in TERMINAL:
+                return None
+            last = session.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == self.job_id, JobEvent.type == EventType.STATUS)
+                .order_by(JobEvent.seq.desc())
+                .limit(1)
+            ).first()
+            return envelope(last) if last is not None else None
+
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Every event after `after`, exactly once and in order, until the terminal status event."""
+        """Every event after `after`, exactly once and in order, until the job's final status event."""
+        if self.last_seq > 0:
+            final = await anyio.to_thread.run_sync(self._final_event)
+            if final is not None and final["seq"] <= self.last_seq:
+                yield final
+                return
         redis = get_async_redis()
         pubsub = redis.pubsub()
         channel = job_channel(self.job_id)
@@ -57,14 +104,10 @@ class JobEventStream:
                 log.warning("SSE for job %s: Redis unavailable, polling the database", self.job_id)
             async for event in self._catch_up():
                 yield event
-                if is_terminal(event):
-                    return
-            while not await self.is_disconnected():
+            while not self.finished and not await self.is_disconnected():
                 subscribed = await doorbell.wait(pubsub, channel, subscribed)
                 async for event in self._catch_up():
                     yield event
-                    if is_terminal(event):
-                        return
         finally:
             await doorbell.close(pubsub, redis)
 

@@ -127,3 +127,58 @@ def test_a_finished_job_refuses_further_reports(db: Database) -> None:
     train_to_completion(db, job_id)
     with pytest.raises(state.JobFinished), db.session() as s:
         apply_report(s, job_id, 1, ProgressReport(epoch=3, epochs=3))
+
+
+def stop_then_resume(client: TestClient, db: Database, job_id: int) -> None:
+    """Attempt 1 runs and is stopped by the user; the job is resumed as attempt 2 (queued)."""
+    with db.session() as s:
+        state.claim(s, job_id, 1, "worker-a", 30)
+    assert client.post(f"/api/v1/training/jobs/{job_id}/stop").json()["status"] == "stopping"
+    with db.session() as s:
+        state.stopped(s, job_id, 1)
+    assert client.post(f"/api/v1/training/jobs/{job_id}/resume").json()["attempt"] == 2
+
+
+def test_a_resumed_job_streams_every_attempt_until_its_final_status(client: TestClient, db: Database) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    stop_then_resume(client, db, job_id)
+
+    def second_attempt() -> None:
+        time.sleep(0.5)
+        with db.session() as s:
+            state.claim(s, job_id, 2, "worker-b", 30)
+        with db.session() as s:
+            state.complete(s, job_id, 2, {"best_epoch": 1})
+
+    trainer = threading.Thread(target=second_attempt)
+    trainer.start()
+    events = parse_sse(client.get(f"/api/v1/training/jobs/{job_id}/events").text)
+    trainer.join()
+    statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
+    assert statuses == ["queued", "running", "stopping", "stopped", "queued", "running", "completed"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_a_stream_opened_past_the_final_status_resends_it_and_ends(client: TestClient, db: Database) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    train_to_completion(db, job_id)
+    everything = parse_sse(client.get(f"/api/v1/training/jobs/{job_id}/events").text)
+    last = everything[-1]["seq"]
+    again = parse_sse(
+        client.get(f"/api/v1/training/jobs/{job_id}/events", headers={"Last-Event-ID": str(last)}).text
+    )
+    assert again == [everything[-1]] and again[0]["data"]["status"] == "completed"
+
+
+def test_a_stopped_job_not_resumed_ends_its_stream_at_stopped(client: TestClient, db: Database) -> None:
+    with db.session() as s:
+        job_id = make_job(s).id
+    with db.session() as s:
+        state.claim(s, job_id, 1, "worker-a", 30)
+    client.post(f"/api/v1/training/jobs/{job_id}/stop")
+    with db.session() as s:
+        state.stopped(s, job_id, 1)
+    events = parse_sse(client.get(f"/api/v1/training/jobs/{job_id}/events").text)
+    assert events[-1]["data"]["status"] == "stopped"
