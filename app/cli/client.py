@@ -1,4 +1,8 @@
-"""A small HTTP client of the Trainyard API, used by the CLI (and usable from scripts)."""
+"""A small HTTP client of the Trainyard API, used by the CLI (and usable from scripts).
+
+Every failure is one of two exceptions: `Unreachable` (nothing answered at the URL) and `ApiError`
+(the API answered with an error), so the CLI can say what happened in one line.
+"""
 
 import json
 import time
@@ -11,69 +15,100 @@ from httpx_sse import connect_sse
 from app.core.jobs import TERMINAL
 
 
+class Unreachable(Exception):
+    """Nothing answered at the API URL (not started, wrong host or port, or it went away)."""
+
+    def __init__(self, url: str, cause: Exception) -> None:
+        super().__init__(f"cannot reach the Trainyard API at {url} ({type(cause).__name__})")
+        self.url = url
+
+
 class ApiError(Exception):
+    """The API answered with an error (application/problem+json: detail, and errors per field)."""
+
     def __init__(self, response: httpx.Response) -> None:
         try:
             body = response.json()
-            message = body.get("detail") or body
         except ValueError:
-            body, message = None, response.text
-        super().__init__(f"HTTP {response.status_code}: {message}")
+            body = None
+        message = body.get("detail") if isinstance(body, dict) else None
+        super().__init__(str(message or response.reason_phrase or response.text[:200]))
         self.status = response.status_code
-        self.body = body
+        self.body = body if isinstance(body, dict) else {}
+
+    @property
+    def field_errors(self) -> list[tuple[str, str]]:
+        errors = self.body.get("errors") or []
+        return [(str(e.get("field", "")), str(e.get("reason", ""))) for e in errors if isinstance(e, dict)]
+
+
+def _clean(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
 
 
 class ApiClient:
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        self.url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if "params" in kwargs:
+            kwargs["params"] = _clean(kwargs["params"])
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unreachable(self.url, exc) from exc
         if response.status_code >= 400:
             raise ApiError(response)
-        return response.json()
+        return response.json() if response.content else None
 
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, json=body, params=params)
+
+    # Named calls used in more than one place (the rest use get/post with the path).
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/api/v1/training/jobs", json=body)
-        return result
-
-    def list_jobs(self, **params: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
-            "GET", "/api/v1/training/jobs", params={k: v for k, v in params.items() if v is not None}
-        )
+        result: dict[str, Any] = self.post("/api/v1/training/jobs", body)
         return result
 
     def get_job(self, job_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"/api/v1/training/jobs/{job_id}")
-        return result
-
-    def list_models(self, **params: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
-            "GET", "/api/v1/models", params={k: v for k, v in params.items() if v is not None}
-        )
+        result: dict[str, Any] = self.get(f"/api/v1/training/jobs/{job_id}")
         return result
 
     def get_model(self, model_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"/api/v1/models/{model_id}")
+        result: dict[str, Any] = self.get(f"/api/v1/models/{model_id}")
         return result
 
+    def project_id(self, name: str) -> int:
+        """The id of the project with this exact name (the CLI takes names; a few routes take ids)."""
+        page = self.get("/api/v1/projects", search=name, limit=500)
+        for project in page["items"]:
+            if project["name"] == name:
+                return int(project["id"])
+        raise LookupError(f"no project named {name!r} (or this key does not cover it)")
+
     def deploy(self, project_id: int, model_id: int) -> dict[str, Any]:
-        path = f"/api/v1/projects/{project_id}/deployments"
-        result: dict[str, Any] = self._call("POST", path, json={"model_id": model_id})
+        result: dict[str, Any] = self.post(
+            f"/api/v1/projects/{project_id}/deployments", {"model_id": model_id}
+        )
         return result
 
     def infer(self, images: list[tuple[str, bytes]], **form: Any) -> dict[str, Any]:
         """Run a model on a few images (`model_id`, or `project_id` for its active model)."""
         files = [("files", (name, data, "application/octet-stream")) for name, data in images]
         fields = {k: str(v) for k, v in form.items() if v is not None}
-        result: dict[str, Any] = self._call("POST", "/api/v1/inference", files=files, data=fields)
+        result: dict[str, Any] = self.request("POST", "/api/v1/inference", files=files, data=fields)
         return result
 
-    def events(self, job_id: int, after: int = 0, retries: int = 30) -> Iterator[dict[str, Any]]:
-        """Follow the job's SSE stream until its terminal event, reconnecting with Last-Event-ID."""
+    def events(self, job_id: int, after: int = 0, patience: float = 60.0) -> Iterator[dict[str, Any]]:
+        """Follow the job's SSE stream until it ends (the API ends it after the job's final status event),
+        reconnecting with Last-Event-ID. A quiet stream (a job queued for hours) is fine; only an API
+        that does not answer for `patience` seconds raises Unreachable."""
         last = after
-        failures = 0
+        down_since: float | None = None
         while True:
             headers = {"Last-Event-ID": str(last)} if last else {}
             try:
@@ -87,17 +122,25 @@ class ApiClient:
                     if source.response.status_code >= 400:
                         source.response.read()
                         raise ApiError(source.response)
+                    down_since = None
+                    final = None
                     for sse in source.iter_sse():
                         if not sse.data:
                             continue
                         event = json.loads(sse.data)
-                        last = event["seq"]
-                        failures = 0
-                        yield event
-                        if event["type"] == "status" and event["data"].get("status") in TERMINAL:
-                            return
-            except httpx.TransportError:
-                failures += 1
-                if failures > retries:
-                    raise
-                time.sleep(min(5.0, 0.5 * failures))
+                        final = event if is_final(event) else None
+                        if event["seq"] > last or final is not None:
+                            last = max(last, event["seq"])
+                            yield event
+                    if final is not None:
+                        return  # the stream ended right after a final status: the job is over
+            except httpx.TransportError as exc:
+                now = time.monotonic()
+                down_since = down_since or now
+                if now - down_since > patience:
+                    raise Unreachable(self.url, exc) from exc
+                time.sleep(1.0)
+
+
+def is_final(event: dict[str, Any]) -> bool:
+    return event["type"] == "status" and event["data"].get("status") in TERMINAL

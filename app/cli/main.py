@@ -1,15 +1,21 @@
 """The `trainyard` command: run the stack (server side) and drive jobs (client side)."""
 
 import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
 
 from app.cli import jobs, keys, models
+from app.cli.client import ApiError, Unreachable
+from app.cli.common import ExitCode, errors, report
 from app.core.logging import configure_logging
 
 cli = typer.Typer(
-    help="Trainyard: train and serve vision models on a fleet of GPU workers.", no_args_is_help=True
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
 )
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
@@ -17,6 +23,33 @@ cli.add_typer(jobs.cli, name="jobs")
 cli.add_typer(keys.cli, name="keys")
 cli.add_typer(models.cli, name="models")
 cli.command()(models.predict)
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"trainyard {version('trainyard')}")
+        except PackageNotFoundError:
+            typer.echo("trainyard (not installed as a package)")
+        raise typer.Exit()
+
+
+HELP = (
+    "Trainyard: train and serve vision models on a fleet of GPU workers.\n\n"
+    "Client commands talk to the API at TRAINYARD_API_URL (default http://127.0.0.1:8000) "
+    "with the key in TRAINYARD_API_KEY.\n\n"
+    "Exit codes: 0 ok/completed, 1 failed, 2 bad usage or refused, 3 stopped, 4 cancelled, "
+    "5 API unreachable or server error, 6 not found or not allowed."
+)
+
+
+@cli.callback(help=HELP)
+def root(
+    _version_flag: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """The command's own options (--version, -h)."""
 
 
 @cli.command()
@@ -87,7 +120,24 @@ def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
 
 
 def main() -> None:
-    cli()
+    """The console script: client failures end in one or two lines and a documented exit code."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        cli()
+    except (Unreachable, ApiError, LookupError) as exc:
+        sys.exit(report(exc))
+    except OperationalError as exc:
+        from app.core.settings import get_settings
+
+        url = get_settings().resolved_database_url
+        errors.print(f"[red]error:[/red] the database at {url} is not usable ({exc.orig})", highlight=False)
+        errors.print(
+            "  run `trainyard db upgrade` (or `trainyard serve`) first, with the same TRAINYARD_DATA_DIR"
+        )
+        sys.exit(ExitCode.UNREACHABLE)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,92 +1,159 @@
 """`trainyard models ...` and `trainyard predict`: the model registry, deployments and inference through
 the REST API."""
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from app.cli.client import ApiError
-from app.cli.jobs import ApiKey, ApiUrl, api_client, console, exit_with
+from app.cli.common import ApiKey, ApiUrl, Json, client, console, number, print_json, table, task_name
+from app.cli.watch import TASK_METRICS
 
 cli = typer.Typer(help="Registered models and deployments.", no_args_is_help=True)
+TaskOption = Annotated[str | None, typer.Option(help="detection, segmentation, classification or pose")]
+
+
+def headline(model: dict[str, Any]) -> str:
+    """The model's own metrics for its task: mAP50-95 for a detector, top-1/top-5 for a classifier."""
+    labels = TASK_METRICS.get(model["task_type"], TASK_METRICS["detection"])
+    metrics = model.get("metrics") or {}
+    return " ".join(
+        f"{label} {number(metrics.get(key), 3)}" for key, label in labels.items() if key in metrics
+    )
 
 
 @cli.command("list")
 def list_models(
     project: Annotated[str | None, typer.Option(help="project name")] = None,
-    task: Annotated[str | None, typer.Option(help="detection, segmentation, pose or classification")] = None,
+    task: TaskOption = None,
     status: Annotated[str | None, typer.Option(help="validating, ready or failed")] = None,
-    limit: Annotated[int, typer.Option()] = 50,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+    as_json: Json = False,
     api: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """List registered models (one per finished job), best first."""
-    try:
-        page = api_client(api, api_key).list_models(project=project, task=task, status=status, limit=limit)
-    except ApiError as exc:
-        raise exit_with(exc) from exc
-    table = Table("id", "project", "name", "task", "status", "mAP50-95", "job")
-    for model in page["items"]:
-        score = (model.get("metrics") or {}).get("mAP50-95")
-        table.add_row(
-            str(model["id"]),
-            str(model["project_id"]),
-            model["name"],
-            model["task_type"],
-            model["status"],
-            "" if score is None else f"{score:.4f}",
-            str(model["lineage"].get("job_id") or ""),
-        )
-    console.print(table)
+    params = {"project": project, "task": task_name(task), "status": status, "limit": limit}
+    page = client(api, api_key).get("/api/v1/models", **params)
+    if as_json:
+        print_json(page)
+        return
+    rows = [
+        [
+            m["id"],
+            m["project"],
+            m["name"],
+            m["task_type"],
+            m["status"],
+            headline(m),
+            m["lineage"].get("job_id"),
+        ]
+        for m in page["items"]
+    ]
+    table(["id", "project", "name", "task", "status", "metrics", "job"], rows)
     console.print(f"{len(page['items'])} of {page['total']}")
 
 
 @cli.command()
-def deploy(
-    model_id: int,
+def catalog(as_json: Json = False, api: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """The architectures a job can train (`jobs submit --model NAME`) and their tasks."""
+    entries = client(api, api_key).get("/api/v1/models/catalog")
+    if as_json:
+        print_json(entries)
+        return
+    table(
+        ["name", "tasks", "description"],
+        [[m["name"], ", ".join(m["tasks"]), m["description"]] for m in entries],
+    )
+
+
+@cli.command()
+def show(model_id: int, as_json: Json = False, api: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """Show a registered model: task, status, metrics, classes, weights and lineage."""
+    model = client(api, api_key).get_model(model_id)
+    if as_json:
+        print_json(model)
+        return
+    for key in ("id", "name", "project", "task_type", "architecture", "status", "imgsz", "best_epoch"):
+        console.print(f"{key:>12}: {model.get(key)}", markup=False)
+    console.print(f"{'metrics':>12}: {headline(model)}", markup=False)
+    console.print(f"{'classes':>12}: {', '.join(model['class_names'])}", markup=False)
+    console.print(f"{'weights':>12}: {model['weights_key']}", markup=False)
+    if model.get("exported_key"):
+        console.print(f"{'exported':>12}: {model['exported_key']}", markup=False)
+    console.print(f"{'job':>12}: {model['lineage'].get('job_id')}", markup=False)
+
+
+@cli.command("export-best")
+def export_best(model_id: int, as_json: Json = False, api: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """Copy the model's best weights to its export location in storage."""
+    model = client(api, api_key).post(f"/api/v1/models/{model_id}/export-best")
+    if as_json:
+        print_json(model)
+    else:
+        console.print(f"model {model['id']} exported to {model['exported_key']}", markup=False)
+
+
+@cli.command()
+def deploy(model_id: int, as_json: Json = False, api: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """Make a ready model its project's active model for its task."""
+    api_client = client(api, api_key)
+    deployment = api_client.deploy(api_client.get_model(model_id)["project_id"], model_id)
+    _print_deployment(deployment, as_json)
+
+
+@cli.command()
+def rollback(
+    project: Annotated[str, typer.Option(help="project name")],
+    task: TaskOption = None,
+    as_json: Json = False,
     api: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Make a ready model its project's active model for its task."""
-    client = api_client(api, api_key)
-    try:
-        deployment = client.deploy(client.get_model(model_id)["project_id"], model_id)
-    except ApiError as exc:
-        raise exit_with(exc) from exc
-    console.print_json(json.dumps(deployment))
+    """Restore the project's active model as it was before the newest deployment change."""
+    api_client = client(api, api_key)
+    path = f"/api/v1/projects/{api_client.project_id(project)}/deployments/rollback"
+    _print_deployment(api_client.post(path, task=task_name(task)), as_json)
+
+
+def _print_deployment(deployment: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(deployment)
+        return
+    active = deployment.get("active_model") or {}
+    name = f"model {active['id']} ({active['name']})" if active else "none"
+    console.print(
+        f"project {deployment['project_id']}, {deployment['task_type']}: active {name}", markup=False
+    )
 
 
 def predict(
     images: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="image files")],
     model_id: Annotated[int | None, typer.Option("--model", help="a registered model's id")] = None,
-    project_id: Annotated[
-        int | None, typer.Option("--project-id", help="use this project's active model")
-    ] = None,
-    task: Annotated[str | None, typer.Option(help="with --project-id: which active model")] = None,
-    conf: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
-    imgsz: Annotated[int | None, typer.Option(help="default: the model's training size")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the whole answer as JSON")] = False,
+    project: Annotated[str | None, typer.Option(help="use this project's active model (a name)")] = None,
+    task: Annotated[str | None, typer.Option(help="with --project: which active model")] = None,
+    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="minimum confidence")] = 0.25,
+    imgsz: Annotated[int | None, typer.Option(help="image size (default: the model's training size)")] = None,
+    as_json: Json = False,
     api: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """Run a model on images through a worker: one line per detection (or top class), or --json."""
+    if (model_id is None) == (project is None):
+        raise typer.BadParameter("give exactly one of --model ID or --project NAME")
+    api_client = client(api, api_key)
     files = [(path.name, path.read_bytes()) for path in images]
-    form: dict[str, Any] = {"model_id": model_id, "project_id": project_id, "task": task}
-    try:
-        answer = api_client(api, api_key).infer(files, conf=conf, imgsz=imgsz, **form)
-    except ApiError as exc:
-        raise exit_with(exc) from exc
+    project_id = api_client.project_id(project) if project is not None else None
+    form: dict[str, Any] = {"model_id": model_id, "project_id": project_id, "task": task_name(task)}
+    answer = api_client.infer(files, conf=conf, imgsz=imgsz, **form)
     if as_json:
-        print(json.dumps(answer))
+        print_json(answer)
         return
     for result in answer["results"]:
         found = result.get("detections") or result.get("top_k") or []
         console.print(f"[bold]{result['name']}[/bold] {result['width']}x{result['height']}: {len(found)}")
         for item in found:
             box = " ".join(f"{v:.1f}" for v in item.get("box", []))
-            console.print(f"  {item['class_name']} {item['confidence']:.3f} {box}".rstrip())
+            console.print(f"  {item['class_name']} {item['confidence']:.3f} {box}".rstrip(), markup=False)
     timing = answer["timing_ms"]
     console.print(f"model {answer['model_id']} on {answer['worker']}: {timing.get('api', 0):.1f} ms")

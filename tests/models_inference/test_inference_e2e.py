@@ -353,9 +353,9 @@ def test_the_cli_lists_models_and_predicts(stack: Stack, models: dict[str, dict[
         [*TRAINYARD, "models", "deploy", str(detector)], env=env, capture_output=True, text=True
     )
     assert deployed.returncode == 0, deployed.stderr
-    project = str(models["detection"]["project_id"])
+    project = models["detection"]["project"]
     by_project = subprocess.run(
-        [*TRAINYARD, "predict", str(image), "--project-id", project, "--task", "detection", "--conf", "0"],
+        [*TRAINYARD, "predict", str(image), "--project", project, "--task", "detect", "--conf", "0"],
         env=env,
         capture_output=True,
         text=True,
@@ -365,4 +365,4 @@ def test_the_cli_lists_models_and_predicts(stack: Stack, models: dict[str, dict[
     refused = subprocess.run(
         [*TRAINYARD, "predict", str(image), "--model", "424242"], env=env, capture_output=True, text=True
     )
-    assert refused.returncode == 2 and "404" in refused.stdout
+    assert refused.returncode == 6 and "424242" in refused.stderr, refused.stderr  # not found
