@@ -7,6 +7,7 @@ import yaml
 
 from app.core.errors import invalid
 from app.core.settings import get_settings
+from app.training.data_yaml import problems as split_problems
 
 FIELD = "dataset_path"
 MAX_PATH = 4096  # PATH_MAX of Linux: longer is never a folder
@@ -78,6 +79,23 @@ def _check_data_yaml(path: Path, raw: str) -> None:
         raise invalid(FIELD, "data.yaml names must be a non-empty list or id -> name mapping")
     if isinstance(names, dict) and not _class_ids(names):
         raise invalid(FIELD, f"data.yaml names must map the class ids 0..{len(names) - 1} to names")
+    reasons = split_problems(path, data, readable_from(path))
+    if reasons:
+        raise invalid(FIELD, "; ".join(reasons))
+
+
+def readable_from(folder: Path) -> list[Path]:
+    """Where a data.yaml in `folder` may point: its project's folder when it is in one (a key that may
+    use this folder may not see the others), the rest of storage when it is not (only keys for every
+    project see that), and the import roots, which the operator shares with every key."""
+    settings = get_settings()
+    root, imports = settings.resolved_storage_root, settings.resolved_import_roots
+    if not folder.is_relative_to(root):
+        return imports
+    parts = folder.relative_to(root).parts
+    if len(parts) >= 2 and parts[0] == "projects":
+        return [root / "projects" / parts[1], *imports]
+    return [root, *imports]
 
 
 def _class_ids(names: dict[Any, Any]) -> bool:

@@ -184,8 +184,9 @@ def test_a_job_that_fails_in_the_worker_ends_failed_with_its_code(
 ) -> None:
     url, _storage, key = embedded_stack
     broken = tmp_path / "broken"
-    broken.mkdir()
-    # Passes the API's checks (it exists and parses), but its image folders do not exist.
+    # Passes the API's checks (it parses, its folders exist), but there is not one image to train on.
+    for split in ("train", "val"):
+        (broken / "images" / split).mkdir(parents=True)
     (broken / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: a}\n")
     job = ApiClient(url, key).submit(
         {

@@ -1,0 +1,171 @@
+"""The CLI against a real stack (`trainyard serve`: API, a CPU worker and the scheduler on the bundled
+Redis): what a person typing the commands sees, and the exit codes scripts rely on."""
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.cli.client import ApiClient
+from tests.e2e.stack import TRAINYARD, free_port, running, wait_for, wait_until
+from tests.factories import make_yolo_dataset
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+class Stack:
+    def __init__(self, url: str, key: str, log: Path, storage: Path) -> None:
+        self.url, self.key, self.log, self.storage = url, key, log, storage
+        self.api = ApiClient(url, key)
+
+    def run(self, *args: str, columns: int = 100, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "TRAINYARD_API_URL": self.url,
+            "TRAINYARD_API_KEY": self.key,
+            "COLUMNS": str(columns),
+        }
+        return subprocess.run([*TRAINYARD, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("cli") / "data"
+    port = free_port()
+    log = data.parent / "serve.log"
+    env = {
+        "TRAINYARD_DATA_DIR": str(data),
+        "REDIS_URL": "",
+        "DATABASE_URL": "",
+        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+    }
+    with running([*TRAINYARD, "serve", "--port", str(port)], env, log):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", log, workers=1)
+        key = re.findall(r"TRAINYARD_API_KEY=(ty_\S+)", log.read_text())[0]
+        yield Stack(url, key, log, data / "storage")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_yolo_dataset(tmp_path_factory.mktemp("cli-data") / "shapes", train=8, val=2, size=64)
+
+
+def submit(stack: Stack, name: str, dataset: Path, epochs: int) -> dict[str, Any]:
+    result = stack.run(
+        "jobs", "submit", "--name", name, "--project", "cli", "--dataset", str(dataset), "--task", "detect",
+        "--epochs", str(epochs), "--set", "imgsz=64", "--set", "batch=4", "--set", "workers=0",
+        "--set", "plots=false", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    job: dict[str, Any] = json.loads(result.stdout)
+    assert job["task_type"] == "detection" and job["config"]["imgsz"] == 64
+    return job
+
+
+def test_api_down_is_one_line_naming_the_url_and_exit_5() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for command in (["jobs", "list"], ["jobs", "watch", "1"], ["models", "list", "--json"]):
+        result = subprocess.run(
+            [*TRAINYARD, *command, "--api", url], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 5, result.stderr
+        assert result.stdout == "" and "Traceback" not in result.stderr
+        first, *rest = result.stderr.strip().splitlines()
+        assert url in first and len(rest) <= 1 and "TRAINYARD_API_URL" in result.stderr
+
+
+def test_keys_without_a_database_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "TRAINYARD_DATA_DIR": str(tmp_path / "nowhere"), "DATABASE_URL": ""}
+    result = subprocess.run([*TRAINYARD, "keys", "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 5 and "Traceback" not in result.stderr
+    assert "trainyard db upgrade" in result.stderr and len(result.stderr.strip().splitlines()) == 2
+
+
+def test_not_found_and_bad_usage_have_their_own_codes(stack: Stack, shapes: Path) -> None:
+    missing = stack.run("jobs", "show", "424242")
+    assert missing.returncode == 6 and "424242" in missing.stderr and "Traceback" not in missing.stderr
+    bad_name = stack.run("jobs", "submit", "--name", "no/slash", "--project", "cli", "--dataset", str(shapes))
+    assert bad_name.returncode == 2 and "name" in bad_name.stderr and "Traceback" not in bad_name.stderr
+    bad_set = stack.run(
+        "jobs", "submit", "--name", "x", "--project", "cli", "--dataset", str(shapes), "--set", "e"
+    )
+    assert bad_set.returncode == 2 and "key=value" in bad_set.stderr
+    wrong_key = subprocess.run(
+        [*TRAINYARD, "jobs", "list", "--api", stack.url, "--api-key", "ty_wrong"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert wrong_key.returncode == 6 and "TRAINYARD_API_KEY" in wrong_key.stderr
+
+
+def test_preflight_shows_the_resolved_config_and_refuses_with_reasons(stack: Stack, shapes: Path) -> None:
+    ok = stack.run(
+        "jobs", "preflight", "--name", "pre", "--project", "cli", "--dataset", str(shapes), "--epochs", "3"
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "epochs: 3" in ok.stdout and "would be accepted" in ok.stdout
+    refused = stack.run(
+        "jobs", "preflight", "--name", "pre", "--project", "cli", "--dataset", "nowhere/at/all"
+    )
+    assert refused.returncode == 2 and "dataset_path" in refused.stdout
+    as_json = stack.run(
+        "jobs", "preflight", "--name", "pre", "--project", "cli", "--dataset", str(shapes), "--json"
+    )
+    assert json.loads(as_json.stdout)["ok"] is True
+
+
+def test_stop_resume_watch_reports_completed_and_each_outcome_its_code(stack: Stack, shapes: Path) -> None:
+    job = submit(stack, "long", shapes, epochs=12)
+    waiting = submit(stack, "waiting", shapes, epochs=1)  # one worker: this one stays queued
+
+    cancel = stack.run("jobs", "cancel", str(waiting["id"]))
+    assert cancel.returncode == 0 and "cancelled" in cancel.stdout
+    watched = stack.run("jobs", "watch", str(waiting["id"]))
+    assert watched.returncode == 4 and "cancelled" in watched.stdout
+
+    wait_until(lambda: stack.api.get_job(job["id"])["current_epoch"] >= 1, "first epoch", stack.logs, 180)
+    assert stack.run("jobs", "stop", str(job["id"])).returncode == 0
+    stopped = stack.run("jobs", "watch", str(job["id"]))
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    assert (
+        f"job {job['id']} stopped" in stopped.stdout
+        and f"trainyard jobs resume {job['id']}" in stopped.stdout
+    )
+
+    resumed = stack.run("jobs", "resume", str(job["id"]), "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["attempt"] == 2
+    narrow = stack.run("jobs", "watch", str(job["id"]), columns=50)
+    assert narrow.returncode == 0, narrow.stdout + narrow.stderr + stack.logs()[-3000:]
+    lines = narrow.stdout.splitlines()
+    live = [line for line in lines if line.startswith(f"job {job['id']} ") and "after" not in line]
+    assert live and all(len(line) <= 50 for line in live), live
+    assert any("(attempt 2)" in line and "epoch" in line for line in live), live
+    summary = lines[next(i for i, line in enumerate(lines) if "completed after" in line) :]
+    assert summary[0] == f"job {job['id']} completed after 12/12 epochs"
+    model_id = int(re.search(r"model: (\d+)", narrow.stdout).group(1))  # type: ignore[union-attr]
+    assert f"trainyard models deploy {model_id}" in narrow.stdout and "weights/best.pt" in narrow.stdout
+    assert narrow.stdout.count("completed after") == 1
+
+    shown = json.loads(stack.run("models", "show", str(model_id), "--json").stdout)
+    assert shown["lineage"]["job_id"] == job["id"]
+    listed = json.loads(stack.run("jobs", "list", "--project", "cli", "--json").stdout)
+    assert {j["status"] for j in listed["items"]} >= {"completed", "cancelled"}
+
+
+def test_a_job_failing_in_the_worker_exits_1(stack: Stack, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    for split in ("train", "val"):
+        (empty / "images" / split).mkdir(parents=True)
+    (empty / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: a}\n")
+    job = submit(stack, "empty", empty, epochs=1)
+    failed = stack.run("jobs", "watch", str(job["id"]))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "failed" in failed.stdout and "error:" in failed.stdout
