@@ -55,25 +55,25 @@ class WatchState:
             self.status = data["status"]
             if data.get("resumed"):
                 self.attempt += 1
-            if self.status == "running" and self.phase is None:
-                self.phase = "setup"
+            if self.status == "running":  # each attempt starts by setting up
+                self.phase, self.batch, self.batches = "setup", None, None
             return True
         if kind == "progress":
+            before = self.phase
             self.epoch = int(data.get("epoch") or 0)
             self.epochs = data.get("epochs") or data.get("total") or self.epochs
             self.batch, self.batches = data.get("batch"), data.get("batches")
             eta = data.get("eta_s", data.get("eta_seconds"))
             self.eta_s = float(eta) if isinstance(eta, int | float) else None
-            old_shape = "phase" not in data
-            self.phase = "train" if old_shape and self.epoch else data.get("phase")
-            return old_shape or self.phase in ("setup", "final")
+            self.phase = data.get("phase", "train")
+            return self.phase != before and self.phase in ("setup", "final")
         if kind == "metrics":
             self.metrics = {k: v for k, v in (data.get("val") or {}).items() if isinstance(v, int | float)}
             train = data.get("train") or {}
             self.losses = {
                 k: v for k, v in train.items() if k.endswith("loss") and isinstance(v, int | float)
             }
-            return "phase" not in data and self.batches is None
+            return True  # an epoch ended
         if kind == "error":
             self.error = f"{data.get('code')}: {data.get('message')}"
             return True
@@ -124,13 +124,11 @@ def render(state: WatchState, width: int) -> str:
         parts = [head, epoch, *reversed([p for p in optional if p])]
         fixed = sum(len(p) + 1 for p in parts if p != "BAR") - 1
         bar_width = min(30, width - fixed - 1)
-        if "BAR" in parts and bar_width < 8:
-            optional[optional.index("BAR")] = ""
-            continue
-        line = " ".join(
-            bar(state.batch or 0, state.batches or 1, bar_width) if p == "BAR" else p for p in parts
-        )
-        if len(line) <= width or not any(optional):
+        fits = bar_width >= 8 if "BAR" in parts else fixed <= width
+        if fits or not any(optional):
+            line = " ".join(
+                bar(state.batch or 0, state.batches or 1, bar_width) if p == "BAR" else p for p in parts
+            )
             return line[:width]
         optional[next(i for i, p in enumerate(optional) if p)] = ""
 
@@ -173,6 +171,6 @@ def summary(state: WatchState, job: dict[str, Any], model: dict[str, Any] | None
         lines.append(f"  model: {model['id']} ({model['name']}, {model['status']})")
         lines.append(f"  deploy:  trainyard models deploy {model['id']}")
         lines.append(f"  predict: trainyard predict --model {model['id']} IMAGE...")
-    elif status in ("stopped", "failed"):
+    if status in ("stopped", "failed"):
         lines.append(f"  resume:  trainyard jobs resume {job['id']}")
     return lines

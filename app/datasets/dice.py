@@ -45,6 +45,7 @@ def load_dice(root: Path, *, check_files: bool = True) -> DiceDataset:
         raise invalid("path", f"{root.name or root} is not a folder")
     log = ErrorLog()
     existing = _existing_images(root, log) if check_files else None
+    log.existing = existing
     metadata = _read_json(root / METADATA_FILE, log)
     if metadata is not None and not isinstance(metadata, dict):
         log.add(METADATA_FILE, "must be a JSON object")

@@ -7,7 +7,7 @@ the field names point into the JSON (`annotations_detection.json:images[3].annot
 import math
 from typing import Any
 
-from app.core.errors import AppError, FieldError, invalid_fields
+from app.core.errors import AppError, ErrorCode, FieldError, invalid_fields
 from app.datasets.types import (
     SPLITS,
     TASK_ALIASES,
@@ -21,6 +21,7 @@ from app.datasets.types import (
 )
 
 MAX_ERRORS = 100
+SHOWN_ERRORS = 5  # problems quoted in the one-line detail
 # Labelers round coordinates; a box ending at 640.0000001 in a 640-pixel image is not a user error.
 EDGE_TOLERANCE = 0.5
 # The image types Ultralytics reads (its IMG_FORMATS); anything else would be skipped silently in training.
@@ -31,13 +32,20 @@ _NUMBER = (int, float)
 
 
 class ErrorLog:
-    """Collects field errors, keeping the first `limit` so a broken 100k-annotation file stays readable."""
+    """Collects field errors, keeping the first `limit` so a broken 100k-annotation file stays readable.
+
+    The error it raises is summarised for people (docs/datasets.md): the first few problems, how many
+    there are, and the likely cause when one pattern explains them all (say, every `file_name` starting
+    with its split), while `errors` keeps the first `limit` for programs.
+    """
 
     def __init__(self, limit: int = MAX_ERRORS) -> None:
         self.errors: list[FieldError] = []
         self.dropped = 0
         self.limit = limit
         self.total = 0  # kept and dropped, so callers can tell cheaply whether a check added any
+        self.missing: list[tuple[str, str]] = []  # (split, file_name) of each image not found
+        self.existing: set[str] | None = None  # every file under images/, when the folder was read
 
     def add(self, field: str, reason: str) -> None:
         self.total += 1
@@ -46,13 +54,51 @@ class ErrorLog:
         else:
             self.dropped += 1
 
+    def add_missing(self, field: str, split: str, name: str) -> None:
+        self.missing.append((split, name))
+        self.add(field, f"missing file images/{split}/{name}")
+
     def error(self) -> AppError | None:
         if not self.errors:
             return None
         errors = list(self.errors)
         if self.dropped:
             errors.append(FieldError("dataset", f"{self.dropped} more problems not listed"))
-        return invalid_fields(errors)
+        cause = self.likely_cause()
+        if cause is not None:
+            errors.insert(0, FieldError("dataset", f"likely cause: {cause}"))
+        if self.total <= SHOWN_ERRORS and cause is None:
+            return invalid_fields(errors)
+        first = "; ".join(f"{e.field}: {e.reason}" for e in self.errors[:SHOWN_ERRORS])
+        detail = f"{self.total} problems in the dataset"
+        detail += f"; likely cause: {cause}" if cause else ""
+        detail += f"; the first {min(SHOWN_ERRORS, self.total)}: {first}"
+        return AppError(422, ErrorCode.VALIDATION_ERROR, detail, errors)
+
+    def likely_cause(self) -> str | None:
+        """One explanation for every problem, when the problems are all missing images that share it."""
+        if len(self.missing) < 2 or len(self.missing) != self.total:
+            return None
+        if all(name.startswith(f"{split}/") for split, name in self.missing):
+            split, name = self.missing[0]
+            return (
+                f"file_name includes the split: file_name is relative to images/<split>/, so "
+                f"'{name}' with split '{split}' is looked for at images/{split}/{name}; "
+                f"write '{name.removeprefix(split + '/')}'"
+            )
+        if self.existing is None:
+            return None
+        by_name: dict[str, str] = {}
+        for path in self.existing:
+            by_name.setdefault(path.rpartition("/")[2], path)
+        elsewhere = [by_name.get(name.rpartition("/")[2]) for _split, name in self.missing]
+        if all(elsewhere):
+            split, name = self.missing[0]
+            return (
+                f"the images are not where file_name and split point: images/{split}/{name} is at "
+                f"{elsewhere[0]}; files go in images/<split>/<file_name>"
+            )
+        return None
 
 
 def _num(value: object) -> bool:
@@ -221,7 +267,7 @@ class TaskFileParser:
             ok = False
         path = f"images/{split}/{name}"
         if ok and self.existing is not None and path not in self.existing:
-            self.log.add(f"{where}.file_name", f"missing file {path}")
+            self.log.add_missing(f"{where}.file_name", str(split), name)
             ok = False
         if path in seen_paths:
             self.log.add(f"{where}.file_name", f"duplicate file {path} (also images[{seen_paths[path]}])")

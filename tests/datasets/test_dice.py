@@ -280,3 +280,38 @@ def test_the_design_documents_detection_sample_loads(tmp_path: Path) -> None:
         "detection": {"file": DET, "classes": ["defect"], "total_annotations": 1}
     }
     assert (summary["total_images"], summary["splits"]) == (1, {"train": 1, "val": 0, "test": 0})
+
+
+def test_file_names_that_include_the_split_are_summarised_with_their_cause(tmp_path: Path) -> None:
+    images = [
+        image(k, f"{k}.jpg", "train" if k <= 60 else "val", [det(k, k, 0, [1, 1, 5, 5])])
+        for k in range(1, 81)
+    ]
+    root = detection_dataset(tmp_path, images)
+    for entry in images:  # what an exporter that writes "train/1.jpg" produces
+        entry["file_name"] = f"{entry['split']}/{entry['file_name']}"
+    (root / DET).write_text(json.dumps(task_file("object_detection", images)))
+
+    error = rejection(root)
+    assert error.detail.startswith("80 problems in the dataset; likely cause: file_name includes the split")
+    assert "write '1.jpg'" in error.detail and len(error.detail) < 800
+    assert error.detail.count("missing file") == 5
+    assert error.errors[0].field == "dataset" and "likely cause" in error.errors[0].reason
+    assert len(error.errors) == 81
+
+
+def test_images_outside_their_split_folder_are_explained(tmp_path: Path) -> None:
+    root = detection_dataset(tmp_path, detection_images())
+    for picture in (root / "images" / "train").iterdir():
+        picture.rename(root / "images" / picture.name)
+
+    error = rejection(root)
+    assert "likely cause: the images are not where file_name and split point" in error.detail
+    assert "is at images/a.jpg" in error.detail
+
+
+def test_a_few_unrelated_problems_are_listed_in_full(tmp_path: Path) -> None:
+    root = detection_dataset(tmp_path, detection_images())
+    (root / "images/train/b.jpg").unlink()
+
+    assert rejection(root).detail == f"{DET}:images[1].file_name: missing file images/train/b.jpg"

@@ -1,0 +1,77 @@
+"""What `jobs watch` shows for a job's events, at any terminal width."""
+
+from typing import Any
+
+from app.cli.watch import WatchState, render, summary
+
+
+def event(kind: str, **data: Any) -> dict[str, Any]:
+    return {"type": kind, "data": data, "seq": 1}
+
+
+def running_detector() -> WatchState:
+    state = WatchState(7, "detection")
+    state.apply(event("status", status="running"))
+    state.apply(event("progress", epoch=3, epochs=10, batch=40, batches=100, eta_s=125.0, phase="train"))
+    state.apply(event("metrics", epoch=2, train={"box_loss": 1.5, "cls_loss": 0.9}, val={"mAP50-95": 0.31}))
+    return state
+
+
+def test_a_wide_terminal_shows_everything() -> None:
+    line = render(running_detector(), 160)
+    assert line.startswith("job 7 running epoch 3/10 40/100 ")
+    assert "ETA 2:05" in line and "mAP50-95 0.310" in line and "box_loss 1.500" in line and "━" in line
+
+
+def test_narrow_terminals_drop_losses_first_and_keep_status_and_epoch() -> None:
+    state = running_detector()
+    widths = {width: render(state, width) for width in (110, 90, 60, 40, 24)}
+    assert all(len(line) <= width for width, line in widths.items())
+    assert all(line.startswith("job 7 running epoch 3/10") for line in widths.values())
+    assert "mAP50-95" in widths[90] and "box_loss" not in widths[90]
+    assert "ETA" in widths[60] and "mAP50-95" not in widths[60]
+
+
+def test_setup_and_final_validation_are_named_not_shown_as_a_stuck_bar() -> None:
+    state = WatchState(7, "detection")
+    state.apply(event("status", status="running"))
+    assert "setting up" in render(state, 100)
+    state.apply(event("progress", epoch=10, epochs=10, batch=None, batches=None, eta_s=None, phase="final"))
+    assert "final validation" in render(state, 100) and "━" not in render(state, 100)
+
+
+def test_the_older_progress_shape_is_read() -> None:
+    state = WatchState(7, "detection")
+    state.apply(event("status", status="running"))
+    state.apply(event("progress", epoch=2, total=5, eta_seconds=30.0))
+    assert render(state, 100) == "job 7 running epoch 2/5 ETA 0:30"
+
+
+def test_a_classifier_shows_top1_and_top5() -> None:
+    state = WatchState(3, "classification")
+    state.apply(
+        event("metrics", epoch=1, train={"loss": 0.7}, val={"accuracy_top1": 0.8, "accuracy_top5": 1.0})
+    )
+    assert "top1 0.800 top5 1.000" in render(state, 100)
+
+
+def test_a_resumed_job_says_which_attempt() -> None:
+    state = WatchState(7, "detection")
+    for status in ("queued", "running", "stopping", "stopped"):
+        state.apply(event("status", status=status))
+    state.apply(event("status", status="queued", resumed=True))
+    state.apply(event("status", status="running"))
+    assert render(state, 100).startswith("job 7 running (attempt 2) epoch")
+
+
+def test_the_summary_names_the_model_and_the_next_commands() -> None:
+    job = {
+        "id": 7, "status": "stopped", "current_epoch": 4, "total_epochs": 10, "error_message": None,
+        "results": {"best_epoch": 3, "best_metrics": {"mAP50": 0.5, "mAP50-95": 0.3}},
+        "checkpoints": {"best": "projects/p/model/training/r/weights/best.pt"},
+    }  # fmt: skip
+    model = {"id": 12, "name": "r", "status": "ready"}
+    lines = summary(WatchState(7, "detection"), job, model)
+    assert lines[0] == "job 7 stopped after 4/10 epochs"
+    assert "  best: mAP50 0.500, mAP50-95 0.300 (epoch 3)" in lines
+    assert "  deploy:  trainyard models deploy 12" in lines and "  resume:  trainyard jobs resume 7" in lines
