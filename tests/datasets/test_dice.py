@@ -315,3 +315,19 @@ def test_a_few_unrelated_problems_are_listed_in_full(tmp_path: Path) -> None:
     (root / "images/train/b.jpg").unlink()
 
     assert rejection(root).detail == f"{DET}:images[1].file_name: missing file images/train/b.jpg"
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    from PIL import Image
+
+    doc = (Path(__file__).parents[2] / "docs" / "datasets.md").read_text()
+    example = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
+    for entry in example["images"]:
+        picture = tmp_path / "images" / entry["split"] / entry["file_name"]
+        picture.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (entry["width"], entry["height"])).save(picture)
+    (tmp_path / DET).write_text(json.dumps(example))
+
+    summary = summarize(load_dice(tmp_path))
+    assert summary["splits"] == {"train": 1, "val": 1, "test": 0}
+    assert summary["annotations"]["detection"]["total_annotations"] == 3
