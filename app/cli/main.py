@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import jobs, keys, models
+from app.cli import datasets, jobs, keys, models, workers
 from app.cli.client import ApiError, Unreachable
 from app.cli.common import ExitCode, errors, report
 from app.core.logging import configure_logging
@@ -22,6 +22,9 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(jobs.cli, name="jobs")
 cli.add_typer(keys.cli, name="keys")
 cli.add_typer(models.cli, name="models")
+cli.add_typer(datasets.datasets_cli, name="datasets")
+cli.add_typer(datasets.versions_cli, name="versions")
+cli.add_typer(workers.cli, name="workers")
 cli.command()(models.predict)
 
 
