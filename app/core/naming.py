@@ -3,6 +3,8 @@
 import re
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$"
+# NAME_PATTERN in words, for error messages (a user should not have to read a regex).
+NAME_RULE = "1 to 100 characters: letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 

@@ -11,11 +11,22 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import AppError, ErrorCode, FieldError
+from app.core.naming import NAME_PATTERN, NAME_RULE
 
 log = logging.getLogger("errors.system")
 validation_log = logging.getLogger("errors.validation")
 
 PROBLEM_JSON = "application/problem+json"
+
+
+def _reason(error: Any) -> str:
+    """Pydantic's message, with the name rule in words instead of its regex."""
+    if (
+        error.get("type") == "string_pattern_mismatch"
+        and (error.get("ctx") or {}).get("pattern") == NAME_PATTERN
+    ):
+        return f"must be {NAME_RULE}"
+    return str(error["msg"])
 
 
 def problem(request: Request, status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
@@ -52,7 +63,7 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(_field_name(tuple(e["loc"])), e["msg"]) for e in exc.errors()]
+        errors = [FieldError(_field_name(tuple(e["loc"])), _reason(e)) for e in exc.errors()]
         validation_log.info("rejected %s %s: %s", request.method, request.url.path, errors)
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
         return problem(request, 422, ErrorCode.VALIDATION_ERROR, detail, errors=[e.as_dict() for e in errors])

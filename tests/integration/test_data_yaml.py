@@ -66,3 +66,13 @@ def test_a_path_leading_out_of_the_allowed_roots_is_refused(
     response = client.post("/api/v1/training/jobs", json=job_body(folder))
     assert response.status_code == 422
     assert "outside the storage root and import roots" in response.json()["errors"][0]["reason"]
+
+
+def test_a_bad_project_name_states_the_rule_in_words(client: TestClient, yolo_dataset: Path) -> None:
+    response = client.post("/api/v1/training/jobs", json=job_body(yolo_dataset, project="-nope/"))
+    error = response.json()["errors"][0]
+    assert response.status_code == 422 and error["field"] == "project"
+    assert (
+        error["reason"].startswith("must be 1 to 100 characters: letters, digits")
+        and "^" not in error["reason"]
+    )
