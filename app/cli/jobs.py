@@ -252,6 +252,13 @@ def watch(
 
 
 def _watch(api_client: ApiClient, job_id: int, quiet: bool = False) -> int:
+    return follow_to_end(api_client, job_id, quiet)[0]
+
+
+def follow_to_end(
+    api_client: ApiClient, job_id: int, quiet: bool = False
+) -> tuple[int, dict[str, Any] | None]:
+    """Watch the job until it ends, print its summary once; (exit code, the model it registered)."""
     state, job = live.follow(api_client, job_id, console if not quiet else console.__class__(quiet=True))
     model = _model_of(api_client, job) if job["status"] in ("completed", "stopped") else None
     colour = "green" if job["status"] == "completed" else "red"
@@ -259,7 +266,7 @@ def _watch(api_client: ApiClient, job_id: int, quiet: bool = False) -> int:
     console.print(f"[{colour}]{lines[0]}[/{colour}]", highlight=False)
     for line in lines[1:]:
         console.print(line, markup=False, highlight=False)
-    return JOB_EXIT.get(job["status"], ExitCode.FAILED)
+    return JOB_EXIT.get(job["status"], ExitCode.FAILED), model
 
 
 def _model_of(api_client: ApiClient, job: dict[str, Any]) -> dict[str, Any] | None:

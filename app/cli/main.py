@@ -9,7 +9,7 @@ import typer
 
 from app.cli import datasets, jobs, keys, models, workers
 from app.cli.client import ApiError, Unreachable
-from app.cli.common import ExitCode, errors, report
+from app.cli.common import ApiKey, ApiUrl, ExitCode, client, errors, report
 from app.core.logging import configure_logging
 
 cli = typer.Typer(
@@ -53,6 +53,24 @@ def root(
     ] = False,
 ) -> None:
     """The command's own options (--version, -h)."""
+
+
+@cli.command()
+def demo(
+    epochs: Annotated[int, typer.Option(help="training epochs (a few minutes on a CPU)")] = 10,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Train a first model on a synthetic dataset, register it and predict with it (needs a running
+    `trainyard serve`)."""
+    from app.cli import demo as first_model
+
+    api_client = client(api, api_key)
+    job = first_model.submit(api_client, epochs)
+    code, model = jobs.follow_to_end(api_client, job["id"])
+    if code != ExitCode.OK or model is None:
+        raise typer.Exit(code or ExitCode.FAILED)
+    raise typer.Exit(first_model.predict(api_client, model["id"]))
 
 
 @cli.command()

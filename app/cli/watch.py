@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from app.cli.client import ApiClient, is_final
+from app.cli.client import ApiClient
 
 # The metrics a person judges each task by, with short labels (val metrics of the `metrics` event).
 TASK_METRICS = {
@@ -148,8 +148,6 @@ def follow(client: ApiClient, job_id: int, console: Console) -> tuple[WatchState
         for event in client.events(job_id):
             if state.apply(event):
                 console.print(render(state, console.width), soft_wrap=True)
-            if is_final(event):
-                break
     return state, client.get_job(job_id)
 
 

@@ -169,3 +169,16 @@ def test_a_job_failing_in_the_worker_exits_1(stack: Stack, tmp_path: Path) -> No
     failed = stack.run("jobs", "watch", str(job["id"]))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "failed" in failed.stdout and "error:" in failed.stdout
+
+
+def test_demo_trains_registers_and_predicts_in_one_command(stack: Stack) -> None:
+    demo = stack.run("demo", "--epochs", "2", timeout=900)
+    assert demo.returncode == 0, demo.stdout + demo.stderr + stack.logs()[-3000:]
+    assert "uploading a synthetic dataset" in demo.stdout
+    assert "completed after 2/2 epochs" in demo.stdout and "found" in demo.stdout
+    model_id = int(re.search(r"trainyard predict --model (\d+) IMAGE", demo.stdout).group(1))  # type: ignore[union-attr]
+    model = stack.api.get_model(model_id)
+    assert model["status"] == "ready" and model["project"] == "demo"
+    # The dataset is in the storage root, where any job of the project can use it.
+    datasets = json.loads(stack.run("datasets", "list", "--project", "demo", "--json").stdout)["datasets"]
+    assert (stack.storage / datasets[0]["storage_path"]).is_dir()
