@@ -1,14 +1,17 @@
-"""`trainyard serve`: the whole stack as one process group, shut down cleanly on Ctrl-C.
+"""`trainyard serve`: the whole stack as one supervised process group, shut down cleanly on Ctrl-C.
 
 API (uvicorn) + one worker per visible GPU (or one CPU worker) + the scheduler, plus the bundled
-Redis when REDIS_URL is not set. Each child runs in its own session so that Ctrl-C reaches only
-this supervisor, which then stops the children in order: workers hand back their jobs first.
+Redis when REDIS_URL is not set. A child that dies is restarted with a back-off while the others keep
+running (a worker killed for memory comes back; its job is recovered as usual). Each child runs in its
+own session so that Ctrl-C reaches only this supervisor, which then stops the children in order:
+workers hand back their jobs first. Once the API listens, a banner says where everything is.
 """
 
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +20,8 @@ from types import FrameType
 from app.cli.bundled_redis import BundledRedis
 from app.core import migrate
 from app.core.settings import get_settings
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
 
 log = logging.getLogger("app.backend")
 
@@ -49,6 +54,46 @@ def child_commands(host: str, port: int, gpus: list[int]) -> list[tuple[str, lis
     return commands
 
 
+class Child:
+    """One supervised process: restarted when it dies, after a back-off that doubles while it keeps
+    dying soon after starting (1 s, 2 s, 4 s ... 60 s) and resets once it stayed up a minute."""
+
+    STEADY = 60.0
+    MAX_BACKOFF = 60.0
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.name, self.command, self.env = name, command, env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.backoff = 1.0
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def check(self, now: float) -> None:
+        """Notice a death (and plan the restart), or restart when its back-off is over."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                log.info("restarting %s", self.name)
+                self.start()
+            return
+        if self.process is None or self.process.poll() is None:
+            return
+        if now - self.started > self.STEADY:
+            self.backoff = 1.0
+        log.error(
+            "%s exited with code %s; restarting it in %.0f s (the rest keep running)",
+            self.name,
+            self.process.returncode,
+            self.backoff,
+        )
+        self.restart_at = now + self.backoff
+        self.backoff = min(self.MAX_BACKOFF, self.backoff * 2)
+
+
 def serve(host: str, port: int) -> int:
     settings = get_settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +104,7 @@ def serve(host: str, port: int) -> int:
         bundled.start()
         env["REDIS_URL"] = bundled.url
         log.info("bundled Redis on %s", bundled.url)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children = [Child(name, command, env) for name, command in child_commands(host, port, visible_gpus())]
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -68,28 +113,82 @@ def serve(host: str, port: int) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    key: str | None = None
+    announced = False
     try:
-        migrate.upgrade(settings.resolved_database_url)
-        first_admin_key(settings.resolved_database_url)
-        for name, command in child_commands(host, port, visible_gpus()):
-            children.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
-            log.info("started %s (pid %s)", name, children[-1][1].pid)
-        log.info("Trainyard is up: http://%s:%s/docs (Ctrl-C stops it)", host, port)
+        migrate_quietly(settings.resolved_database_url)
+        key = first_admin_key(settings.resolved_database_url)
+        for child in children:
+            child.start()
         while not stopping:
-            for name, child in children:
-                if child.poll() is not None:
-                    log.error("%s exited with code %s; stopping the stack", name, child.returncode)
-                    stopping = True
+            now = time.monotonic()
+            for child in children:
+                child.check(now)
+            if not announced and listening(host, port):
+                sys.stdout.write(banner(host, port, key))
+                sys.stdout.flush()
+                announced = True
             time.sleep(0.5)
     finally:
-        _stop_children(children)
+        if key is not None and not announced:  # the only chance to see it
+            sys.stdout.write(f"First admin API key: TRAINYARD_API_KEY={key}\n")
+        _stop_children([(c.name, c.process) for c in children if c.process is not None])
         if bundled is not None:
             bundled.stop()
     return 0
 
 
-def first_admin_key(database_url: str) -> None:
-    """On a database without any key, make an admin key and show it once (stdout, not the log)."""
+def migrate_quietly(database_url: str) -> None:
+    """Apply migrations, saying one line (Alembic's own records are one per step and plugin)."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        migrate.upgrade(database_url)
+    finally:
+        alembic_log.setLevel(level)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    log.info("database ready (migration %s): %s", revision, engine.url.render_as_string(hide_password=True))
+
+
+def listening(host: str, port: int) -> bool:
+    connect_to = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((connect_to, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def banner(host: str, port: int, key: str | None) -> str:
+    """What a person needs once the API listens: where things are, and how to point the CLI at them."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{shown}:{port}"
+    lines = [
+        "",
+        "Trainyard is up (Ctrl-C stops it)",
+        f"  dashboard  {url}/",
+        f"  API        {url}/api/v1   (reference: {url}/docs)",
+        "",
+        "For the CLI in another terminal:",
+    ]
+    if url != DEFAULT_API_URL:
+        lines.append(f"  export TRAINYARD_API_URL={url}")
+    lines.append(f"  export TRAINYARD_API_KEY={key or '<your key>   (`trainyard keys create` makes one)'}")
+    lines += ["then: trainyard demo   (a first model in a few minutes)", ""]
+    return "\n".join(lines) + "\n"
+
+
+def first_admin_key(database_url: str) -> str | None:
+    """On a database without any key, make an admin key (shown once, in the banner); else None."""
     from app.core.db import Database
     from app.keys import service
     from app.models import Role
@@ -98,16 +197,12 @@ def first_admin_key(database_url: str) -> None:
     try:
         with db.session() as session:
             if service.has_keys(session):
-                return
+                return None
             _key, token, _ = service.create_key(session, Role.ADMIN, [], name="first admin key")
     finally:
         db.dispose()
-    log.info("created the first admin API key")
-    sys.stdout.write(
-        "\nFirst admin API key (shown only now; `trainyard keys create` makes more):\n"
-        f"  TRAINYARD_API_KEY={token}\n\n"
-    )
-    sys.stdout.flush()
+    log.info("created the first admin API key (shown once, below)")
+    return str(token)
 
 
 def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float = 30.0) -> None:

@@ -4,6 +4,7 @@ Redis): what a person typing the commands sees, and the exit codes scripts rely 
 import json
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 class Stack:
-    def __init__(self, url: str, key: str, log: Path, storage: Path) -> None:
-        self.url, self.key, self.log, self.storage = url, key, log, storage
+    def __init__(self, url: str, key: str, log: Path, storage: Path, serve: subprocess.Popen[bytes]) -> None:
+        self.url, self.key, self.log, self.storage, self.serve = url, key, log, storage, serve
         self.api = ApiClient(url, key)
 
     def run(self, *args: str, columns: int = 100, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -47,11 +48,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "DATABASE_URL": "",
         "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
     }
-    with running([*TRAINYARD, "serve", "--port", str(port)], env, log):
+    with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/health", log, workers=1)
-        key = re.findall(r"TRAINYARD_API_KEY=(ty_\S+)", log.read_text())[0]
-        yield Stack(url, key, log, data / "storage")
+        key = re.findall(r"export TRAINYARD_API_KEY=(ty_\S+)", log.read_text())[0]
+        yield Stack(url, key, log, data / "storage", serve)
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +183,33 @@ def test_demo_trains_registers_and_predicts_in_one_command(stack: Stack) -> None
     # The dataset is in the storage root, where any job of the project can use it.
     datasets = json.loads(stack.run("datasets", "list", "--project", "demo", "--json").stdout)["datasets"]
     assert (stack.storage / datasets[0]["storage_path"]).is_dir()
+
+
+def test_serve_says_where_everything_is_once_the_api_listens(stack: Stack) -> None:
+    printed = stack.logs()
+    assert printed.count("Trainyard is up") == 1
+    assert f"dashboard  {stack.url}/" in printed and f"API        {stack.url}/api/v1" in printed
+    assert f"export TRAINYARD_API_URL={stack.url}" in printed  # not the default port
+    assert printed.count("database ready (migration") == 1 and "Running upgrade" not in printed
+
+
+def children_of(pid: int) -> dict[int, str]:
+    found = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        found[int(child)] = Path(f"/proc/{child}/cmdline").read_text().replace("\0", " ")
+    return found
+
+
+def test_a_dead_worker_is_restarted_and_the_api_keeps_serving(stack: Stack) -> None:
+    (worker,) = [pid for pid, command in children_of(stack.serve.pid).items() if " worker " in command]
+    os.kill(worker, signal.SIGKILL)
+    wait_until(
+        lambda: "worker-cpu exited with code -9; restarting it" in stack.logs(), "restart planned", stack.logs
+    )
+    assert stack.run("jobs", "list").returncode == 0  # the API did not go down with it
+    wait_until(
+        lambda: [p for p, c in children_of(stack.serve.pid).items() if " worker " in c and p != worker],
+        "a new worker process",
+        stack.logs,
+    )
+    assert stack.serve.poll() is None
