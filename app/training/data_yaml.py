@@ -9,6 +9,7 @@ and gives the trainer a copy with absolute paths (`write_resolved`), so Ultralyt
 Messages quote the data.yaml's own words, never a server path (see app/core/visibility.py).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,12 @@ def split_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def problems(folder: Path, data: dict[str, Any], readable: list[Path]) -> list[str]:
-    """Why a job could not read this dataset (empty when it can). `readable`: the folders this dataset
-    may read from (its project's folder in storage, the import roots)."""
+def problems(folder: Path, data: dict[str, Any], readable: Callable[[Path], bool]) -> list[str]:
+    """Why a job could not read this dataset (empty when it can). `readable`: whether this dataset may
+    read a path (in its project's folder in storage, or in an import root)."""
     outside = "leads outside the folders this dataset may read (its project's folder, or an import root)"
     root = images_root(folder, data)
-    if not any(root.is_relative_to(r) for r in readable):
+    if not readable(root):
         return [f"data.yaml path: {data.get('path')!r} {outside}"]
     where = (
         f"under path: {data['path']!r} (read from the data.yaml's folder)"
@@ -50,7 +51,7 @@ def problems(folder: Path, data: dict[str, Any], readable: list[Path]) -> list[s
     reasons = []
     for split, entry in split_entries(data):
         target = (root / entry).resolve()
-        if not any(target.is_relative_to(r) for r in readable):
+        if not readable(target):
             reasons.append(f"data.yaml {split}: {entry!r} {outside}")
         elif not target.exists():
             reasons.append(f"data.yaml {split}: {entry!r} does not exist {where}")

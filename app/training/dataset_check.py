@@ -1,5 +1,6 @@
 """Checks that a YOLO dataset folder named in a request exists and is usable, before any row is written."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,11 @@ from app.training.data_yaml import problems as split_problems
 
 FIELD = "dataset_path"
 MAX_PATH = 4096  # PATH_MAX of Linux: longer is never a folder
+# What to do about a folder the server cannot use; no server path in it (app/core/visibility.py).
+HINT = (
+    "a relative path starts at the server's storage root (TRAINYARD_DATA_DIR/storage); to use a folder "
+    "elsewhere, start the server with TRAINYARD_IMPORT_ROOTS=<that folder or a parent>"
+)
 
 
 def locate_dataset_path(raw: str) -> Path:
@@ -31,10 +37,7 @@ def locate_dataset_path(raw: str) -> Path:
     if candidate.is_absolute():
         allowed = [root, *settings.resolved_import_roots]
         if not any(path.is_relative_to(r) for r in allowed):
-            raise invalid(
-                FIELD,
-                "an absolute path must be inside the storage root or an import root (TRAINYARD_IMPORT_ROOTS)",
-            )
+            raise invalid(FIELD, f"{raw!r} is outside the storage root and the import roots; {HINT}")
     elif not path.is_relative_to(root):
         raise invalid(FIELD, "a relative path must stay inside the storage root")
     return path
@@ -44,7 +47,7 @@ def check_dataset_folder(path: Path, raw: str, task_type: str) -> Path:
     """The located folder exists and has the layout `task_type` trains from (422 naming the field)."""
     try:
         if not path.is_dir():
-            raise invalid(FIELD, f"folder {raw!r} does not exist")
+            raise invalid(FIELD, f"folder {raw!r} does not exist; {HINT}")
         if task_type == "classification":
             _check_classification(path, raw)
         else:
@@ -84,18 +87,24 @@ def _check_data_yaml(path: Path, raw: str) -> None:
         raise invalid(FIELD, "; ".join(reasons))
 
 
-def readable_from(folder: Path) -> list[Path]:
-    """Where a data.yaml in `folder` may point: its project's folder when it is in one (a key that may
-    use this folder may not see the others), the rest of storage when it is not (only keys for every
-    project see that), and the import roots, which the operator shares with every key."""
+def readable_from(folder: Path) -> Callable[[Path], bool]:
+    """What a data.yaml in `folder` may point to. In storage: its project's folder when it is in one (a
+    key that may use this folder may not see the others), all of storage when it is not (only keys for
+    every project see that); nothing from a folder outside storage. Outside storage: the import roots,
+    which the operator shares with every key."""
     settings = get_settings()
     root, imports = settings.resolved_storage_root, settings.resolved_import_roots
-    if not folder.is_relative_to(root):
-        return imports
-    parts = folder.relative_to(root).parts
-    if len(parts) >= 2 and parts[0] == "projects":
-        return [root / "projects" / parts[1], *imports]
-    return [root, *imports]
+    scope: Path | None = None  # a folder outside storage reaches nothing in it
+    if folder.is_relative_to(root):
+        parts = folder.relative_to(root).parts
+        scope = root / "projects" / parts[1] if len(parts) >= 2 and parts[0] == "projects" else root
+
+    def readable(path: Path) -> bool:
+        if path.is_relative_to(root):
+            return scope is not None and path.is_relative_to(scope)
+        return any(path.is_relative_to(r) for r in imports)
+
+    return readable
 
 
 def _class_ids(names: dict[Any, Any]) -> bool:

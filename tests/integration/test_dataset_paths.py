@@ -1,5 +1,6 @@
-"""A data.yaml's `path:` is read as Ultralytics users mean it (relative to the data.yaml's folder), and
-submission refuses, with the reason, a dataset whose splits a job could not read."""
+"""Dataset paths at submission: a data.yaml's `path:` is read as Ultralytics users mean it (relative to the
+data.yaml's folder); submission refuses, with the reason and where it looked, a dataset a job could not
+read; a bad name is told the naming rule in words."""
 
 import shutil
 from pathlib import Path
@@ -55,8 +56,11 @@ def test_a_split_that_is_not_there_is_refused_with_where_it_was_looked_for(
         response = client.post(route, json=job_body(folder))
         body = response.json()
         reason = body["errors"][0]["reason"] if response.status_code == 422 else body["problems"][0]["reason"]
-        assert "val: images/valid does not exist under" in reason and str(folder.resolve()) in reason
-        assert "datasets_dir" not in reason and "settings" not in reason
+        expected = (
+            "data.yaml val: 'images/valid' does not exist under path: '.' (read from the data.yaml's folder)"
+        )
+        assert reason == expected
+        assert "datasets_dir" not in reason and str(tmp_path) not in reason
 
 
 def test_a_path_leading_out_of_the_allowed_roots_is_refused(
@@ -65,7 +69,24 @@ def test_a_path_leading_out_of_the_allowed_roots_is_refused(
     folder = with_data_yaml(yolo_dataset, tmp_path / "shapes", path="/etc")
     response = client.post("/api/v1/training/jobs", json=job_body(folder))
     assert response.status_code == 422
-    assert "outside the storage root and import roots" in response.json()["errors"][0]["reason"]
+    reason = response.json()["errors"][0]["reason"]
+    assert reason.startswith("data.yaml path: '/etc' leads outside the folders this dataset may read")
+
+
+def test_a_data_yaml_in_a_project_folder_may_not_reach_into_another_project(
+    client: TestClient, env: Path, yolo_dataset: Path
+) -> None:
+    storage = env / "data" / "storage"
+    shutil.copytree(yolo_dataset, storage / "projects" / "alpha" / "datasets" / "shapes")
+    folder = with_data_yaml(yolo_dataset, storage / "projects" / "beta" / "datasets" / "probe")
+    data = yaml.safe_load((folder / "data.yaml").read_text())
+    data["path"] = "../../../alpha/datasets/shapes"
+    (folder / "data.yaml").write_text(yaml.safe_dump(data))
+    response = client.post("/api/v1/training/jobs", json=job_body(folder, project="beta"))
+    assert response.status_code == 422 and "leads outside" in response.json()["errors"][0]["reason"]
+    data["path"] = "."  # its own project's folder is fine
+    (folder / "data.yaml").write_text(yaml.safe_dump(data))
+    assert client.post("/api/v1/training/jobs", json=job_body(folder, project="beta")).status_code == 201
 
 
 def test_a_bad_project_name_states_the_rule_in_words(client: TestClient, yolo_dataset: Path) -> None:
@@ -76,3 +97,15 @@ def test_a_bad_project_name_states_the_rule_in_words(client: TestClient, yolo_da
         error["reason"].startswith("must be 1 to 100 characters: letters, digits")
         and "^" not in error["reason"]
     )
+
+
+def test_a_folder_that_is_not_there_says_how_to_share_one_without_a_server_path(
+    client: TestClient, env: Path, yolo_dataset: Path
+) -> None:
+    storage = str((env / "data" / "storage").resolve())
+    for given in ("datasets/nope", "/opt"):
+        response = client.post("/api/v1/training/jobs", json=job_body(yolo_dataset, dataset_path=given))
+        reason = response.json()["errors"][0]["reason"]
+        assert response.status_code == 422 and repr(given) in reason
+        assert "storage root (TRAINYARD_DATA_DIR/storage)" in reason and "TRAINYARD_IMPORT_ROOTS=<" in reason
+        assert storage not in response.text
