@@ -47,6 +47,7 @@ class WatchState:
     metrics: dict[str, float] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    ahead: int | None = None  # jobs ahead in the queue, when the API says (`queue_position`)
 
     def apply(self, event: dict[str, Any]) -> bool:
         """Fold an event in; True when it is worth a line of its own in a plain log."""
@@ -102,6 +103,8 @@ def bar(done: int, total: int, width: int) -> str:
 def render(state: WatchState, width: int) -> str:
     """The live line, at most `width` characters: optional parts are dropped, losses first."""
     head = f"job {state.job_id} {state.status}"
+    if state.status == "queued" and state.ahead is not None:
+        head += f" ({state.ahead} ahead)" if state.ahead else " (next)"
     if state.attempt > 1:
         head += f" (attempt {state.attempt})"
     epoch = f"epoch {state.epoch}/{state.epochs or '?'}"
@@ -136,7 +139,8 @@ def render(state: WatchState, width: int) -> str:
 def follow(client: ApiClient, job_id: int, console: Console) -> tuple[WatchState, dict[str, Any]]:
     """Follow the job until its final status; returns the state and the job as the API has it then."""
     job = client.get_job(job_id)
-    state = WatchState(job_id, job["task_type"], status=job["status"], attempt=1)
+    position = job.get("queue_position")
+    state = WatchState(job_id, job["task_type"], ahead=position if isinstance(position, int) else None)
     if console.is_terminal:
         with Live(Text(render(state, console.width)), console=console, auto_refresh=False) as live:
             for event in client.events(job_id):

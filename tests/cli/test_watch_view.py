@@ -75,3 +75,38 @@ def test_the_summary_names_the_model_and_the_next_commands() -> None:
     assert lines[0] == "job 7 stopped after 4/10 epochs"
     assert "  best: mAP50 0.500, mAP50-95 0.300 (epoch 3)" in lines
     assert "  deploy:  trainyard models deploy 12" in lines and "  resume:  trainyard jobs resume 7" in lines
+
+
+class RecordedApi:
+    """The two calls `follow` makes, answering what a real API answered for a short job."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.recorded = events
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        return {"id": job_id, "task_type": "detection", "status": "completed", "queue_position": 2}
+
+    def events(self, job_id: int) -> Any:
+        return iter(self.recorded)
+
+
+def test_the_live_view_on_a_terminal_redraws_one_line_and_ends_with_the_outcome() -> None:
+    import io
+
+    from rich.console import Console
+
+    from app.cli.watch import follow
+
+    events = [
+        event("status", status="queued"),
+        event("status", status="running"),
+        event("progress", epoch=1, epochs=2, batch=5, batches=10, eta_s=3.0, phase="train"),
+        event("metrics", epoch=1, train={"box_loss": 1.0}, val={"mAP50-95": 0.2}),
+        event("progress", epoch=2, epochs=2, batch=None, batches=None, eta_s=None, phase="final"),
+        event("status", status="completed"),
+    ]
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=70)
+    state, job = follow(RecordedApi(events), 7, console)  # type: ignore[arg-type]
+    assert state.status == "completed" and state.epoch == 2 and job["status"] == "completed"
+    assert "final validation" in screen.getvalue() and "2 ahead" in screen.getvalue()
