@@ -61,7 +61,7 @@ def job_body(
     version: int | None,
     from_job: int | None,
     from_model: int | None,
-    model: str,
+    arch: str,
     task: str,
     config: dict[str, Any],
 ) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def job_body(
         "project": project,
         "framework": "ultralytics",
         "task_type": task,
-        "model_name": model,
+        "model_name": arch,
         "dataset_path": dataset,
         "dataset_version_id": version,
         "checkpoint_job_id": from_job,
@@ -94,8 +94,11 @@ def submission(
     ] = None,
     from_job: Annotated[int | None, typer.Option(help="start from this job's best weights")] = None,
     from_model: Annotated[int | None, typer.Option(help="start from this registered model's weights")] = None,
-    model: Annotated[
-        str, typer.Option(help="architecture from the catalog (`trainyard models catalog`)")
+    arch: Annotated[
+        str,
+        typer.Option(
+            help="architecture to train (`trainyard models catalog`); a registered model: --from-model"
+        ),
     ] = "yolo11n",
     task: Annotated[str, typer.Option(help=TASK_HELP)] = "detection",
     config_file: Annotated[
@@ -113,7 +116,7 @@ def submission(
     shortcuts = {"epochs": epochs, "imgsz": imgsz, "batch": batch}
     config |= {k: v for k, v in shortcuts.items() if v is not None}
     resolved_task = task_name(task) or "detection"
-    return job_body(name, project, dataset, version, from_job, from_model, model, resolved_task, config)
+    return job_body(name, project, dataset, version, from_job, from_model, arch, resolved_task, config)
 
 
 def with_submission(command: Any) -> Any:

@@ -56,7 +56,7 @@ def list_models(
 
 @cli.command()
 def catalog(as_json: Json = False, api: ApiUrl = None, api_key: ApiKey = None) -> None:
-    """The architectures a job can train (`jobs submit --model NAME`) and their tasks."""
+    """The architectures a job can train (`jobs submit --arch NAME`) and their tasks."""
     entries = client(api, api_key).get("/api/v1/models/catalog")
     if as_json:
         print_json(entries)
