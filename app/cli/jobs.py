@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.console import Console
 
 from app.cli import watch as live
 from app.cli.client import ApiClient
@@ -261,14 +262,16 @@ def _watch(api_client: ApiClient, job_id: int, quiet: bool = False) -> int:
 def follow_to_end(
     api_client: ApiClient, job_id: int, quiet: bool = False
 ) -> tuple[int, dict[str, Any] | None]:
-    """Watch the job until it ends, print its summary once; (exit code, the model it registered)."""
-    state, job = live.follow(api_client, job_id, console if not quiet else console.__class__(quiet=True))
+    """Watch the job until it ends, print its summary once; (exit code, the model it registered).
+    `quiet` (with --json, whose stdout is only JSON): no view and no summary, only the exit code."""
+    state, job = live.follow(api_client, job_id, Console(quiet=True) if quiet else console)
     model = _model_of(api_client, job) if job["status"] in ("completed", "stopped") else None
-    colour = "green" if job["status"] == "completed" else "red"
-    lines = live.summary(state, job, model)
-    console.print(f"[{colour}]{lines[0]}[/{colour}]", highlight=False)
-    for line in lines[1:]:
-        console.print(line, markup=False, highlight=False)
+    if not quiet:
+        colour = "green" if job["status"] == "completed" else "red"
+        first, *rest = live.summary(state, job, model)
+        console.print(f"[{colour}]{first}[/{colour}]", highlight=False)
+        for line in rest:
+            console.print(line, markup=False, highlight=False)
     return JOB_EXIT.get(job["status"], ExitCode.FAILED), model
 
 
