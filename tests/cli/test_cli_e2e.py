@@ -170,6 +170,8 @@ def test_a_job_failing_in_the_worker_exits_1(stack: Stack, tmp_path: Path) -> No
     failed = stack.run("jobs", "watch", str(job["id"]))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "failed" in failed.stdout and "error:" in failed.stdout
+    logs = stack.run("jobs", "logs", str(job["id"]), "--follow")  # a finished job: replayed, then it ends
+    assert logs.returncode == 0 and logs.stdout.rstrip().endswith("-- failed"), logs.stdout
 
 
 def test_demo_trains_registers_and_predicts_in_one_command(stack: Stack) -> None:
@@ -183,6 +185,14 @@ def test_demo_trains_registers_and_predicts_in_one_command(stack: Stack) -> None
     # The dataset is in the storage root, where any job of the project can use it.
     datasets = json.loads(stack.run("datasets", "list", "--project", "demo", "--json").stdout)["datasets"]
     assert (stack.storage / datasets[0]["storage_path"]).is_dir()
+    shown = stack.run("datasets", "show", str(datasets[0]["id"]))
+    assert shown.returncode == 0 and "40 images (train 32, val 8, test 0)" in shown.stdout, shown.stdout
+    (version,) = json.loads(stack.run("versions", "list", "--project", "demo", "--json").stdout)["versions"]
+    vid = str(version["id"])
+    same = json.loads(stack.run("versions", "diff", vid, vid, "--project", "demo", "--json").stdout)
+    assert same["images_added"] == same["images_removed"] == []
+    workers = json.loads(stack.run("workers", "list", "--json").stdout)["items"]
+    assert [w["status"] for w in workers] == ["online"]
 
 
 def test_serve_says_where_everything_is_once_the_api_listens(stack: Stack) -> None:
