@@ -1,6 +1,5 @@
 """The `trainyard` command: run the stack (server side) and drive jobs (client side)."""
 
-import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
@@ -123,12 +122,11 @@ def scheduler() -> None:
 @db_cli.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations (SQLite file by default, or DATABASE_URL)."""
-    from app.core import migrate
+    from app.cli.serve import migrate_quietly
     from app.core.settings import get_settings
 
     configure_logging("cli")
-    migrate.upgrade(get_settings().resolved_database_url, revision)
-    logging.getLogger("app.backend").info("database is at %s", revision)
+    migrate_quietly(get_settings().resolved_database_url, revision)
 
 
 @db_cli.command("downgrade")

@@ -138,7 +138,7 @@ def serve(host: str, port: int) -> int:
     return 0
 
 
-def migrate_quietly(database_url: str) -> None:
+def migrate_quietly(database_url: str, revision: str = "head") -> None:
     """Apply migrations, saying one line (Alembic's own records are one per step and plugin)."""
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
@@ -146,17 +146,15 @@ def migrate_quietly(database_url: str) -> None:
     alembic_log = logging.getLogger("alembic")
     level = alembic_log.level
     alembic_log.setLevel(logging.WARNING)
-    try:
-        migrate.upgrade(database_url)
-    finally:
-        alembic_log.setLevel(level)
     engine = create_engine(database_url)
     try:
+        migrate.upgrade(database_url, revision)
         with engine.connect() as connection:
-            revision = MigrationContext.configure(connection).get_current_revision()
+            current = MigrationContext.configure(connection).get_current_revision()
     finally:
+        alembic_log.setLevel(level)
         engine.dispose()
-    log.info("database ready (migration %s): %s", revision, engine.url.render_as_string(hide_password=True))
+    log.info("database ready (migration %s): %s", current, engine.url.render_as_string(hide_password=True))
 
 
 def listening(host: str, port: int) -> bool:
