@@ -201,6 +201,7 @@ def test_serve_says_where_everything_is_once_the_api_listens(stack: Stack) -> No
     assert f"dashboard  {stack.url}/" in printed and f"API        {stack.url}/api/v1" in printed
     assert f"export TRAINYARD_API_URL={stack.url}" in printed  # not the default port
     assert printed.count("database ready (migration") == 1 and "Running upgrade" not in printed
+    assert "trainyard.reconcile" not in printed  # the scheduler's routine ticks are not logged
 
 
 def children_of(pid: int) -> dict[int, str]:
