@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.core import doorbell
 from app.core.db import Database
@@ -46,18 +47,24 @@ class JobEventStream:
         self.is_disconnected = is_disconnected
         self.finished = False
 
+    def _final_seq(self, session: Session) -> int | None:
+        """The seq of the job's final status event: its last status event, once its status is terminal.
+        The status is read first: if a resume commits after that read, its `queued` event is newer
+        than the stopped one, which therefore is not taken for the end."""
+        status = session.scalar(select(TrainingJob.status).where(TrainingJob.id == self.job_id))
+        if status not in TERMINAL:
+            return None
+        last: int | None = session.scalar(
+            select(func.max(JobEvent.seq)).where(
+                JobEvent.job_id == self.job_id, JobEvent.type == EventType.STATUS
+            )
+        )
+        return last
+
     def _load(self, after: int) -> Batch:
         with self.db.session() as session:
-            # The status first: if a resume commits after this read, its `queued` event is newer
-            # than any final seq found below, so the stream goes on.
-            status = session.scalar(select(TrainingJob.status).where(TrainingJob.id == self.job_id))
-            last_status = session.scalar(
-                select(func.max(JobEvent.seq)).where(
-                    JobEvent.job_id == self.job_id, JobEvent.type == EventType.STATUS
-                )
-            )
-            events = [envelope(e) for e in events_after(session, self.job_id, after)]
-        return Batch(events, last_status if status in TERMINAL else None)
+            final = self._final_seq(session)
+            return Batch([envelope(e) for e in events_after(session, self.job_id, after)], final)
 
     async def _catch_up(self) -> AsyncIterator[dict[str, Any]]:
         """What follows the last seq sent, in order; stops after the job's final status event."""
@@ -76,16 +83,15 @@ class JobEventStream:
     def _final_event(self) -> dict[str, Any] | None:
         """The job's final status event, or None while the job may still change."""
         with self.db.session() as session:
-            status = session.scalar(select(TrainingJob.status).where(TrainingJob.id == self.job_id))
-            if status not in TERMINAL:
-                return None
-            last = session.scalars(
-                select(JobEvent)
-                .where(JobEvent.job_id == self.job_id, JobEvent.type == EventType.STATUS)
-                .order_by(JobEvent.seq.desc())
-                .limit(1)
-            ).first()
-            return envelope(last) if last is not None else None
+            final = self._final_seq(session)
+            row = (
+                None
+                if final is None
+                else session.scalar(
+                    select(JobEvent).where(JobEvent.job_id == self.job_id, JobEvent.seq == final)
+                )
+            )
+            return envelope(row) if row is not None else None
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Every event after `after`, exactly once and in order, until the job's final status event."""
