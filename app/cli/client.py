@@ -36,11 +36,6 @@ class ApiError(Exception):
         self.status = response.status_code
         self.body = body if isinstance(body, dict) else {}
 
-    @property
-    def field_errors(self) -> list[tuple[str, str]]:
-        errors = self.body.get("errors") or []
-        return [(str(e.get("field", "")), str(e.get("reason", ""))) for e in errors if isinstance(e, dict)]
-
 
 def _clean(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}

@@ -7,10 +7,11 @@ API refused, 3 stopped, 4 cancelled, 5 API unreachable or server error, 6 not fo
 import json
 import sys
 from enum import IntEnum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from app.cli.client import ApiClient, ApiError, Unreachable
@@ -66,15 +67,11 @@ def task_name(value: str | None) -> str | None:
 
 
 def say(message: str, code: ExitCode, hint: str | None = None) -> ExitCode:
-    errors.print(f"[red]error:[/red] {message}", markup=True)
+    """`error: message` (and a hint) on stderr; returns the exit code."""
+    errors.print(f"[red]error:[/red] {escape(message)}")
     if hint:
         errors.print(f"  {hint}", markup=False)
     return code
-
-
-def fail(message: str, code: ExitCode, hint: str | None = None) -> NoReturn:
-    """Inside a command: say what went wrong and exit with `code`."""
-    raise typer.Exit(say(message, code, hint))
 
 
 def report(exc: Exception) -> int:
@@ -96,8 +93,7 @@ def report(exc: Exception) -> int:
             return say(
                 f"the API failed (HTTP {exc.status}): {exc}", ExitCode.UNREACHABLE, "see the API's log"
             )
-        fields = "; ".join(f"{field}: {reason}" for field, reason in exc.field_errors)
-        return say(f"{exc}{': ' + fields if fields and fields not in str(exc) else ''}", ExitCode.USAGE)
+        return say(str(exc), ExitCode.USAGE)  # a problem's detail names each field and its reason
     if isinstance(exc, LookupError):
         return say(str(exc.args[0]), ExitCode.NOT_FOUND)
     raise exc
