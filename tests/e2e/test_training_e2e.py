@@ -22,7 +22,7 @@ from httpx_sse import connect_sse
 
 from app.cli.client import ApiClient
 from tests.conftest import REDIS_URL, fresh_postgres
-from tests.e2e.stack import TRAINYARD, api_and_worker, auth, free_port, running, wait_for
+from tests.e2e.stack import TRAINYARD, api_and_worker, auth, free_port, running, tail, wait_for, wait_until
 from tests.factories import make_yolo_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -49,6 +49,7 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/health", log, workers=1)
+        wait_until(lambda: "Trainyard is up" in log.read_text(), "the banner", tail(log))
         printed = re.findall(r"TRAINYARD_API_KEY=(ty_\S+)", log.read_text())
         assert len(printed) == 1, log.read_text()[-3000:]
         yield url, data / "storage", printed[0]
