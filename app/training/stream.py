@@ -29,10 +29,6 @@ from app.models import JobEvent, TrainingJob
 log = logging.getLogger("app.backend")
 
 
-def is_terminal(event: dict[str, Any]) -> bool:
-    return event["type"] == EventType.STATUS and event["data"].get("status") in TERMINAL
-
-
 @dataclass
 class Batch:
     events: list[dict[str, Any]]
@@ -74,9 +70,14 @@ class JobEventStream:
                 if event["seq"] == self.last_seq + 1:
                     self.last_seq = event["seq"]
                     yield event
-                    if event["seq"] == batch.final_seq and is_terminal(event):
+                    if event["seq"] == batch.final_seq:
                         self.finished = True
                         return
+            # The final event may have gone out in an earlier read that saw the job's status just
+            # before it ended; this read, which saw the end, has nothing new to send.
+            if batch.final_seq is not None and self.last_seq >= batch.final_seq:
+                self.finished = True
+                return
             if len(batch.events) < 1000:
                 return
 
