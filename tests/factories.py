@@ -60,7 +60,10 @@ def make_yolo_dataset(root: Path, train: int = 16, val: int = 4, size: int = 128
                 )
             image.save(root / "images" / split / f"{i}.jpg")
             (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
-    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames:\n  0: red\n  1: blue\n")
+    # `path: .`, the common convention: relative to the data.yaml's folder, not the worker's cwd.
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: red\n  1: blue\n"
+    )
     return root
 
 

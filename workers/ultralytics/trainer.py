@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from app.training.data_yaml import write_resolved
 from trainyard_sdk import Phase, TrainerSDK
 from workers.ultralytics.metrics import split_metrics
 from workers.ultralytics.offline import prepare_offline
@@ -168,7 +169,9 @@ def train(sdk: TrainerSDK) -> None:
     from ultralytics import YOLO
 
     task = ULTRALYTICS_TASK[context.task_type]
-    data = str(context.dataset_path if task == "classify" else context.dataset_path / "data.yaml")
+    # A relative `path:` in data.yaml means the data.yaml's folder (docs/datasets.md), not Ultralytics' cwd.
+    dataset = context.dataset_path
+    data = str(dataset if task == "classify" else write_resolved(dataset, run_dir / "dataset" / "data.yaml"))
     reporter = Reporter(sdk, run_dir / "snapshots")
     signal.signal(signal.SIGUSR1, lambda *_: reporter.stop.set())
     resume_from = context.resume_from
