@@ -24,6 +24,7 @@ from app.training.callbacks import router as callbacks_router
 from app.training.preflight import router as preflight_router
 from app.training.router import router as training_router
 from app.versions.router import router as versions_router
+from app.weights.router import router as weights_router
 
 
 def create_app(db: Database | None = None) -> FastAPI:
@@ -53,4 +54,5 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(deployments_router)
     app.include_router(inference_router)
     app.include_router(worker_models_router)
+    app.include_router(weights_router)
     return app

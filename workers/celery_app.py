@@ -23,6 +23,9 @@ celery_app.conf.update(
         TaskName.RECONCILE: {"queue": Queue.SCHEDULER},
         TaskName.INFER: {"queue": Queue.INFERENCE},
         TaskName.VALIDATE_MODEL: {"queue": Queue.INFERENCE},
+        TaskName.VALIDATE_WEIGHTS: {"queue": Queue.INFERENCE},
+        TaskName.LEAN_MODEL: {"queue": Queue.INFERENCE},
+        TaskName.EXPORT_MODEL: {"queue": Queue.INFERENCE},
     },
     # One task at a time per GPU process, acknowledged when done. The message only wakes a worker:
     # the job row decides what runs, so losing or repeating a message loses or repeats nothing.
@@ -38,7 +41,12 @@ celery_app.conf.update(
             "options": {"queue": Queue.SCHEDULER, "expires": get_settings().reconcile_seconds},
         }
     },
-    include=["workers.tasks.training", "workers.tasks.reconcile", "workers.tasks.inference"],
+    include=[
+        "workers.tasks.training",
+        "workers.tasks.reconcile",
+        "workers.tasks.inference",
+        "workers.tasks.weights",
+    ],
 )
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import datasets, jobs, keys, models, workers
+from app.cli import datasets, jobs, keys, models, weights, workers
 from app.cli.client import ApiError, Unreachable
 from app.cli.common import ApiKey, ApiUrl, ExitCode, client, errors, report
 from app.core.logging import configure_logging
@@ -24,6 +24,7 @@ cli.add_typer(models.cli, name="models")
 cli.add_typer(datasets.datasets_cli, name="datasets")
 cli.add_typer(datasets.versions_cli, name="versions")
 cli.add_typer(workers.cli, name="workers")
+cli.add_typer(weights.cli, name="weights")
 cli.command()(models.predict)
 
 

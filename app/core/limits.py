@@ -19,8 +19,8 @@ from app.core.inputs import parse_decimal
 from app.core.settings import get_settings
 
 # POST /api/v1/datasets (a ZIP), POST /api/v1/datasets/{id}/annotations and /api/v1/inference[/jobs]
-# (images; each image has its own limit, TRAINYARD_INFERENCE_MAX_IMAGE_MB).
-UPLOAD_PATHS = re.compile(r"^/api/v1/(datasets(/\d+/annotations)?|inference(/jobs)?)/?$")
+# (images; each image has its own limit, TRAINYARD_INFERENCE_MAX_IMAGE_MB), POST /api/v1/weights (a .pt).
+UPLOAD_PATHS = re.compile(r"^/api/v1/(datasets(/\d+/annotations)?|inference(/jobs)?|weights)/?$")
 MB = 1024 * 1024
 
 

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # The worker's model cache: at most this many models, and this much weight memory.
     model_cache_size: int = Field(default=4, validation_alias="TRAINYARD_MODEL_CACHE_SIZE")
     model_cache_mb: float = Field(default=2048.0, validation_alias="TRAINYARD_MODEL_CACHE_MB")
+    # The worker's disk cache of weight files by sha256 (base weights); least recently used evicted.
+    weights_cache_mb: float = Field(default=10240.0, validation_alias="TRAINYARD_WEIGHTS_CACHE_MB")
     # GPU sharing between processes: before a trainer starts on a GPU, the other workers on that GPU drop
     # their warm models; the trainer waits this long at most for them (bounded by a third of the lease).
     gpu_evict_timeout_seconds: float = Field(default=10.0, validation_alias="TRAINYARD_GPU_EVICT_TIMEOUT")

@@ -52,6 +52,7 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
     def get_file(self, key: str, target: Path) -> Path: ...
+    def delete(self, key: str) -> None: ...
 
 
 class LocalStorage:
@@ -99,6 +100,10 @@ class LocalStorage:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.path(key), target)
         return target
+
+    def delete(self, key: str) -> None:
+        """Remove the object; a key that names none is already deleted."""
+        self.path(key).unlink(missing_ok=True)
 
 
 class S3Storage:
@@ -171,6 +176,9 @@ class S3Storage:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
 
     def presigned_url(self, key: str, expires: int = 3600) -> str:
         """A GET URL that works without credentials for `expires` seconds (weights, artifacts)."""

@@ -23,6 +23,9 @@ class TaskName(StrEnum):
     RECONCILE = "trainyard.reconcile"
     INFER = "trainyard.infer"
     VALIDATE_MODEL = "trainyard.validate_model"
+    VALIDATE_WEIGHTS = "trainyard.validate_weights"
+    LEAN_MODEL = "trainyard.lean_model"
+    EXPORT_MODEL = "trainyard.export_model"
 
 
 def make_celery(main: str) -> Celery:

@@ -6,17 +6,17 @@ Model ids are declared `{model_id:int}` so `/api/v1/models/catalog` and
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse, RedirectResponse
 
 from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import invalid
 from app.core.inputs import Id, Offset
 from app.core.jobs import TaskType
-from app.core.storage import get_storage
+from app.core.storage import LocalStorage, get_storage
 from app.core.visibility import ensure_project_visible
-from app.model_registry import deployments, schemas, service
+from app.model_registry import deployments, exports, schemas, service
 from app.model_registry.service import ModelFilter
 from app.models import Deployment, ModelStatus, RegisteredModel
 from app.projects.service import get_project
@@ -90,13 +90,59 @@ def download_weights(model_id: Id, session: SessionDep, principal: PrincipalDep)
     """The model's `.pt` file (a presigned redirect when storage is S3)."""
     model = service.get_model(session, model_id, principal=principal)
     path = service.local_weights(model)
+    filename = f"model-{model.id}-{model.task_type}.pt"
+    return _serve(service.weights_key(model), path, filename)
+
+
+def _serve(key: str, path: object, filename: str) -> Response:
+    """The file itself when storage is local, else a presigned redirect (S3)."""
     if path is not None:
-        filename = f"model-{model.id}-{model.task_type}.pt"
-        return FileResponse(path, media_type="application/octet-stream", filename=filename)
+        return FileResponse(str(path), media_type="application/octet-stream", filename=filename)
     presign = getattr(get_storage(), "presigned_url", None)
     if presign is None:
         raise invalid("model_id", "this storage backend cannot serve downloads", 501)
-    return RedirectResponse(presign(service.weights_key(model)), status_code=307)
+    return RedirectResponse(presign(key), status_code=307)
+
+
+@router.post("/{model_id:int}/exports", status_code=202, response_model=schemas.ExportRead)
+def create_export(
+    model_id: Id,
+    body: schemas.ExportCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    response: Response,
+) -> schemas.ExportRead:
+    """Export the model (a worker builds it and checks it against the .pt); 200 with the current export
+    when there is one, 202 while it is being built."""
+    row, queued = exports.request_export(session, model_id, body.format, principal)
+    if not queued:
+        response.status_code = 200
+    return schemas.ExportRead.model_validate(row)
+
+
+@router.get("/{model_id:int}/exports", response_model=list[schemas.ExportRead])
+def list_exports(model_id: Id, session: SessionDep, principal: PrincipalDep) -> list[schemas.ExportRead]:
+    return [schemas.ExportRead.model_validate(r) for r in exports.list_exports(session, model_id, principal)]
+
+
+@router.get("/{model_id:int}/exports/{export_id:int}", response_model=schemas.ExportRead)
+def get_export(
+    model_id: Id, export_id: Id, session: SessionDep, principal: PrincipalDep
+) -> schemas.ExportRead:
+    return schemas.ExportRead.model_validate(exports.get_export(session, model_id, export_id, principal))
+
+
+@router.get("/{model_id:int}/exports/{export_id:int}/file", response_model=None)
+def download_export(model_id: Id, export_id: Id, session: SessionDep, principal: PrincipalDep) -> Response:
+    """The exported file once it is `ready` (409 before)."""
+    row = exports.get_export(session, model_id, export_id, principal)
+    if row.key is None or not get_storage().exists(row.key):
+        raise invalid(
+            "export_id", f"export {export_id} is {row.status}: {row.status_reason or 'not built yet'}", 409
+        )
+    storage = get_storage()
+    path = storage.path(row.key) if isinstance(storage, LocalStorage) else None
+    return _serve(row.key, path, f"model-{model_id}.{exports.SUFFIX[row.format]}")
 
 
 @router.post("/{model_id:int}/export-best", response_model=schemas.ModelRead)

@@ -5,6 +5,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.inputs import Id
 from app.core.jobs import TaskType
+from app.models.weights import ExportFormat
 
 
 class Lineage(BaseModel):
@@ -78,3 +79,26 @@ class DeploymentState(BaseModel):
     task_type: str
     active_model: ModelRead | None
     history: list[DeploymentRead]
+
+
+class ExportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: ExportFormat
+
+
+class ExportRead(BaseModel):
+    """A model in another format; `details` has the opset, package versions and the box cross-check."""
+
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: int
+    model_id: int
+    format: str
+    status: str
+    status_reason: str | None
+    size_bytes: int | None
+    sha256: str | None
+    details: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime

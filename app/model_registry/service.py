@@ -1,8 +1,10 @@
 """The model registry: register a job's weights (upsert by job), query, download, export-best.
 
 A job that completes (or stops with a best checkpoint) registers its model in the same transaction as
-its terminal status; a worker then loads the weights and predicts once (`trainyard.validate_model` on
-the inference queue) and marks the model `ready`, or `failed` with the reason.
+its terminal status; a worker then stores the weights without optimizer state at the model's stable
+key (`trainyard.lean_model`: a yolo11n best.pt goes from 26 MB to 5), loads them and predicts once
+(`trainyard.validate_model`, both on the inference queue) and marks the model `ready`, or `failed`
+with the reason. The job's own best.pt and last.pt are left as they are (last.pt is what resume needs).
 """
 
 import logging
@@ -65,22 +67,44 @@ def register_job(session: Session, job: TrainingJob) -> RegisteredModel | None:
     model.job_status = job.status
     if weights_changed and model.id is not None:
         model.revision += 1
+        model.exported_key = None  # the stable copy is of the old weights; the lean task makes a new one
     if weights_changed or model.status != ModelStatus.READY:
         model.status = ModelStatus.PENDING
         model.status_reason = None
         model.validated_at = None
     session.flush()
     model_id = model.id
-    on_commit(session, lambda: _request_validation(model_id))
+    on_commit(session, lambda: _send(TaskName.LEAN_MODEL, model_id))
     return model
 
 
-def _request_validation(model_id: int) -> None:
+def _send(task: TaskName, model_id: int) -> None:
     try:
-        send_task(TaskName.VALIDATE_MODEL, [model_id], Queue.INFERENCE)
+        send_task(task, [model_id], Queue.INFERENCE)
     except Exception:
         # The model stays `pending`; POST /models/{id}/validate asks again.
-        log.warning("could not queue the validation of model %s", model_id, exc_info=True)
+        log.warning("could not queue %s for model %s", task, model_id, exc_info=True)
+
+
+def queue_validation(model_id: int) -> None:
+    """Ask a worker to load the model and predict once (after its weights were stripped)."""
+    _send(TaskName.VALIDATE_MODEL, model_id)
+
+
+def record_lean(session: Session, model_id: int, revision: int, key: str, size: int) -> None:
+    """The worker stored the model's weights without optimizer state at `key` (its stable key)."""
+    model = session.scalar(
+        select(RegisteredModel)
+        .where(RegisteredModel.id == model_id)
+        .with_for_update(of=RegisteredModel)
+        .execution_options(populate_existing=True)
+    )
+    if model is None or model.revision != revision:
+        return  # deleted, or re-registered meanwhile (its own lean task follows)
+    model.exported_key = key
+    model.size_bytes = size
+    model.revision += 1  # other bytes than the cached ones
+    model.updated_at = utcnow()
 
 
 def request_validation(
@@ -88,7 +112,7 @@ def request_validation(
 ) -> RegisteredModel:
     """Ask a worker (again) to load and run the model."""
     model = get_model(session, model_id, principal=principal)
-    on_commit(session, lambda: _request_validation(model_id))
+    on_commit(session, lambda: queue_validation(model_id))
     return model
 
 
@@ -201,9 +225,11 @@ def local_weights(model: RegisteredModel) -> Path | None:
 
 
 def export_best(session: Session, model_id: int, principal: Principal | None = None) -> RegisteredModel:
-    """Copy the best checkpoint to the model's stable key (idempotent)."""
+    """Copy the best checkpoint to the model's stable key (idempotent; a worker's lean copy stays)."""
     model = get_model(session, model_id, for_update=True, principal=principal)
     storage = get_storage()
+    if model.exported_key == model.stable_key and storage.exists(model.stable_key):
+        return model
     if not storage.exists(model.weights_key):
         raise invalid("model_id", f"the best checkpoint of model {model.id} is missing from storage", 409)
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,15 +5,20 @@ from app.models.dataset import Dataset, DatasetVersion, VersionStatus
 from app.models.project import Project
 from app.models.registry import Deployment, DeploymentAction, ModelStatus, RegisteredModel
 from app.models.training import JobEvent, TrainingJob, TrainingLog
+from app.models.weights import ArtifactStatus, BaseWeights, ExportFormat, ModelExport
 
 __all__ = [
     "ApiKey",
     "ApiKeyProject",
+    "ArtifactStatus",
+    "BaseWeights",
     "Dataset",
     "DatasetVersion",
     "Deployment",
     "DeploymentAction",
+    "ExportFormat",
     "JobEvent",
+    "ModelExport",
     "ModelStatus",
     "Project",
     "RegisteredModel",

@@ -49,6 +49,8 @@ class RegisteredModel(Base):
     )
     dataset_manifest_sha256: Mapped[str | None] = mapped_column(String(64))
     parent_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    # The base weights the lineage starts from (app/models/weights.py), by content.
+    base_weights_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     package_versions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     job_status: Mapped[str] = mapped_column(String(20))  # completed, or stopped with a best checkpoint
