@@ -21,7 +21,7 @@ COPY workers ./workers
 COPY configs ./configs
 COPY migrations ./migrations
 COPY examples ./examples
-RUN pip install -e .
+RUN pip install -e '.[export]'  # the ONNX exporter's packages: nothing is pip-installed at run time
 
 RUN useradd --create-home --uid 1000 trainyard && mkdir -p /data && chown trainyard /data
 USER trainyard

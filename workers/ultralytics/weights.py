@@ -22,12 +22,7 @@ class WeightsProblem(Exception):
 
 def load_and_check(path: Path, task: str) -> list[str]:
     """Load the weights as a model of `task` and predict once on a blank image; its class names."""
-    from ultralytics import YOLO
-
-    try:
-        model = YOLO(str(path))
-    except Exception as exc:
-        raise WeightsProblem(f"does not load: {type(exc).__name__}: {exc}") from exc
+    model = _load(path)
     if model.task != ULTRALYTICS_TASK[task]:
         raise WeightsProblem(f"is a {model.task} model, not {ULTRALYTICS_TASK[task]}")
     try:
@@ -35,6 +30,15 @@ def load_and_check(path: Path, task: str) -> list[str]:
     except Exception as exc:
         raise WeightsProblem(f"does not predict: {type(exc).__name__}: {exc}") from exc
     return [str(model.names[k]) for k in sorted(model.names)]
+
+
+def _load(path: Path, task: str | None = None) -> Any:
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(str(path), task=ULTRALYTICS_TASK[task] if task else None)
+    except Exception as exc:
+        raise WeightsProblem(f"does not load: {type(exc).__name__}: {exc}") from exc
 
 
 def strip(source: Path, target: Path) -> None:
@@ -58,7 +62,7 @@ def export(weights: Path, fmt: str, task: str, imgsz: int, workdir: Path) -> Exp
 
     source = workdir / "model.pt"  # the exporter writes beside its input
     shutil.copyfile(weights, source)
-    model = YOLO(str(source), task=ULTRALYTICS_TASK[task])
+    model = _load(source, task)
     try:
         exported = Path(model.export(format=fmt, imgsz=imgsz, device="cpu", verbose=False))
     except Exception as exc:
