@@ -197,6 +197,7 @@ def test_a_failed_export_says_why(stack: Stack) -> None:
 
     export = wait_until(failed, "the export never failed", tail(stack.root / "worker.log"), timeout=120)
     assert "does not load" in export["status_reason"] and export["size_bytes"] is None
+    assert "/tmp" not in export["status_reason"] and "trainyard-export" not in export["status_reason"]
     assert stack.http.get(f"{path}/file").status_code == 409
     bad = stack.http.post(f"/api/v1/models/{model_id}/exports", json={"format": "tflite"})
     assert bad.status_code == 422

@@ -38,7 +38,9 @@ def _load(path: Path, task: str | None = None) -> Any:
     try:
         return YOLO(str(path), task=ULTRALYTICS_TASK[task] if task else None)
     except Exception as exc:
-        raise WeightsProblem(f"does not load: {type(exc).__name__}: {exc}") from exc
+        # The reason goes to API clients: no worker paths in it.
+        reason = str(exc).replace(str(path), "the file")
+        raise WeightsProblem(f"does not load: {type(exc).__name__}: {reason}") from exc
 
 
 def strip(source: Path, target: Path) -> None:
