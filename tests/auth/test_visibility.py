@@ -67,6 +67,7 @@ class Scene:
             "dataset_id": self.beta_dataset,
             "version_id": self.beta_version,
             "model_id": self.beta_model,
+            "export_id": NOPE,
         }
 
 
@@ -228,6 +229,11 @@ PROBES: dict[tuple[str, str, str], Probe] = {
     ("GET", "/api/v1/models/{model_id}/weights", "path:model_id"): MODEL,
     ("POST", "/api/v1/models/{model_id}/export-best", "path:model_id"): MODEL,
     ("POST", "/api/v1/models/{model_id}/validate", "path:model_id"): MODEL,
+    **{(m, "/api/v1/models/{model_id}/exports", "path:model_id"): MODEL for m in ("GET", "POST")},
+    **{
+        ("GET", f"/api/v1/models/{{model_id}}/exports/{{export_id}}{tail}", "path:model_id"): MODEL
+        for tail in ("", "/file")
+    },
     **{
         (m, f"/api/v1/projects/{{project_id}}/deployments{tail}", "path:project_id"): PROJECT
         for m, tail in (("GET", ""), ("POST", ""), ("DELETE", ""), ("POST", "/rollback"))
@@ -269,6 +275,18 @@ EXEMPT: dict[tuple[str, str, str], str] = {
         )
         for tail in ("", "/preview")
     },
+    **{
+        ("GET", f"/api/v1/models/{{model_id}}/exports/{{export_id}}{tail}", "path:export_id"): (
+            "looked up only among the exports of the model in the path (walked above)"
+        )
+        for tail in ("", "/file")
+    },
+    **{
+        (m, "/api/v1/weights/{weights_id}", "path:weights_id"): (
+            "base weights belong to no project: every key reads them, only admins import or delete them"
+        )
+        for m in ("GET", "DELETE")
+    },
 }
 
 
@@ -289,6 +307,7 @@ def base_request(scene: Scene, method: str, path: str) -> dict[str, Any]:
         },
         "/api/v1/datasets/{dataset_id}/annotations": {"data": {"batch": "{}"}},
         "/api/v1/projects/{project_id}/deployments": {"json": {"model_id": scene.beta_model}},
+        "/api/v1/models/{model_id}/exports": {"json": {"format": "onnx"}},
         "/api/v1/projects/{project_id}/versions/{version_id}/compare": {
             "params": {"other": scene.beta_version}
         },

@@ -101,7 +101,8 @@ def test_an_empty_file_and_a_bad_name_are_422s_naming_the_field(client: TestClie
 def test_an_oversized_upload_is_a_413(
     client: TestClient, yolo11n_pt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TRAINYARD_MAX_UPLOAD_MB", "1")
+    monkeypatch.setenv("TRAINYARD_MAX_BODY_MB", "1")
+    monkeypatch.setenv("TRAINYARD_MAX_UPLOAD_MB", "2")
     clear_caches()
     response = upload(client, yolo11n_pt.read_bytes())
     assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
