@@ -50,6 +50,7 @@ def to_read(model: RegisteredModel) -> schemas.ModelRead:
             dataset_version_id=model.dataset_version_id,
             dataset_manifest_sha256=model.dataset_manifest_sha256,
             parent_model_id=model.parent_model_id,
+            base_weights_sha256=model.base_weights_sha256,
             config=model.config,
             package_versions=model.package_versions,
         ),

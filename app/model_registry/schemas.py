@@ -14,6 +14,7 @@ class Lineage(BaseModel):
     dataset_version_id: int | None
     dataset_manifest_sha256: str | None
     parent_model_id: int | None
+    base_weights_sha256: str | None = None
     config: dict[str, Any]
     package_versions: dict[str, str]
 

@@ -2,6 +2,7 @@
 (checked without torch in the API, stored by content), everyone lists and reads them, the same bytes
 twice are one record, bad files are refused with nothing stored, delete is refused while in use."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,26 @@ def test_a_file_that_is_not_a_model_is_a_422_and_nothing_is_stored(
     assert error["field"] == "file" and reason in error["reason"]
     assert client.get("/api/v1/weights").json()["total"] == 0
     assert stored_weights() == []
+
+
+def test_a_pickle_that_would_run_code_runs_nothing(client: TestClient, tmp_path: Path) -> None:
+    """The API reads what a .pt names without importing or calling any of it."""
+    import io
+    import pickle
+    import zipfile
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return os.system, (f"touch {marker}",)
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("evil/data.pkl", pickle.dumps({"model": Evil()}, protocol=2))
+    response = upload(client, archive.getvalue(), filename="evil.pt")
+    assert response.status_code == 422 and "system" in response.json()["errors"][0]["reason"]
+    assert not marker.exists() and stored_weights() == []
 
 
 def test_an_empty_file_and_a_bad_name_are_422s_naming_the_field(client: TestClient, yolo11n_pt: Path) -> None:
