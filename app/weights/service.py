@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -140,12 +140,7 @@ def delete_weights(session: Session, weights_id: int) -> None:
     weights = get_weights(session, weights_id)
     job = session.scalar(select(TrainingJob.id).where(TrainingJob.checkpoint_path == weights.weights_key))
     model = session.scalar(
-        select(RegisteredModel.id).where(
-            or_(
-                RegisteredModel.base_weights_sha256 == weights.sha256,
-                RegisteredModel.weights_key == weights.weights_key,
-            )
-        )
+        select(RegisteredModel.id).where(RegisteredModel.base_weights_sha256 == weights.sha256)
     )
     if job is not None or model is not None:
         user = f"job {job}" if job is not None else f"model {model}"
