@@ -4,6 +4,7 @@ Model ids are declared `{model_id:int}` so `/api/v1/models/catalog` and
 `/api/v1/models/{model_name}/config-schema` (app/configs) keep matching their own routes.
 """
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -95,10 +96,10 @@ def download_weights(model_id: Id, session: SessionDep, principal: PrincipalDep)
     return _serve(service.weights_key(model), path, filename)
 
 
-def _serve(key: str, path: object, filename: str) -> Response:
+def _serve(key: str, path: Path | None, filename: str) -> Response:
     """The file itself when storage is local, else a presigned redirect (S3)."""
     if path is not None:
-        return FileResponse(str(path), media_type="application/octet-stream", filename=filename)
+        return FileResponse(path, media_type="application/octet-stream", filename=filename)
     presign = getattr(get_storage(), "presigned_url", None)
     if presign is None:
         raise invalid("model_id", "this storage backend cannot serve downloads", 501)
