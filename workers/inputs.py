@@ -5,6 +5,8 @@ a large config written to a file. The result is the attempt's TrainerContext
 """
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ from app.core.db import Database
 from app.core.security import job_token
 from app.core.settings import Settings
 from app.core.storage import Storage
-from app.models import TrainingJob
+from app.models import BaseWeights, TrainingJob
 from app.training.frameworks import framework
 from trainyard_sdk.context import TrainerContext
 from workers.datasets import materialize_version
+from workers.weights_cache import get_weights_cache
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,22 @@ class JobSpec:
         )
 
 
+def _starting_weights(key: str, target: Path, storage: Storage) -> Path:
+    """Base weights come from this worker's content-addressed cache (fetched once per worker, linked into
+    the run so an eviction cannot pull them away); other checkpoints straight from storage."""
+    sha256 = BaseWeights.sha256_of(key)
+    if sha256 is None:
+        return storage.get_file(key, target)
+    cached = get_weights_cache().fetch(storage, key, sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(cached, target)
+    except OSError:  # another file system
+        shutil.copyfile(cached, target)
+    return target
+
+
 def prepare(
     spec: JobSpec, run_dir: Path, device: str, db: Database, storage: Storage, settings: Settings
 ) -> TrainerContext:
@@ -66,7 +85,7 @@ def prepare(
     model_source = framework(spec.framework).model_source(spec.model_name, spec.task_type)
     if spec.checkpoint_path is not None:
         # Fine-tuning: a fresh run (new optimizer, epoch 1) that starts from these weights.
-        model_source = str(storage.get_file(spec.checkpoint_path, run_dir / "start" / "weights.pt"))
+        model_source = str(_starting_weights(spec.checkpoint_path, run_dir / "start" / "weights.pt", storage))
     resume_from = None
     if spec.attempt > 1 and spec.last_checkpoint and storage.exists(spec.last_checkpoint):
         resume_from = storage.get_file(spec.last_checkpoint, run_dir / "resume" / "last.pt")

@@ -7,8 +7,10 @@ import hashlib
 import os
 import tempfile
 import threading
+from functools import lru_cache
 from pathlib import Path
 
+from app.core.settings import get_settings
 from app.core.storage import Storage
 
 
@@ -65,3 +67,10 @@ def file_sha256(path: Path) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@lru_cache
+def get_weights_cache() -> WeightsCache:
+    """This worker's cache (`TRAINYARD_WEIGHTS_CACHE_MB` in the data dir)."""
+    settings = get_settings()
+    return WeightsCache(settings.resolved_data_dir / "weights-cache", int(settings.weights_cache_mb * 2**20))

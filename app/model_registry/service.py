@@ -25,7 +25,7 @@ from app.core.settings import get_settings
 from app.core.storage import LocalStorage, get_storage
 from app.core.tasks import Queue, TaskName, send_task
 from app.core.visibility import ensure_visible
-from app.models import ModelStatus, Project, RegisteredModel, TrainingJob
+from app.models import BaseWeights, ModelStatus, Project, RegisteredModel, TrainingJob
 from app.models.base import utcnow
 from app.training.results import recorded_best
 
@@ -62,6 +62,7 @@ def register_job(session: Session, job: TrainingJob) -> RegisteredModel | None:
     model.dataset_manifest_sha256 = job.dataset_manifest_sha256
     # Fine-tuning from a registered model is not a job field yet; picked up once it is.
     model.parent_model_id = getattr(job, "checkpoint_model_id", None)
+    model.base_weights_sha256 = base_weights_of(session, job)
     model.config = dict(job.config)
     model.package_versions = dict(info.get("package_versions") or installed_versions())
     model.job_status = job.status
@@ -84,6 +85,20 @@ def _send(task: TaskName, model_id: int) -> None:
     except Exception:
         # The model stays `pending`; POST /models/{id}/validate asks again.
         log.warning("could not queue %s for model %s", task, model_id, exc_info=True)
+
+
+def base_weights_of(session: Session, job: TrainingJob) -> str | None:
+    """The sha256 of the base weights the job's lineage starts from: the weights it started from, or
+    those its parent model or parent job started from."""
+    own = BaseWeights.sha256_of(job.checkpoint_path)
+    if own is not None or job.checkpoint_path is None:
+        return own
+    parent = select(RegisteredModel.base_weights_sha256)
+    if job.checkpoint_model_id is not None:
+        return session.scalar(parent.where(RegisteredModel.id == job.checkpoint_model_id))
+    if job.parent_job_id is not None:
+        return session.scalar(parent.where(RegisteredModel.job_id == job.parent_job_id))
+    return None
 
 
 def queue_validation(model_id: int) -> None:

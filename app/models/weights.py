@@ -10,6 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.db import Base
 from app.models.base import UTCDateTime, utcnow
 
+BASE_PREFIX = "weights/base/"
+
 
 class ArtifactStatus(StrEnum):
     PENDING = "pending"  # stored; a worker has not yet loaded (or built) and checked it
@@ -43,7 +45,14 @@ class BaseWeights(Base):
 
     @staticmethod
     def key_of(sha256: str) -> str:
-        return f"weights/base/{sha256}.pt"
+        return f"{BASE_PREFIX}{sha256}.pt"
+
+    @staticmethod
+    def sha256_of(key: str | None) -> str | None:
+        """The content a base weights key names (keys are content addresses); None for other keys."""
+        if key is None or not key.startswith(BASE_PREFIX) or not key.endswith(".pt"):
+            return None
+        return key.removeprefix(BASE_PREFIX).removesuffix(".pt")
 
 
 class ExportFormat(StrEnum):

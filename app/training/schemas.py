@@ -30,6 +30,9 @@ class JobCreate(BaseModel):
         default=None, description="start from a registered model's weights (fine-tuning)"
     )
     checkpoint_job_id: Id | None = Field(default=None, description="start from another job's best weights")
+    weights: str | None = Field(
+        default=None, max_length=100, description="start from imported base weights, by name (e.g. yolo11n)"
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="overrides of the base config")
     description: str | None = Field(default=None, max_length=2000)
 

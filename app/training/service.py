@@ -18,7 +18,7 @@ from app.core.visibility import missing, path_visible
 from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas, state
-from app.training.checkpoints import resolve_starting_point
+from app.training.checkpoints import resolve_starting_point, starting_config
 from app.training.dataset_check import check_dataset_folder, locate_dataset_path
 from app.training.frameworks import framework
 from app.training.results import events_of_type, recorded_epochs
@@ -118,7 +118,7 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
         dataset_path=str(dataset) if dataset is not None else None,
         dataset_version_id=version.id if version is not None else None,
         dataset_manifest_sha256=version.manifest_sha256 if version is not None else None,
-        config=resolved.values,
+        config=starting_config(resolved.values, start),
         checkpoint_path=start.weights_key if start else None,
         checkpoint_model_id=start.model_id if start else None,
         parent_job_id=start.job_id if start else None,

@@ -5,7 +5,6 @@ status says how it went (a failure is recorded with its reason, never raised int
 import logging
 import os
 import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 # Before anything imports Ultralytics: no downloads, no pip installs at run time (the `export` extra
@@ -14,7 +13,6 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 from app.core.db import get_database
-from app.core.settings import get_settings
 from app.core.storage import get_storage
 from app.core.tasks import TaskName
 from app.model_registry import exports, service
@@ -22,15 +20,9 @@ from app.models import BaseWeights, RegisteredModel
 from app.weights.service import mark_validated
 from workers.celery_app import celery_app
 from workers.ultralytics import weights as ultralytics_weights
-from workers.weights_cache import WeightsCache, file_sha256
+from workers.weights_cache import file_sha256, get_weights_cache
 
 log = logging.getLogger("operations.inference")
-
-
-@lru_cache
-def weights_cache() -> WeightsCache:
-    settings = get_settings()
-    return WeightsCache(settings.resolved_data_dir / "weights-cache", int(settings.weights_cache_mb * 2**20))
 
 
 @celery_app.task(name=TaskName.VALIDATE_WEIGHTS)
@@ -43,7 +35,7 @@ def validate_weights(weights_id: int) -> None:
         key, sha256, task = weights.weights_key, weights.sha256, weights.task_type
     ok, reason, names = True, None, None
     try:
-        path = weights_cache().fetch(get_storage(), key, sha256)
+        path = get_weights_cache().fetch(get_storage(), key, sha256)
         names = ultralytics_weights.load_and_check(path, task)
     except Exception as exc:
         ok, reason = False, f"base weights {weights_id} {exc}"
