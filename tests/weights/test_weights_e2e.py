@@ -99,20 +99,12 @@ def test_imported_weights_are_loaded_by_a_worker_through_storage(stack: Stack, y
 
 
 @pytest.fixture(scope="module")
-def trained(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A detector trained 3 epochs (enough to box something at a low threshold), registered and ready."""
-    shapes = make_yolo_dataset(tmp_path_factory.mktemp("data") / "shapes", train=16, val=4, size=64)
-    body = {
-        "name": "detector",
-        "project": "vision",
-        "task_type": "detection",
-        "model_name": "yolo11n",
-        "dataset_path": str(shapes),
-        "config": {"epochs": 3, "imgsz": 64, "batch": 8, "workers": 0, "plots": False},
-    }
-    response = stack.http.post("/api/v1/training/jobs", json=body)
-    assert response.status_code == 201, response.text
-    job_id = response.json()["id"]
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_yolo_dataset(tmp_path_factory.mktemp("data") / "shapes", train=16, val=4, size=64)
+
+
+def wait_for_model(stack: Stack, job_id: int) -> dict[str, Any]:
+    """The job's registered model once a worker has stripped and validated it."""
 
     def ready() -> dict[str, Any] | None:
         job = stack.get(f"/api/v1/training/jobs/{job_id}")
@@ -122,7 +114,46 @@ def trained(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         assert model is None or model["status"] != "failed", model
         return model if model is not None and model["status"] == "ready" else None
 
-    model = wait_until(ready, "the model never became ready", tail(stack.root / "worker.log"), timeout=300)
+    return wait_until(ready, "the model never became ready", tail(stack.root / "worker.log"), timeout=300)
+
+
+def submit(stack: Stack, name: str, dataset: Path, epochs: int, **fields: Any) -> int:
+    body = {
+        "name": name,
+        "project": "vision",
+        "task_type": "detection",
+        "model_name": "yolo11n",
+        "dataset_path": str(dataset),
+        "config": {"epochs": epochs, "imgsz": 64, "batch": 8, "workers": 0, "plots": False},
+        **fields,
+    }
+    response = stack.http.post("/api/v1/training/jobs", json=body)
+    assert response.status_code == 201, response.text
+    job_id: int = response.json()["id"]
+    return job_id
+
+
+def test_a_job_fine_tunes_from_imported_weights_fetched_through_storage(
+    stack: Stack, yolo11n_pt: Path, shapes: Path
+) -> None:
+    sha256 = hashlib.sha256(yolo11n_pt.read_bytes()).hexdigest()
+    stack.until(f"/api/v1/weights/{stack.get('/api/v1/weights')['items'][0]['id']}", "base weights not ready")
+    job_id = submit(stack, "tuned", shapes, 1, weights="yolo11n")
+    model = wait_for_model(stack, job_id)
+    assert model["lineage"]["base_weights_sha256"] == sha256
+    assert model["lineage"]["config"]["pretrained"] is True
+    assert model["class_names"] == ["red", "blue"], "the 80-class head adapts to the dataset's classes"
+
+
+@pytest.fixture(scope="module")
+def trained(stack: Stack, shapes: Path) -> dict[str, Any]:
+    """A detector trained 3 epochs from scratch (enough to box something at a low threshold), registered
+    and ready."""
+    job_id = submit(stack, "detector", shapes, 3)
+    model = wait_for_model(stack, job_id)
+    assert (
+        model["lineage"]["config"]["pretrained"] is False and model["lineage"]["base_weights_sha256"] is None
+    )
     return {"model": model, "job": stack.get(f"/api/v1/training/jobs/{job_id}")}
 
 
