@@ -48,7 +48,7 @@ def _no_amp_download() -> None:
         on_gpu = next(model.parameters()).device.type == "cuda"
         if on_gpu and not (WEIGHTS_DIR / "yolo26n.pt").is_file():
             log.warning(
-                "AMP check skipped: it needs yolo26n.pt, which is not on this worker and is never downloaded; "
+                "AMP check skipped: it needs yolo26n.pt, which is not on this worker and is never fetched; "
                 "AMP stays on (set amp: false in the job's config if losses turn NaN)"
             )
             return True
