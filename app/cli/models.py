@@ -1,12 +1,25 @@
 """`trainyard models ...` and `trainyard predict`: the model registry, deployments and inference through
 the REST API."""
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from app.cli.common import ApiKey, ApiUrl, Json, client, console, number, print_json, table, task_name
+from app.cli.common import (
+    ApiKey,
+    ApiUrl,
+    ExitCode,
+    Json,
+    client,
+    console,
+    number,
+    print_json,
+    say,
+    table,
+    task_name,
+)
 from app.cli.watch import TASK_METRICS
 
 cli = typer.Typer(help="Registered models and deployments.", no_args_is_help=True)
@@ -92,6 +105,40 @@ def export_best(model_id: int, as_json: Json = False, api: ApiUrl = None, api_ke
         print_json(model)
     else:
         console.print(f"model {model['id']} exported to {model['exported_key']}", markup=False)
+
+
+@cli.command()
+def export(
+    model_id: int,
+    fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
+    output: Annotated[Path | None, typer.Option(help="also download the exported file here")] = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the worker's export and check")] = 600,
+    as_json: Json = False,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Export a model to ONNX or TorchScript on a worker, checked against the .pt model's boxes."""
+    api_client = client(api, api_key)
+    row = api_client.post(f"/api/v1/models/{model_id}/exports", {"format": fmt})
+    path = f"/api/v1/models/{model_id}/exports/{row['id']}"
+    deadline = time.monotonic() + wait
+    while row["status"] == "pending" and time.monotonic() < deadline:
+        time.sleep(1.0)
+        row = api_client.get(path)
+    if row["status"] == "ready" and output is not None:
+        api_client.download(f"{path}/file", output)
+    if as_json:
+        print_json(row)
+    elif row["status"] == "ready":
+        where = f", saved to {output}" if output is not None else f" (download: GET {path}/file)"
+        size = row["size_bytes"] or 0
+        console.print(f"export {row['id']}: {fmt}, {size / 1e6:.1f} MB, checked{where}", markup=False)
+    elif row["status"] == "pending":
+        console.print(f"export {row['id']} is still running on a worker: GET {path}", markup=False)
+    if row["status"] == "failed":
+        raise typer.Exit(say(f"export {row['id']} failed: {row['status_reason']}", ExitCode.FAILED))
+    if row["status"] == "pending":
+        raise typer.Exit(ExitCode.UNREACHABLE)
 
 
 @cli.command()

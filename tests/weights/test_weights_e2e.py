@@ -4,6 +4,7 @@ stripped of optimizer state while the job's last.pt keeps it; ONNX and TorchScri
 run beside the `.pt` on the same image, stored and downloadable; a failed export says why."""
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -175,7 +176,7 @@ def test_registered_weights_are_lean_and_last_pt_keeps_its_optimizer(
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_an_export_is_checked_against_the_pt_stored_and_downloadable(
-    stack: Stack, trained: dict[str, Any], fmt: str
+    stack: Stack, trained: dict[str, Any], fmt: str, tmp_path: Path
 ) -> None:
     model_id = trained["model"]["id"]
     response = stack.http.post(f"/api/v1/models/{model_id}/exports", json={"format": fmt})
@@ -193,6 +194,13 @@ def test_an_export_is_checked_against_the_pt_stored_and_downloadable(
     again = stack.http.post(f"/api/v1/models/{model_id}/exports", json={"format": fmt})
     assert again.status_code == 200 and again.json()["id"] == export["id"]
     assert fmt in {e["format"] for e in stack.get(f"/api/v1/models/{model_id}/exports")}
+    # The CLI: the same export, downloaded whole.
+    target = tmp_path / f"model.{fmt}"
+    printed = json.loads(
+        stack.cli("models", "export", str(model_id), "--format", fmt, "--output", str(target), "--json")
+    )
+    assert printed["id"] == export["id"] and printed["status"] == "ready"
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == export["sha256"]
 
 
 def test_a_failed_export_says_why(stack: Stack) -> None:
