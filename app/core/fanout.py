@@ -190,6 +190,7 @@ class Hub:
             yield client
         finally:
             feed.clients.discard(client)
+            client.inbox.close()
             client.outbox.close()
             if not feed.clients:
                 feed.task.cancel()
