@@ -133,3 +133,26 @@ def test_installations_on_different_databases_use_different_channels(monkeypatch
         channels.add(job_channel(1))
     clear_caches()
     assert len(channels) == 2
+
+
+def test_without_redis_the_streams_poll_and_miss_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/7")  # nobody listens there: no publish, no bell
+    clear_caches()
+    with db.session() as s:
+        job_id = make_job(s).id
+
+    async def never() -> bool:
+        return False
+
+    async def follow() -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(collect, JobEventStream(db, job_id, 0, never).events(), received)
+            await anyio.to_thread.run_sync(train_to_completion, db, job_id, 2)
+        return received
+
+    received = anyio.run(follow)
+    assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
+    assert received[-1]["data"]["status"] == "completed"
