@@ -98,7 +98,9 @@ class JobEventStream:
     async def _live(self, batches: list[Batch]) -> AsyncIterator[dict[str, Any]]:
         """What the feed delivered, minus what this client has; a gap is read from the database."""
         for batch in batches:
-            if batch.events and batch.events[0]["seq"] > self.last_seq + 1:
+            # The first seq the batch brings (an empty batch only says where the job ended).
+            first = batch.events[0]["seq"] if batch.events else (batch.final_seq or 0) + 1
+            if first > self.last_seq + 1:
                 async for event in self._catch_up():
                     yield event
             for event in self._take(batch):
