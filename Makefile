@@ -42,7 +42,7 @@ fuzz: $(STAMP) services
 	TRAINYARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider --timeout=0 tests/auth/test_fuzz.py
 
 bench: $(STAMP) services
-	$(BIN)/python bench/bench_convert.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.datasets.convert import convert_cached, convert_to_yolo
 from app.datasets.dice import load_dice
 from app.datasets.types import TaskType
+from bench.suite import emit
 
 
 def generate(root: Path, n_images: int, per_image: int, seed: int = 0) -> int:
@@ -117,6 +118,12 @@ def main() -> None:
         for what, wall, user, system in timings:
             print(f"{what:22s} {wall:8.3f} {user:8.2f} {system:8.2f} {total / max(wall, 1e-9):22,.0f}")
         print(f"label files: {sum(1 for _ in (work / 'yolo' / 'labels').rglob('*.txt'))}")
+        load_s = timings[0][1]
+        rows = [
+            {"measure": f"{what}, wall", "value": wall, "baseline": load_s, "unit": "s"}
+            for what, wall, _, _ in timings[1:]
+        ]
+        emit("convert", rows, baseline="load + validate of the same file")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.suite import emit
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_convert import generate
@@ -104,6 +107,16 @@ def run(work: Path, args: argparse.Namespace) -> None:
     for what, wall, user, system in rows:
         print(f"{what:28s} {wall:8.3f} {user:8.2f} {system:8.2f} {total / max(wall, 1e-9):22,.0f}")
     assert resplit.status == "ready"
+    walls = {what: wall for what, wall, _, _ in rows}
+    first = walls["freeze (create_version)"]
+    emit(
+        "freeze",
+        [
+            {"measure": f"{what}, wall", "value": wall, "baseline": first, "unit": "s"}
+            for what, wall in walls.items()
+        ][1:],
+        baseline="first freeze (create_version)",
+    )
     db.dispose()
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core import migrate
 from app.core.db import Database
+from bench.suite import emit, percentile
 from tests.conftest import make_api_key
 from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
 from tests.factories import register_untrained_model
@@ -91,11 +92,6 @@ def floor(port: int, redis_url: str, pictures: list[bytes], runs: int) -> tuple[
 
     round_trip()  # the worker is up once it answers
     return statistics.median(http_ms), statistics.median(timed(round_trip, runs, FLOOR_PAUSE))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def via_api(http: httpx.Client, model_id: int, batch: list[bytes], imgsz: int) -> dict[str, Any]:
@@ -229,6 +225,31 @@ def main() -> None:
     print(
         f"direct in 4 calls of 16 images: {direct_16_ips:.1f} images/s "
         f"(REST ratio to it {api_ips / direct_16_ips:.3f})"
+    )
+    floor_ms = direct_p50 + floor_http + floor_celery
+    emit(
+        "inference",
+        [
+            {
+                "measure": "one image, p50 vs direct predict",
+                "value": api_p50,
+                "baseline": direct_p50,
+                "unit": "ms",
+            },
+            {
+                "measure": "one image, p50 vs predict + floor",
+                "value": api_p50,
+                "baseline": floor_ms,
+                "unit": "ms",
+            },
+            {
+                "measure": "batch of 64, s/image",
+                "value": 1 / api_ips,
+                "baseline": 1 / direct_ips,
+                "unit": "s",
+            },
+        ],
+        baseline="direct model.predict (+ bare FastAPI upload + raw Celery round trip)",
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core import migrate
+from bench.suite import emit
 from tests.conftest import PG_ADMIN_URL
 from tests.e2e.stack import free_port, stop, wait_for
 from tests.factories import make_yolo_dataset
@@ -97,6 +98,13 @@ def main() -> None:
         f"worker SIGKILL -> job running again: median {median:.1f} s, min {min(times):.1f} s, "
         f"max {max(times):.1f} s over {runs} runs ({median / ttl:.2f} x lease TTL)"
     )
+    row = {
+        "measure": "worker SIGKILL -> running again, median",
+        "value": median,
+        "baseline": ttl,
+        "unit": "s",
+    }
+    emit("recovery", [row], baseline="lease TTL")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,11 @@ def publish(job_id: int, message: str) -> None:
         log.warning("could not publish an event of job %s", job_id, exc_info=True)
 
 
+def last_seq(session: Session, job_id: int) -> int:
+    """The seq of the job's last committed event (0 for none, or no such job)."""
+    return session.scalar(select(TrainingJob.last_event_seq).where(TrainingJob.id == job_id)) or 0
+
+
 def events_after(session: Session, job_id: int, after: int, limit: int = 1000) -> list[JobEvent]:
     stmt = (
         select(JobEvent)

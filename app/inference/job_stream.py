@@ -1,7 +1,8 @@
 """SSE for an inference job: a `progress` event whenever more chunks are answered, then one `status`
 event with the final status, and the stream ends.
 
-The worker's publish after each chunk is a doorbell only (app/core/doorbell.py): the state is re-read
+The worker's publish after each chunk rings a bell of the process's one subscription
+(app/core/fanout.py), a doorbell only: the state is re-read
 from the job's keys each time, so a lost publish or a Redis hiccup delays an event but never skips
 the end. Event ids count up from 1 in each stream; a client that reconnects gets the
 current progress first.
@@ -12,8 +13,7 @@ from typing import Any
 
 import anyio
 
-from app.core import doorbell
-from app.core.redis import get_async_redis
+from app.core import fanout
 from app.inference import protocol
 from app.inference.service import JOB_FINAL, job_status
 
@@ -21,11 +21,8 @@ PROGRESS_FIELDS = ("id", "status", "images", "chunks", "chunks_done", "progress"
 
 
 async def job_events(job_id: str, is_disconnected: Callable[[], Any]) -> AsyncIterator[dict[str, Any]]:
-    redis = get_async_redis()
-    pubsub = redis.pubsub()
-    channel = protocol.job_channel(job_id)
-    try:
-        subscribed = await doorbell.subscribe(pubsub, channel)  # before the first read: no chunk slips by
+    async with fanout.get_hub().bell(protocol.job_channel(job_id)) as bell:
+        seen = bell.rings  # before the first read: no chunk slips by
         seq, last_done = 0, -1
         while True:
             state = await anyio.to_thread.run_sync(job_status, job_id)
@@ -38,6 +35,4 @@ async def job_events(job_id: str, is_disconnected: Callable[[], Any]) -> AsyncIt
                 return
             if await is_disconnected():
                 return
-            subscribed = await doorbell.wait(pubsub, channel, subscribed)
-    finally:
-        await doorbell.close(pubsub, redis)
+            seen = await bell.wait(seen)

@@ -8,6 +8,7 @@ backend is involved, and a reply nobody waits for expires on its own.
 import json
 from typing import Any
 
+from app.core.redis import channel_prefix
 from app.models import RegisteredModel
 
 REPLY_TTL_SECONDS = 120
@@ -42,7 +43,7 @@ def job_key(job_id: str) -> str:
 
 def job_channel(job_id: str) -> str:
     """Pub/sub doorbell of an inference job: a chunk was answered (the state is re-read, not trusted)."""
-    return f"trainyard:inference:job:{job_id}:events"
+    return f"{channel_prefix()}inference:job:{job_id}:events"
 
 
 def model_ref(model: RegisteredModel) -> dict[str, Any]:

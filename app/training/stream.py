@@ -1,7 +1,7 @@
 """SSE for a job: replay what the client missed from the database, then follow it live.
 
-Pub/sub is only a doorbell (app/core/doorbell.py): a message on the job's channel wakes the stream,
-which then reads what follows the last seq sent from the database.
+Live events come from the process's feed of the job (app/core/fanout.py): one database read per
+new event for all the job's clients; whatever the feed skipped for this client is read here.
 
 The stream carries every attempt of the job and ends only after the job's final status event: a
 terminal status that is the job's current status and has no later status event (an attempt's `stopped`
@@ -11,7 +11,7 @@ so a client reconnecting to a finished job (a browser EventSource does) learns t
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +19,11 @@ import anyio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core import doorbell
+from app.core import fanout
 from app.core.db import Database
-from app.core.events import EventType, envelope, events_after
+from app.core.events import EventType, envelope, events_after, last_seq
 from app.core.jobs import TERMINAL
-from app.core.redis import get_async_redis, job_channel
+from app.core.redis import job_channel
 from app.models import JobEvent, TrainingJob
 
 log = logging.getLogger("app.backend")
@@ -62,23 +62,50 @@ class JobEventStream:
             final = self._final_seq(session)
             return Batch([envelope(e) for e in events_after(session, self.job_id, after)], final)
 
+    async def _read(self, after: int) -> Batch:
+        return await anyio.to_thread.run_sync(self._load, after)
+
+    async def _last_seq(self) -> int:
+        def read() -> int:
+            with self.db.session() as session:
+                return last_seq(session, self.job_id)
+
+        return await anyio.to_thread.run_sync(read)
+
+    def _take(self, batch: Batch) -> Iterator[dict[str, Any]]:
+        """The batch's events that follow the last seq sent, in order; stops after the final status event."""
+        for event in batch.events:
+            if event["seq"] == self.last_seq + 1:
+                self.last_seq = event["seq"]
+                yield event
+                if event["seq"] == batch.final_seq:
+                    self.finished = True
+                    return
+        # The final event may have gone out in an earlier read that saw the job's status just
+        # before it ended; this read, which saw the end, has nothing new to send.
+        if batch.final_seq is not None and self.last_seq >= batch.final_seq:
+            self.finished = True
+
     async def _catch_up(self) -> AsyncIterator[dict[str, Any]]:
-        """What follows the last seq sent, in order; stops after the job's final status event."""
+        """What follows the last seq sent, read from the database."""
         while True:
-            batch = await anyio.to_thread.run_sync(self._load, self.last_seq)
-            for event in batch.events:
-                if event["seq"] == self.last_seq + 1:
-                    self.last_seq = event["seq"]
-                    yield event
-                    if event["seq"] == batch.final_seq:
-                        self.finished = True
-                        return
-            # The final event may have gone out in an earlier read that saw the job's status just
-            # before it ended; this read, which saw the end, has nothing new to send.
-            if batch.final_seq is not None and self.last_seq >= batch.final_seq:
-                self.finished = True
+            batch = await self._read(self.last_seq)
+            for event in self._take(batch):
+                yield event
+            if self.finished or len(batch.events) < 1000:
                 return
-            if len(batch.events) < 1000:
+
+    async def _live(self, batches: list[Batch]) -> AsyncIterator[dict[str, Any]]:
+        """What the feed delivered, minus what this client has; a gap is read from the database."""
+        for batch in batches:
+            # The first seq the batch brings (an empty batch only says where the job ended).
+            first = batch.events[0]["seq"] if batch.events else (batch.final_seq or 0) + 1
+            if first > self.last_seq + 1:
+                async for event in self._catch_up():
+                    yield event
+            for event in self._take(batch):
+                yield event
+            if self.finished:
                 return
 
     def _final_event(self) -> dict[str, Any] | None:
@@ -101,22 +128,18 @@ class JobEventStream:
             if final is not None and final["seq"] <= self.last_seq:
                 yield final
                 return
-        redis = get_async_redis()
-        pubsub = redis.pubsub()
-        channel = job_channel(self.job_id)
-        try:
-            # Subscribe before the replay, so nothing published in between is missed.
-            subscribed = await doorbell.subscribe(pubsub, channel)
-            if not subscribed:
-                log.warning("SSE for job %s: Redis unavailable, polling the database", self.job_id)
+        hub = fanout.get_hub()
+        # Follow before the replay, so nothing recorded in between is missed.
+        async with hub.follow(job_channel(self.job_id), self.db, self._last_seq, self._read) as feed:
             async for event in self._catch_up():
                 yield event
             while not self.finished and not await self.is_disconnected():
-                subscribed = await doorbell.wait(pubsub, channel, subscribed)
-                async for event in self._catch_up():
+                delivered = await feed.receive()
+                if delivered is None:
+                    log.info("SSE for job %s: client too slow, dropped at seq %s", self.job_id, self.last_seq)
+                    return
+                async for event in self._live(delivered):
                     yield event
-        finally:
-            await doorbell.close(pubsub, redis)
 
 
 def sse_message(event: dict[str, Any]) -> dict[str, Any]:

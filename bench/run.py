@@ -1,0 +1,85 @@
+"""`make bench`: every benchmark in bench/, each with its baseline in the same run, then one table of
+ratios (value / baseline), also written to bench/results/latest.json with the machine it ran on.
+
+    .venv/bin/python bench/run.py [bench_fanout ...]
+
+Each bench runs as its own process, exactly as when run by hand; its output passes through, and its
+`BENCH-RESULT` line (bench/suite.py) is collected. A bench that fails is reported, the rest still run.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.suite import MARKER
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results" / "latest.json"
+
+
+def run_one(name: str) -> tuple[list[dict[str, Any]], str | None]:
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / f"{name}.py")], stdout=subprocess.PIPE, text=True, cwd=BENCH.parent
+    )
+    assert process.stdout is not None
+    results = []
+    for line in process.stdout:
+        if line.startswith(MARKER):
+            results.append(json.loads(line[len(MARKER) :]))
+        else:
+            print(line, end="", flush=True)
+    code = process.wait()
+    seconds = round(time.monotonic() - started, 1)
+    rows = [
+        {"bench": r["bench"], "baseline_name": r["baseline"], "seconds": seconds, **row}
+        for r in results
+        for row in r["rows"]
+    ]
+    return rows, None if code == 0 and rows else f"{name}: exit code {code}, {len(rows)} rows"
+
+
+def main() -> None:
+    names = sys.argv[1:] or sorted(p.stem for p in BENCH.glob("bench_*.py"))
+    rows: list[dict[str, Any]] = []
+    failures = []
+    for name in names:
+        print(f"=== {name}", flush=True)
+        found, failure = run_one(name)
+        rows += found
+        if failure:
+            failures.append(failure)
+    for row in rows:
+        row["ratio"] = round(row["value"] / row["baseline"], 3) if row["baseline"] else None
+    print(f"\n{'bench':10} {'measure':52} {'value':>10} {'baseline':>10} {'ratio':>8}  baseline is")
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+        print(
+            f"{row['bench']:10} {row['measure'] + ' (' + row['unit'] + ')':52} {row['value']:10.2f}"
+            f" {row['baseline']:10.2f} {ratio:>8}  {row['baseline_name']}"
+        )
+    for failure in failures:
+        print(f"FAILED {failure}")
+    machine = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    report = {"ran_at": datetime.now(UTC).isoformat(), "machine": machine, "rows": rows, "failures": failures}
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {RESULTS.relative_to(BENCH.parent)}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""What every benchmark shares: percentiles, and its result line for `make bench` (bench/run.py).
+
+A bench prints its own table for a reader and then one `BENCH-RESULT {json}` line: its rows, each a
+measure, its value and the baseline measured in the same run, so the runner needs no knowledge of it.
+"""
+
+import json
+from typing import Any
+
+MARKER = "BENCH-RESULT "
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def emit(bench: str, rows: list[dict[str, Any]], baseline: str) -> None:
+    """Rows: {"measure", "value", "baseline", "unit"}; `baseline` names what the baselines are."""
+    print(MARKER + json.dumps({"bench": bench, "baseline": baseline, "rows": rows}), flush=True)
