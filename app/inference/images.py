@@ -22,10 +22,10 @@ UNREADABLE = (
 def unreadable(name: str, exc: BaseException) -> str:
     """Why `name` could not be read, in a few fixed words: PIL's messages carry the reader's repr
     (`<_io.BytesIO object at 0x...>`) or bytes of the file, and Ultralytics' a module name."""
-    return f"{name}: {_why(exc)}"
+    return f"{name}: {why_unreadable(exc)}"
 
 
-def _why(exc: BaseException) -> str:
+def why_unreadable(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError | ImportError):
         return "not an image (unknown format)"
     if isinstance(exc, Image.DecompressionBombError):
@@ -48,7 +48,8 @@ def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
     except UNREADABLE as exc:
-        raise ImageRefused(_why(exc), too_large=isinstance(exc, Image.DecompressionBombError)) from exc
+        too_large = isinstance(exc, Image.DecompressionBombError)
+        raise ImageRefused(why_unreadable(exc), too_large=too_large) from exc
     if width * height > max_pixels:
         raise ImageRefused(f"{width}x{height} exceeds {max_pixels} pixels", too_large=True)
     return width, height

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from PIL import Image
 
 from app.core.errors import AppError, ErrorCode, FieldError
 from app.datasets.types import DiceImage, TaskAnnotations, TaskType
+from app.inference.images import UNREADABLE, why_unreadable
 from app.versions.manifest import Selection
 from app.versions.render import Output, Renderer, Source, probe, windows
 from app.versions.schemas import Augmentation, Preprocessing
@@ -58,8 +58,10 @@ def check(items: list[Source], root: Path, pre: Preprocessing) -> None:
     for source in items:
         try:
             width, height = probe(root / source.path)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            errors.append(FieldError(f"images.{source.path}", f"is not a readable image ({exc})"))
+        except UNREADABLE as exc:  # the reason in fixed words: PIL's message names the server path
+            errors.append(
+                FieldError(f"images.{source.path}", f"is not a readable image: {why_unreadable(exc)}")
+            )
             continue
         if (width, height) != (source.width, source.height):
             errors.append(
