@@ -25,6 +25,7 @@ from app.training.preflight import router as preflight_router
 from app.training.router import router as training_router
 from app.versions.router import router as versions_router
 from app.weights.router import router as weights_router
+from app.web import router as web
 
 
 def create_app(db: Database | None = None) -> FastAPI:
@@ -33,7 +34,14 @@ def create_app(db: Database | None = None) -> FastAPI:
     # Outside dev, a missing TRAINYARD_SECRET_KEY stops the API now rather than at the first token.
     secret_key()
     # Every route needs an API key unless its endpoint is marked public (app/core/auth.py).
-    app = FastAPI(title="Trainyard", version="0.1.0", dependencies=[Depends(authenticate)])
+    # /docs and /redoc come from the vendored assets (app/web/docs.py), not the CDN.
+    app = FastAPI(
+        title="Trainyard",
+        version="0.1.0",
+        dependencies=[Depends(authenticate)],
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.db = db or get_database()
     register_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
@@ -55,4 +63,5 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(inference_router)
     app.include_router(worker_models_router)
     app.include_router(weights_router)
+    web.install(app)  # the dashboard under /, after the API: its pages never shadow an API route
     return app

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the tests talk to are up: Redis on 127.0.0.1:6379 and PostgreSQL on
-# 127.0.0.1:5432 (trust auth, database `test`). Installs them from Debian's packages when missing.
+# 127.0.0.1:5432 (trust auth, database `test`), and Chromium for the dashboard's browser tests.
+# Installs them from Debian's packages when missing.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -41,4 +42,6 @@ if ! pg_up; then
 fi
 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" | grep -q 1 || \
   psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null
-echo "services: redis and postgresql are up"
+# The dashboard's browser tests drive the system Chromium (Playwright cannot download a browser here).
+[ -x /usr/bin/chromium ] || apt_install chromium
+echo "services: redis and postgresql are up; chromium is installed"

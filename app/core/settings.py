@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(default=10.0, validation_alias="TRAINYARD_MAX_BODY_MB")
     max_upload_mb: float = Field(default=20 * 1024.0, validation_alias="TRAINYARD_MAX_UPLOAD_MB")
     stream_token_seconds: int = Field(default=300, validation_alias="TRAINYARD_STREAM_TOKEN_TTL")
+    # Origins (comma-separated) whose browser pages may call the API (CORS); none by default.
+    cors_origins: str = Field(default="", validation_alias="TRAINYARD_CORS_ORIGINS")
+    # How long a dashboard sign-in lasts (the session also ends when its API key is revoked).
+    session_hours: float = Field(default=12.0, gt=0, validation_alias="TRAINYARD_SESSION_HOURS")
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -112,6 +116,10 @@ class Settings(BaseSettings):
     def resolved_import_roots(self) -> list[Path]:
         parts = self.import_roots.replace(",", os.pathsep).split(os.pathsep)
         return [Path(p.strip()).expanduser().resolve() for p in parts if p.strip()]
+
+    @property
+    def resolved_cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def runs_dir(self) -> Path:

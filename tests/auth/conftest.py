@@ -109,10 +109,12 @@ def _flatten(routes: list[Any]) -> Iterator[APIRoute]:
 
 
 def api_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
-    """(method, path, route) of every API route (docs pages are not API routes)."""
+    """(method, path, route) of every API route (docs pages are not API routes, nor are the dashboard's
+    pages, which sign in with a session cookie: tests/web)."""
     return [
         (method, route.path, route)
         for route in _flatten(app.routes)
+        if not getattr(route.endpoint, "__trainyard_web__", False)
         for method in sorted(route.methods - {"HEAD", "OPTIONS"})
     ]
 
