@@ -86,6 +86,7 @@ def job_page(request: Request, job_id: int, session: SessionDep, user: UserDep) 
     context = {
         "user": user,
         "job": job,
+        "job_id": job.id,
         "after": after,
         "points": history.epochs,
         "best": views.best_of(history.epochs),
