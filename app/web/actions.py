@@ -1,15 +1,23 @@
-"""Every job write the dashboard makes, in one place: the same service calls the REST routes make.
+"""Every write the dashboard makes, in one place: the same service calls the REST routes make.
 
 The job lifecycle is being reshaped (app/training/{service,lifecycle}.py); when it moves, only this
 module follows it.
 """
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_project_usable, ensure_visible
+from app.core.auth import Principal, ensure_project_usable, ensure_project_visible, ensure_visible
+from app.core.db import Database
 from app.core.ratelimit import check_rate
 from app.core.settings import get_settings
-from app.models import TrainingJob
+from app.fleet import router as fleet_router
+from app.inference import router as inference_router
+from app.inference.schemas import WorkerModelsAction
+from app.model_registry import deployments
+from app.model_registry import service as model_service
+from app.models import Deployment, TrainingJob
 from app.training import lifecycle, schemas, service
 
 TRANSITIONS = {"stop": lifecycle.stop, "cancel": lifecycle.cancel, "resume": lifecycle.resume}
@@ -30,3 +38,35 @@ def submit(session: Session, principal: Principal, body: schemas.JobCreate) -> T
     check_rate("submit", str(principal.key_id), get_settings().submit_rate)
     ensure_project_usable(session, principal, body.project)
     return service.create_job(session, body, principal)
+
+
+def deploy(session: Session, principal: Principal, model_id: int) -> Deployment:
+    """Make a model its project's active model for its task (`POST .../deployments`)."""
+    principal.require_write()
+    model = model_service.get_model(session, model_id, principal=principal)
+    return deployments.deploy(session, model.project_id, model.id, None)
+
+
+def rollback(session: Session, principal: Principal, project_id: int, task: str) -> Deployment:
+    principal.require_write()
+    ensure_project_visible(principal, project_id)
+    return deployments.rollback(session, project_id, task)
+
+
+def revert(session: Session, principal: Principal, project_id: int, task: str) -> Deployment | None:
+    principal.require_write()
+    ensure_project_visible(principal, project_id)
+    return deployments.revert(session, project_id, task)
+
+
+def drain(principal: Principal, worker_id: str) -> dict[str, Any]:
+    """`POST /api/v1/workers/{id}/drain`: the fleet's writes live in its endpoint functions."""
+    principal.require_write()
+    return fleet_router.drain_worker(worker_id, principal)
+
+
+async def worker_model(db: Database, principal: Principal, worker_id: str, action: str, model_id: int) -> Any:
+    """`POST /api/v1/workers/{id}/models`: load a model into a worker's cache, or unload it."""
+    principal.require_write()
+    body = WorkerModelsAction(action=action, model_id=model_id)
+    return await inference_router.control_models(worker_id, body, db, principal)

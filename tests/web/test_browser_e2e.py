@@ -207,6 +207,37 @@ def test_compare_two_jobs(stack: Stack, signed_in: Any) -> None:
     assert session.console_errors == []
 
 
+def test_deploy_the_model_and_see_its_boxes_on_a_dropped_image(stack: Stack, signed_in: Any) -> None:
+    session = signed_in(stack.admin)
+    page = session.page
+
+    def ready_model() -> int | None:
+        with stack.api() as client:
+            items = client.get("/api/v1/models", params={"project": "demo"}).json()["items"]
+        mine = [m for m in items if m["lineage"]["job_id"] == stack.state["first"] and m["status"] == "ready"]
+        return mine[0]["id"] if mine else None
+
+    model_id = wait_until(ready_model, "the trained model never became ready", stack.logs, 120)
+    page.click("text=Models")
+    page.click(f"#model-{model_id} button.act-deploy")
+    page.wait_for_selector(f"text=model {model_id} is the active detection model")
+    page.click(f"#model-{model_id} >> text=test")
+    page.wait_for_url(f"{stack.url}/models/{model_id}/test")
+    page.set_input_files("#test-files", str(stack.dataset / "images" / "val" / "0.jpg"))
+    page.wait_for_selector("#test-results figure canvas")
+    page.wait_for_function("document.getElementById('test-results').dataset.total !== undefined")
+    assert "ms" in (page.text_content("#test-status") or "")
+    # The slider at 0 shows every box the model predicted; at 1, none.
+    page.fill("#conf", "0")
+    page.dispatch_event("#conf", "input")
+    total = int(page.get_attribute("#test-results", "data-total") or 0)
+    assert total > 0 and int(page.get_attribute("#test-results", "data-shown") or 0) == total
+    page.fill("#conf", "1")
+    page.dispatch_event("#conf", "input")
+    assert int(page.get_attribute("#test-results", "data-shown") or 0) == 0
+    assert session.console_errors == []
+
+
 def test_a_viewer_sees_no_write_controls_and_a_forged_write_is_refused(stack: Stack, signed_in: Any) -> None:
     viewer = signed_in(create_key(stack.env, "--role", "viewer", "--project", "demo"))
     page = viewer.page

@@ -150,6 +150,108 @@
     });
   }
 
+  // ---- Annotations over an image (boxes, polygons, keypoints, labels): one colour per class. The
+  // same code draws a model's predictions and a dataset's labels. ----
+  function classColour(id) { return "hsl(" + ((Number(id) * 137.508) % 360) + " 85% 50%)"; }
+
+  function drawAnnotations(canvas, image, items, minConf) {
+    const ctx = canvas.getContext("2d");
+    canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+    ctx.drawImage(image, 0, 0);
+    const scale = Math.max(1, image.naturalWidth / 400);
+    ctx.lineWidth = 2 * scale; ctx.font = (12 * scale) + "px sans-serif";
+    let shown = 0;
+    items.forEach(function (item) {
+      if (item.confidence != null && item.confidence < minConf) return;
+      shown += 1;
+      const colour = classColour(item.class_id);
+      ctx.strokeStyle = colour; ctx.fillStyle = colour;
+      if (item.polygon && item.polygon.length) {
+        ctx.beginPath();
+        item.polygon.forEach(function (p, i) { i ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1]); });
+        ctx.closePath(); ctx.globalAlpha = 0.25; ctx.fill(); ctx.globalAlpha = 1; ctx.stroke();
+      }
+      if (item.box) {
+        const b = item.box;
+        ctx.strokeRect(b[0], b[1], b[2] - b[0], b[3] - b[1]);
+        const label = item.class_name + (item.confidence != null ? " " + item.confidence.toFixed(2) : "");
+        ctx.fillText(label, b[0] + 2, Math.max(b[1] - 3, 12 * scale));
+      }
+      (item.keypoints || []).forEach(function (k) {
+        if (k[2] != null && k[2] < 0.5) return;
+        ctx.beginPath(); ctx.arc(k[0], k[1], 3 * scale, 0, 2 * Math.PI); ctx.fill();
+      });
+    });
+    return shown;
+  }
+  window.trainyardDraw = drawAnnotations;
+
+  function setupModelTest() {
+    const zone = document.getElementById("dropzone");
+    if (!zone) return;
+    const input = document.getElementById("test-files"), slider = document.getElementById("conf");
+    const results = document.getElementById("test-results"), status = document.getElementById("test-status");
+    const drawn = [];
+    function redraw() {
+      document.getElementById("conf-value").textContent = Number(slider.value).toFixed(2);
+      let total = 0, shown = 0;
+      drawn.forEach(function (d) {
+        total += d.items.length;
+        const n = drawAnnotations(d.canvas, d.image, d.items, Number(slider.value));
+        shown += n;
+        d.caption.textContent = d.text + " · " + n + " shown";
+      });
+      results.dataset.shown = String(shown);
+      results.dataset.total = String(total);
+    }
+    function run(files) {
+      const images = Array.from(files).filter(function (f) { return f.type.startsWith("image/"); });
+      if (!images.length) return;
+      const form = new FormData();
+      images.forEach(function (f) { form.append("files", f, f.name); });
+      status.textContent = "predicting " + images.length + " image(s)…";
+      fetch(zone.dataset.predict, {
+        method: "POST", body: form, headers: { "X-CSRF-Token": zone.dataset.csrf, "HX-Request": "true" },
+      }).then(function (response) {
+        if (!response.ok) {
+          return response.text().then(function (html) {
+            const box = document.createElement("div"); box.innerHTML = html;
+            status.textContent = box.textContent.trim();
+          });
+        }
+        return response.json().then(function (reply) {
+          const t = reply.timing_ms || {};
+          status.textContent = "worker " + reply.worker + (reply.cache_hit ? " (warm)" : " (loaded)") + " · " +
+            Object.keys(t).map(function (k) { return k + " " + Number(t[k]).toFixed(1) + " ms"; }).join(", ");
+          reply.results.forEach(function (result, i) {
+            const figure = document.createElement("figure"), canvas = document.createElement("canvas");
+            const caption = document.createElement("figcaption"), image = new Image();
+            const speed = result.speed_ms || {};
+            const items = result.detections || [];
+            const text = result.name + " · " + items.length + " predicted" + (result.top_k ? " · top: " +
+              result.top_k.map(function (c) { return c.class_name + " " + c.confidence.toFixed(2); }).join(", ") : "") +
+              " · " + Object.keys(speed).map(function (k) { return k + " " + speed[k] + " ms"; }).join(", ");
+            figure.appendChild(canvas); figure.appendChild(caption); results.prepend(figure);
+            image.onload = function () {
+              drawn.push({ canvas: canvas, image: image, items: items, caption: caption, text: text });
+              redraw();
+            };
+            image.src = URL.createObjectURL(images[i]);
+          });
+        });
+      }).catch(function (err) { status.textContent = "failed: " + err; });
+    }
+    input.addEventListener("change", function () { run(input.files); });
+    slider.addEventListener("input", redraw);
+    ["dragenter", "dragover"].forEach(function (type) {
+      zone.addEventListener(type, function (e) { e.preventDefault(); zone.classList.add("over"); });
+    });
+    ["dragleave", "drop"].forEach(function (type) {
+      zone.addEventListener(type, function () { zone.classList.remove("over"); });
+    });
+    zone.addEventListener("drop", function (e) { e.preventDefault(); run(e.dataTransfer.files); });
+  }
+
   document.addEventListener("click", function (e) {
     const button = e.target.closest && e.target.closest("button.copy");
     if (!button) return;
@@ -175,5 +277,6 @@
     setupLogs();
     setupCompare();
     setupPicks();
+    setupModelTest();
   });
 })();
