@@ -148,20 +148,29 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--database-url")
+    parser.add_argument("--keep", type=Path, help="keep the SQLite file here; reuse it when it exists")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        if args.database_url is None:
+        path = args.keep or Path(tmp) / "bench.db"
+        url = args.database_url or f"sqlite:///{path}"
+        reuse = args.database_url is None and path.exists()
+        if args.database_url is None and not reuse:
             migrate.upgrade(url)
         db = Database(url)
         started = time.perf_counter()
-        key = fill(db, args.jobs, args.events)
-        print(f"filled {args.jobs:,} jobs x {args.events:,} events in {time.perf_counter() - started:.0f} s")
+        if reuse:
+            with db.session() as session:
+                _key, key, _ = create_key(session, Role.ADMIN, [])
+        else:
+            key = fill(db, args.jobs, args.events)
+            print(
+                f"filled {args.jobs:,} jobs x {args.events:,} events in {time.perf_counter() - started:.0f} s"
+            )
         client = TestClient(create_app(db), follow_redirects=False)
         assert client.post("/login", data={"api_key": key}).status_code == 303
         pages = {
             "jobs, page 1": "/jobs",
-            "jobs, page 100": "/jobs?page=100",
+            f"jobs, page {args.jobs // 100}": f"/jobs?page={args.jobs // 100}",
             "jobs, project + status": "/jobs?project=project-1&status=running",
             "job (running, 1,000 events)": f"/jobs/{args.jobs - (args.jobs % 2 == 0)}",
             "job (completed)": f"/jobs/{args.jobs // 2 * 2}",

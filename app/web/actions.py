@@ -4,7 +4,7 @@ The job lifecycle is being reshaped (app/training/{service,lifecycle}.py); when 
 module follows it.
 """
 
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
@@ -12,13 +12,16 @@ from app.core.auth import Principal, ensure_project_usable, ensure_project_visib
 from app.core.db import Database
 from app.core.ratelimit import check_rate
 from app.core.settings import get_settings
+from app.dataset_registry import service as dataset_service
 from app.fleet import router as fleet_router
 from app.inference import router as inference_router
 from app.inference.schemas import WorkerModelsAction
 from app.model_registry import deployments
 from app.model_registry import service as model_service
-from app.models import Deployment, TrainingJob
+from app.models import Dataset, DatasetVersion, Deployment, TrainingJob
 from app.training import lifecycle, schemas, service
+from app.versions import service as version_service
+from app.versions.schemas import VersionCreate
 
 TRANSITIONS = {"stop": lifecycle.stop, "cancel": lifecycle.cancel, "resume": lifecycle.resume}
 
@@ -70,3 +73,21 @@ async def worker_model(db: Database, principal: Principal, worker_id: str, actio
     principal.require_write()
     body = WorkerModelsAction(action=action, model_id=model_id)
     return await inference_router.control_models(worker_id, body, db, principal)
+
+
+def register_dataset(
+    session: Session, principal: Principal, project_id: int, name: str, zip_file: BinaryIO
+) -> Dataset:
+    """`POST /api/v1/datasets`: a DICE dataset from an uploaded ZIP (validated, or nothing is kept)."""
+    principal.require_write()
+    ensure_project_visible(principal, project_id)
+    return dataset_service.register_from_zip(session, project_id, name, None, zip_file)
+
+
+def freeze_version(
+    db: Database, principal: Principal, project_id: int, body: VersionCreate
+) -> tuple[DatasetVersion, bool]:
+    """`POST /api/v1/projects/{id}/versions`: freeze a dataset version (idempotent by key)."""
+    principal.require_write()
+    ensure_project_visible(principal, project_id)
+    return version_service.create_version(db, project_id, body)

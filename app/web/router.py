@@ -8,7 +8,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from app.core.settings import get_settings
-from app.web import auth_pages, compare, docs, errors, fleet, jobs, live, models, new_job
+from app.web import auth_pages, compare, datasets, docs, errors, fleet, jobs, live, models, new_job
 
 STATIC = Path(__file__).parent / "static"
 
@@ -16,7 +16,7 @@ STATIC = Path(__file__).parent / "static"
 def pages() -> APIRouter:
     router = APIRouter(include_in_schema=False)
     # live before jobs: `/jobs/live` is not a job; new_job before jobs: nor is `/jobs/new`.
-    for part in (auth_pages, live, new_job, compare, jobs, models, fleet):
+    for part in (auth_pages, live, new_job, compare, jobs, models, fleet, datasets):
         for route in part.router.routes:
             if isinstance(route, APIRoute):
                 errors.web_endpoint(route.endpoint)

@@ -252,6 +252,50 @@
     zone.addEventListener("drop", function (e) { e.preventDefault(); run(e.dataTransfer.files); });
   }
 
+  // ---- Dataset gallery: each image with its labels, drawn by the same code as predictions ----
+  function setupGallery() {
+    const dataEl = document.getElementById("gallery-data");
+    if (!dataEl) return;
+    const items = JSON.parse(dataEl.textContent), root = document.getElementById("gallery");
+    let drawn = 0;
+    items.forEach(function (item) {
+      const figure = document.createElement("figure"), canvas = document.createElement("canvas");
+      const caption = document.createElement("figcaption"), image = new Image();
+      caption.textContent = item.task + " · " + item.split + " · " + item.name + " · " + item.annotations.length + " labels";
+      figure.appendChild(canvas); figure.appendChild(caption); root.appendChild(figure);
+      image.onload = function () {
+        drawAnnotations(canvas, image, item.annotations, 0);
+        drawn += 1;
+        root.dataset.drawn = String(drawn);
+      };
+      image.src = dataEl.dataset.base + item.path.split("/").map(encodeURIComponent).join("/");
+    });
+  }
+
+  // ---- DICE ZIP upload with a progress bar ----
+  function setupUpload() {
+    const form = document.getElementById("upload");
+    if (!form) return;
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      const bar = document.getElementById("upload-progress"), status = document.getElementById("upload-status");
+      const xhr = new XMLHttpRequest();
+      bar.hidden = false; bar.value = 0; status.textContent = "uploading…";
+      xhr.upload.onprogress = function (p) { if (p.lengthComputable) bar.value = Math.round(100 * p.loaded / p.total); };
+      xhr.upload.onload = function () { status.textContent = "validating…"; };
+      xhr.onload = function () {
+        const target = xhr.getResponseHeader("HX-Redirect");
+        if (xhr.status < 300 && target) { window.location.assign(target); return; }
+        const box = document.createElement("div"); box.innerHTML = xhr.responseText;
+        status.textContent = box.textContent.trim();
+      };
+      xhr.onerror = function () { status.textContent = "upload failed"; };
+      xhr.open("POST", form.action);
+      xhr.setRequestHeader("HX-Request", "true");
+      xhr.send(new FormData(form));
+    });
+  }
+
   document.addEventListener("click", function (e) {
     const button = e.target.closest && e.target.closest("button.copy");
     if (!button) return;
@@ -278,5 +322,7 @@
     setupCompare();
     setupPicks();
     setupModelTest();
+    setupGallery();
+    setupUpload();
   });
 })();
