@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
@@ -54,11 +55,20 @@ async def web_user(request: Request, db: DatabaseDep) -> WebUser:
     claim = web_session.read(cookie, time.time()) if cookie else None
     if claim is None:
         raise SignInRequired
-    with db.session() as session:
-        key = keys.active_key(session, claim.key_id)
-        if key is None or not web_session.matches(claim, key):
-            raise SignInRequired
-        principal, name = Principal.of(key), key.name
+
+    def load_key() -> tuple[Principal, str] | None:
+        with db.session() as session:
+            key = keys.active_key(session, claim.key_id)
+            if key is None or not web_session.matches(claim, key):
+                return None
+            return Principal.of(key), key.name
+
+    # In a thread, never on the event loop: SQLite's write lock may be held by a request whose session
+    # the loop must close (a blocked loop would wait for it until the busy timeout).
+    found = await anyio.to_thread.run_sync(load_key)
+    if found is None:
+        raise SignInRequired
+    principal, name = found
     if request.method not in SAFE_METHODS:
         form = None
         if request.headers.get("content-type", "").startswith(

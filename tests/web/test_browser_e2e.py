@@ -2,6 +2,7 @@
 worker: one stack and one browser for the whole module, the tests in the order a user goes."""
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +237,26 @@ def test_deploy_the_model_and_see_its_boxes_on_a_dropped_image(stack: Stack, sig
     page.dispatch_event("#conf", "input")
     assert int(page.get_attribute("#test-results", "data-shown") or 0) == 0
     assert session.console_errors == []
+
+
+def test_upload_a_dice_zip_and_see_the_overlays(stack: Stack, signed_in: Any, tmp_path: Path) -> None:
+    from tests.dataset_api.conftest import detection_dataset, zip_folder
+
+    archive = tmp_path / "shapes.zip"
+    archive.write_bytes(zip_folder(detection_dataset(tmp_path / "dice", n=6)))
+    with stack.api() as client:
+        client.post("/api/v1/projects", json={"name": "demo"})  # 409 when an earlier test made it
+    page = signed_in(stack.admin).page
+    page.click("text=Datasets")
+    page.select_option("#upload select[name=project_id]", label="demo")
+    page.fill("#upload input[name=name]", "uploaded")
+    page.set_input_files("#upload input[type=file]", str(archive))
+    page.click("#upload button[type=submit]")
+    page.wait_for_url(f"{stack.url}/datasets/*", wait_until="domcontentloaded")
+    page.wait_for_function("Number(document.getElementById('gallery').dataset.drawn) === 6")
+    captions = page.locator("#gallery figcaption").all_text_contents()
+    assert len(captions) == 6 and all(re.search(r"· [1-9]\d* labels$", c) for c in captions), captions
+    assert page.locator("#gallery canvas").first.evaluate("c => c.width > 0 && c.height > 0")
 
 
 def test_a_viewer_sees_no_write_controls_and_a_forged_write_is_refused(stack: Stack, signed_in: Any) -> None:

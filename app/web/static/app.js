@@ -268,6 +268,7 @@
         drawn += 1;
         root.dataset.drawn = String(drawn);
       };
+      image.onerror = function () { caption.textContent += " · image missing"; };
       image.src = dataEl.dataset.base + item.path.split("/").map(encodeURIComponent).join("/");
     });
   }
