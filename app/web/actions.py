@@ -8,10 +8,11 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_project_usable, ensure_project_visible, ensure_visible
+from app.core.auth import Principal
 from app.core.db import Database
 from app.core.ratelimit import check_rate
 from app.core.settings import get_settings
+from app.core.visibility import ensure_project_usable, ensure_project_visible, ensure_visible
 from app.dataset_registry import service as dataset_service
 from app.fleet import router as fleet_router
 from app.inference import router as inference_router

@@ -8,10 +8,11 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_project_visible, ensure_visible
+from app.core.auth import Principal
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.errors import not_found
 from app.core.naming import NAME_PATTERN
+from app.core.visibility import ensure_project_visible, ensure_visible
 from app.dataset_registry import service as dataset_service
 from app.datasets.dice import load_dice
 from app.models import Dataset, Project

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, ensure_visible
+from app.core.auth import Principal
 from app.core.deps import SessionDep
 from app.core.errors import AppError, invalid, not_found
 from app.core.events import EventType
 from app.core.jobs import JobStatus
 from app.core.storage import LocalStorage, get_storage
+from app.core.visibility import ensure_visible
 from app.models import Project, TrainingJob
 from app.training import schemas, service
 from app.web import actions, views

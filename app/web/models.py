@@ -141,10 +141,11 @@ async def predict(
     wait = settings.inference_timeout_seconds
 
     def resolve_and_send() -> inference.Sent:
+        uploads = [Upload(f.filename or f"image-{i}", f.file) for i, f in enumerate(files)]
         with db.session() as session:
             ref = model_ref(inference.resolve_model(session, user.principal, model_id, None, None))
-        uploads = [Upload(f.filename or f"image-{i}", f.file) for i, f in enumerate(files)]
-        return inference.send(ref, inference.images_of(uploads, []), Params(conf, 0.7, None, 300, 5), wait)
+            images = inference.images_of(session, user.principal, uploads, [])
+        return inference.send(ref, images, Params(conf, 0.7, None, 300, 5), wait)
 
     sent = await anyio.to_thread.run_sync(resolve_and_send)
     return JSONResponse(await inference.answer_of(sent, wait))

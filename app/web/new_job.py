@@ -15,11 +15,12 @@ from starlette.datastructures import FormData
 
 from app.configs.catalog import catalog
 from app.configs.schema import Param, params_for
-from app.core.auth import Principal, ensure_project_usable
+from app.core.auth import Principal
 from app.core.deps import SessionDep
 from app.core.errors import AppError
 from app.core.jobs import JobStatus
 from app.core.redis import get_redis
+from app.core.visibility import ensure_project_usable
 from app.models import DatasetVersion, TrainingJob
 from app.training import schemas
 from app.training.preflight import PreflightRead, Problem, preflight
