@@ -1,10 +1,13 @@
 """What the pages show, read with the services the REST routers use plus the few per-page queries
 (latest progress, attempts) that no REST route needs."""
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.events import EventType
@@ -115,17 +118,6 @@ def latest_of_type(session: Session, job_ids: list[int], type: EventType) -> dic
     return {event.job_id: event for event in session.scalars(stmt)}
 
 
-def best_live(session: Session, job_ids: list[int]) -> dict[int, Best]:
-    """The best epoch so far of jobs that have no final results yet, from their metrics events."""
-    if not job_ids:
-        return {}
-    stmt = select(JobEvent).where(JobEvent.job_id.in_(job_ids), JobEvent.type == EventType.METRICS)
-    by_job: dict[int, list[schemas.EpochMetrics]] = {}
-    for event in session.scalars(stmt):
-        by_job.setdefault(event.job_id, []).append(epoch_metrics(event.data))
-    return {job_id: best for job_id, epochs in by_job.items() if (best := best_of(epochs))}
-
-
 def epoch_metrics(data: dict[str, Any]) -> schemas.EpochMetrics:
     # Non-finite metrics arrive as null (CONTRACT): they are left out of charts and bests.
     def finite(values: dict[str, Any] | None) -> dict[str, float]:
@@ -136,18 +128,84 @@ def epoch_metrics(data: dict[str, Any]) -> schemas.EpochMetrics:
     )
 
 
+@dataclass
+class Summary:
+    """A job's latest progress and best metric so far, folded over its events up to `seq`."""
+
+    created: datetime | None = None  # which job: an id may name another job after a delete
+    seq: int = 0
+    progress: Progress | None = None
+    bests: dict[str, tuple[float, int]] = field(default_factory=dict)  # metric -> (value, epoch)
+
+    def fold(self, type: str, data: dict[str, Any]) -> None:
+        if type == EventType.PROGRESS:
+            self.progress = Progress.of(data)
+            return
+        epoch = int(data.get("epoch") or 0)
+        for key, value in (data.get("val") or {}).items():
+            if key in BEST_KEYS and value is not None and (value, epoch) > self.bests.get(key, (-1.0, 0)):
+                self.bests[key] = (float(value), epoch)
+
+    @property
+    def best(self) -> Best | None:
+        key = next((k for k in BEST_KEYS if k in self.bests), None)
+        return Best(key, *self.bests[key]) if key else None
+
+
+class Summaries:
+    """Per-job summaries for the jobs list, kept between requests: the event log only grows, so each
+    page reads only the events that arrived since the last (not a job's whole history, on every
+    render). Bounded; a process that starts cold reads each shown job's events once."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.cache: OrderedDict[int, Summary] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def of(self, session: Session, jobs: list[TrainingJob]) -> dict[int, Summary]:
+        with self.lock:
+            found = {job.id: self.cache.get(job.id) for job in jobs}
+        stale: dict[int, Summary] = {}
+        for job in jobs:
+            summary = found[job.id]
+            if summary is None or summary.created != job.created_at:  # new, or an id used again
+                stale[job.id] = Summary(created=job.created_at)
+            elif summary.seq < job.last_event_seq:
+                stale[job.id] = Summary(summary.created, summary.seq, summary.progress, dict(summary.bests))
+        if stale:
+            limits = {job.id: job.last_event_seq for job in jobs if job.id in stale}
+            since = or_(
+                *(
+                    and_(JobEvent.job_id == job_id, JobEvent.seq > stale[job_id].seq, JobEvent.seq <= limit)
+                    for job_id, limit in limits.items()
+                )
+            )
+            stmt = (
+                select(JobEvent.job_id, JobEvent.type, JobEvent.data)
+                .where(since, JobEvent.type.in_([EventType.PROGRESS, EventType.METRICS]))
+                .order_by(JobEvent.job_id, JobEvent.seq)
+            )
+            for job_id, type, data in session.execute(stmt):
+                stale[job_id].fold(type, data)
+            for job_id, summary in stale.items():
+                summary.seq = limits[job_id]
+        with self.lock:
+            for job_id, summary in stale.items():
+                self.cache[job_id] = summary
+                self.cache.move_to_end(job_id)
+            while len(self.cache) > self.size:
+                self.cache.popitem(last=False)
+        return {job.id: stale.get(job.id) or found[job.id] or Summary() for job in jobs}
+
+
+SUMMARIES = Summaries()
+
+
 def job_rows(session: Session, jobs: list[TrainingJob]) -> list[JobRow]:
     """The jobs list's rows: each job with its latest progress and its best metric."""
-    ids = [job.id for job in jobs]
-    progress = latest_of_type(session, ids, EventType.PROGRESS)
-    pending = [job.id for job in jobs if best_from_results(job) is None and job.current_epoch > 0]
-    live_best = best_live(session, pending)
+    summaries = SUMMARIES.of(session, jobs)
     return [
-        JobRow(
-            job=job,
-            progress=Progress.of(progress[job.id].data) if job.id in progress else None,
-            best=best_from_results(job) or live_best.get(job.id),
-        )
+        JobRow(job, summaries[job.id].progress, best_from_results(job) or summaries[job.id].best)
         for job in jobs
     ]
 

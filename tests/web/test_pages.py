@@ -141,6 +141,12 @@ def test_the_jobs_list_filters_and_pages(admin: TestClient, db: Database, jobs: 
     assert "a-run" in page and "b-run" not in page
     assert "mAP50-95 0.250 @ 1" in page  # best metric so far, from the metrics events
     assert "30 s" in page  # ETA of the running job
+    # New events since the last render move both (only those are read: the list keeps a summary).
+    add_event(db, jobs.alpha, EventType.METRICS, {"epoch": 2, "train": {}, "val": {"mAP50-95": 0.5}})
+    add_event(db, jobs.alpha, EventType.PROGRESS, {"epoch": 2, "epochs": 2, "eta_s": 120.0})
+    add_event(db, jobs.alpha, EventType.METRICS, {"epoch": 3, "train": {}, "val": {"mAP50-95": 0.4}})
+    page = admin.get("/jobs", params={"project": "alpha"}).text
+    assert "mAP50-95 0.500 @ 2" in page and "2 m" in page
     queued = admin.get("/jobs", params={"status": "queued"}).text
     assert "b-run" in queued and "a-run" not in queued
     assert admin.get("/jobs", params={"status": "bogus"}).status_code == 422
