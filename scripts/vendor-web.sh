@@ -29,8 +29,9 @@ for entry in "${packages[@]}"; do
   cp "$work/$dest/package/LICENSE" "$vendor/$dest/LICENSE"
   [ -f "$work/$dest/package/NOTICE" ] && cp "$work/$dest/package/NOTICE" "$vendor/$dest/NOTICE"
   sha=$(sha256sum "$work/$tarball" | cut -d' ' -f1)
-  licence=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('license') or 'see LICENSE')" \
-    "$work/$dest/package/package.json")
+  # package.json's licence, or the LICENSE file's first line when the package does not declare one
+  licence=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('license') or open(sys.argv[2]).readline().strip())" \
+    "$work/$dest/package/package.json" "$work/$dest/package/LICENSE")
   [ $first = 1 ] || echo ',' >> "$vendor/manifest.json"
   first=0
   printf '  "%s": {"package": "%s", "version": "%s", "license": "%s", "tarball_sha256": "%s", "files": [%s]}' \
