@@ -5,6 +5,7 @@ from typing import Annotated
 import yaml
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
@@ -32,8 +33,6 @@ def visible_job(session: Session, principal: Principal, job_id: int) -> Training
 
 
 def project_names(session: Session, principal: Principal) -> list[str]:
-    from sqlalchemy import select
-
     stmt = select(Project.name).where(principal.project_filter(Project.id)).order_by(Project.name)
     return list(session.scalars(stmt))
 

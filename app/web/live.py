@@ -53,7 +53,7 @@ def render(event: dict[str, Any], user: WebUser, job_id: int) -> dict[str, Any] 
             actions=views.actions_for(status),
         )
     elif kind == "progress":
-        html = fragment("_progress.html", progress=views.Progress.of(data), eta_text=views.eta_text)
+        html = fragment("_progress.html", progress=views.Progress.of(data))
     elif kind == "metrics":
         point = views.epoch_metrics(data)
         html = fragment("_metrics_row.html", point=point, json_point=json.dumps(point.model_dump()))
@@ -138,7 +138,7 @@ def jobs_live(
             )
             jobs = list(session.scalars(stmt).unique())
             rows = views.job_rows(session, jobs)
-            return [(row.job, fragment("_job_row.html", row=row, eta_text=views.eta_text)) for row in rows]
+            return [(row.job, fragment("_job_row.html", row=row)) for row in rows]
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
         redis = get_async_redis()
