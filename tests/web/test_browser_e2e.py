@@ -182,6 +182,33 @@ def test_start_a_job_from_the_form_watch_it_live_stop_and_resume(stack: Stack, s
     assert session.console_errors == []
 
 
+def test_a_lost_connection_catches_up_without_duplicates(stack: Stack, signed_in: Any) -> None:
+    session = signed_in(stack.admin)
+    page = session.page
+    job_id = submit_job(stack, "reconnects", epochs=3)
+    page.goto(f"{stack.url}/jobs/{job_id}")
+    first_point = "Number(document.getElementById('chart-val').dataset.points) >= 1"
+    page.wait_for_function(first_point, timeout=180_000)
+    # The connection drops (as a network error closes it for good): htmx's SSE extension opens a new one
+    # from the page's `sse-connect`, which by now asks only for what follows the last event shown.
+    page.evaluate(
+        """() => {
+            const source = document.getElementById('live')['htmx-internal-data'].sseEventSource;
+            source.close();
+            source.onerror(new Event('error'));
+        }"""
+    )
+    assert "after=" in (page.get_attribute("#live", "sse-connect") or "")
+    page.wait_for_selector("#job-status:text('completed')", timeout=180_000)
+    page.wait_for_function("Number(document.getElementById('chart-val').dataset.points) === 3")
+    epochs = page.locator("#metrics-rows tr td:first-child").all_text_contents()
+    assert epochs == ["1", "2", "3"]  # each epoch once
+    with stack.api() as client:
+        logs = client.get(f"/api/v1/training/jobs/{job_id}/logs", params={"limit": 1000}).json()
+    assert page.locator("#log-lines li").count() == logs["total"]
+    assert set(session.console_errors) <= {"Event"}  # htmx logs the simulated error event, nothing else
+
+
 def test_a_list_row_changes_state_without_a_reload(stack: Stack, signed_in: Any) -> None:
     session = signed_in(stack.admin)
     page = session.page
