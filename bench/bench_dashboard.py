@@ -130,8 +130,11 @@ def fill(db: Database, jobs: int, events: int) -> str:
     return token
 
 
-def timed(client: TestClient, path: str, runs: int) -> tuple[float, float]:
-    client.get(path)  # warm caches (templates, statements)
+def timed(client: TestClient, path: str, runs: int) -> tuple[float, float, float]:
+    """(first, median, p95) ms: the first render also fills the caches (templates, the list's summaries)."""
+    started = time.perf_counter()
+    client.get(path)
+    first = (time.perf_counter() - started) * 1000
     times = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -139,7 +142,7 @@ def timed(client: TestClient, path: str, runs: int) -> tuple[float, float]:
         times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (path, response.status_code, response.text[:300])
     times.sort()
-    return statistics.median(times), times[max(int(len(times) * 0.95) - 1, 0)]
+    return first, statistics.median(times), times[max(int(len(times) * 0.95) - 1, 0)]
 
 
 def main() -> None:
@@ -172,14 +175,14 @@ def main() -> None:
             "jobs, page 1": "/jobs",
             f"jobs, page {args.jobs // 100}": f"/jobs?page={args.jobs // 100}",
             "jobs, project + status": "/jobs?project=project-1&status=running",
-            "job (running, 1,000 events)": f"/jobs/{args.jobs - (args.jobs % 2 == 0)}",
+            f"job (running, {args.events:,} events)": f"/jobs/{args.jobs - (args.jobs % 2 == 0)}",
             "job (completed)": f"/jobs/{args.jobs // 2 * 2}",
             "compare 8 jobs": "/compare?ids=" + ",".join(str(i) for i in range(1, 9)),
         }
-        print(f"{'page':32} {'median ms':>10} {'p95 ms':>8}   (target < 150 ms)")
+        print(f"{'page':32} {'first ms':>9} {'median ms':>10} {'p95 ms':>8}   (target < 150 ms)")
         for name, path in pages.items():
-            median, p95 = timed(client, path, args.runs)
-            print(f"{name:32} {median:10.1f} {p95:8.1f}")
+            first, median, p95 = timed(client, path, args.runs)
+            print(f"{name:32} {first:9.1f} {median:10.1f} {p95:8.1f}")
         db.dispose()
 
 
