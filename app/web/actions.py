@@ -1,7 +1,6 @@
 """Every write the dashboard makes, in one place: the same service calls the REST routes make.
 
-The job lifecycle is being reshaped (app/training/{service,lifecycle}.py); when it moves, only this
-module follows it.
+The job lifecycle lives in app/training/state.py; when it moves, only this module follows it.
 """
 
 from typing import Any, BinaryIO
@@ -20,11 +19,11 @@ from app.inference.schemas import WorkerModelsAction
 from app.model_registry import deployments
 from app.model_registry import service as model_service
 from app.models import Dataset, DatasetVersion, Deployment, TrainingJob
-from app.training import lifecycle, schemas, service
+from app.training import schemas, service, state
 from app.versions import service as version_service
 from app.versions.schemas import VersionCreate
 
-TRANSITIONS = {"stop": lifecycle.stop, "cancel": lifecycle.cancel, "resume": lifecycle.resume}
+TRANSITIONS = {"stop": state.stop_job, "cancel": state.cancel_job, "resume": state.resume_job}
 
 
 def act(session: Session, principal: Principal, job_id: int, action: str) -> TrainingJob:

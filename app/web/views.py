@@ -75,7 +75,7 @@ class Best:
 def best_of(epochs: list[schemas.EpochMetrics]) -> Best | None:
     """The best epoch by the job's main validation metric (higher is better)."""
     for key in BEST_KEYS:
-        scored = [(e.val_metrics[key], e.epoch) for e in epochs if e.val_metrics.get(key) is not None]
+        scored = [(value, e.epoch) for e in epochs if (value := e.val_metrics.get(key)) is not None]
         if scored:
             value, epoch = max(scored)
             return Best(key, value, epoch)
