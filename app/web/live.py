@@ -74,20 +74,30 @@ def render(event: dict[str, Any], user: WebUser, job_id: int) -> dict[str, Any] 
     return {"id": str(event["seq"]), "event": kind, "data": html.replace("\n", " ")}
 
 
-def job_status(db: Database, job_id: int) -> str | None:
+def job_state(db: Database, job_id: int) -> tuple[str | None, int]:
+    """The job's status and its newest event's seq."""
     with db.session() as session:
-        return session.scalar(select(TrainingJob.status).where(TrainingJob.id == job_id))
+        row = session.execute(
+            select(TrainingJob.status, TrainingJob.last_event_seq).where(TrainingJob.id == job_id)
+        ).one_or_none()
+        return (row[0], row[1]) if row is not None else (None, 0)
 
 
 async def follow(db: Database, job_id: int, after: int, request: Request) -> AsyncIterator[dict[str, Any]]:
-    """Every event after `after`, across attempts, until the job can change no more."""
+    """Every event after `after`, once, across attempts, until the job can change no more."""
     last = after
     while not await request.is_disconnected():
         async for event in JobEventStream(db, job_id, last, request.is_disconnected).events():
-            last = event["seq"]
-            yield event
-        if await anyio.to_thread.run_sync(job_status, db, job_id) in FINAL:
+            if event["seq"] > last:  # the stream repeats the final status to a client that had it
+                last = event["seq"]
+                yield event
+        status, newest = await anyio.to_thread.run_sync(job_state, db, job_id)
+        if status is None or status in FINAL:
             return
+        # Stopped or failed: only a resume adds events (a new attempt); follow again once one has.
+        while newest <= last and not await request.is_disconnected():
+            await anyio.sleep(doorbell.POLL_SECONDS)
+            status, newest = await anyio.to_thread.run_sync(job_state, db, job_id)
 
 
 @router.get("/jobs/{job_id:int}/live")
