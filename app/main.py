@@ -24,8 +24,8 @@ from app.training.callbacks import router as callbacks_router
 from app.training.preflight import router as preflight_router
 from app.training.router import router as training_router
 from app.versions.router import router as versions_router
-from app.weights.router import router as weights_router
 from app.web import router as web
+from app.weights.router import router as weights_router
 
 
 def create_app(db: Database | None = None) -> FastAPI:

@@ -17,11 +17,10 @@ from jinja2 import Template
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse
 
-from app.core import doorbell
+from app.core import fanout
 from app.core.db import Database
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.jobs import JobStatus
-from app.core.redis import get_async_redis, job_channel
 from app.core.settings import get_settings
 from app.models import TrainingJob
 from app.observability.metrics import SSE_CLIENTS
@@ -96,7 +95,7 @@ async def follow(db: Database, job_id: int, after: int, request: Request) -> Asy
             return
         # Stopped or failed: only a resume adds events (a new attempt); follow again once one has.
         while newest <= last and not await request.is_disconnected():
-            await anyio.sleep(doorbell.POLL_SECONDS)
+            await anyio.sleep(fanout.POLL_SECONDS)
             status, newest = await anyio.to_thread.run_sync(job_state, db, job_id)
 
 
@@ -151,22 +150,16 @@ def jobs_live(
             return [(row.job, fragment("_job_row.html", row=row)) for row in rows]
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
-        redis = get_async_redis()
-        pubsub = redis.pubsub()
+        # The rows are re-read every POLL_SECONDS (one query for the page's jobs, and only the events
+        # since the last read): a list follows dozens of jobs, more than one feed each is worth.
         seen: dict[int, tuple[object, ...]] = {}
-        try:
-            subscribed = await doorbell.subscribe(pubsub, job_channel(job_ids[0]))
-            for job_id in job_ids[1:]:
-                subscribed = subscribed and await doorbell.subscribe(pubsub, job_channel(job_id))
-            while not await request.is_disconnected():
-                # The first read sends every row: whatever changed since the page was rendered.
-                for job, html in await anyio.to_thread.run_sync(load):
-                    state = row_state(job)
-                    if seen.get(job.id) != state:
-                        yield {"event": f"job-{job.id}", "data": html.replace("\n", " ")}
-                    seen[job.id] = state
-                subscribed = await doorbell.wait(pubsub, job_channel(job_ids[0]), subscribed)
-        finally:
-            await doorbell.close(pubsub, redis)
+        while not await request.is_disconnected():
+            # The first read sends every row: whatever changed since the page was rendered.
+            for job, html in await anyio.to_thread.run_sync(load):
+                state = row_state(job)
+                if seen.get(job.id) != state:
+                    yield {"event": f"job-{job.id}", "data": html.replace("\n", " ")}
+                seen[job.id] = state
+            await anyio.sleep(fanout.POLL_SECONDS)
 
     return EventSourceResponse(messages(), ping=get_settings().sse_ping_seconds)
