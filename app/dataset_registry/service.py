@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
 from app.core.db import on_rollback
-from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.naming import is_valid_name, slugify
 from app.core.storage import LocalStorage, get_local_storage
-from app.core.visibility import missing, path_visible
+from app.core.visibility import get_visible, missing, path_visible
 from app.dataset_registry import files, schemas
 from app.datasets.dice import load_dice, summarize
 from app.datasets.extract import ExtractLimits, extract_release
@@ -133,14 +133,11 @@ def register_from_folder(
     return _finish(session, project, slug, body.name, body.description, folder)
 
 
-def get_dataset(session: Session, dataset_id: int, *, for_update: bool = False) -> Dataset:
-    stmt = select(Dataset).where(Dataset.id == dataset_id)
-    if for_update:
-        stmt = stmt.with_for_update(of=Dataset).execution_options(populate_existing=True)
-    dataset = session.execute(stmt).unique().scalar_one_or_none()
-    if dataset is None:
-        raise not_found("dataset", dataset_id)
-    return dataset
+def get_dataset(
+    session: Session, dataset_id: int, *, for_update: bool = False, principal: Principal | None = None
+) -> Dataset:
+    """The dataset; 404 also when `principal` does not cover its project (as if it did not exist)."""
+    return get_visible(session, principal, Dataset, dataset_id, for_update=for_update)
 
 
 def list_datasets(

@@ -35,8 +35,7 @@ def list_projects(
 
 @router.get("/{project_id}", response_model=schemas.ProjectRead)
 def get_project(project_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.ProjectRead:
-    ensure_project_visible(principal, project_id)
-    return service.to_read(session, service.get_project(session, project_id))
+    return service.to_read(session, service.get_project(session, project_id, principal=principal))
 
 
 @router.patch("/{project_id}", response_model=schemas.ProjectRead)

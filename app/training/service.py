@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from app.configs.resolver import ResolvedConfig
 from app.core.auth import Principal
-from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.events import EventType
 from app.core.jobs import JobStatus, TaskType
 from app.core.naming import slugify
-from app.core.visibility import missing, path_visible
+from app.core.visibility import get_visible, missing, path_visible
 from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas, state
@@ -137,11 +137,9 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
     return job
 
 
-def get_job(session: Session, job_id: int) -> TrainingJob:
-    job = session.get(TrainingJob, job_id)
-    if job is None:
-        raise not_found("training job", job_id)
-    return job
+def get_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
+    """The job; 404 also when `principal` does not cover its project (as if it did not exist)."""
+    return get_visible(session, principal, TrainingJob, job_id)
 
 
 def list_jobs(

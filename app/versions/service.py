@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from app.core.db import Database
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.storage import get_local_storage
+from app.core.visibility import get_visible
 from app.models import Dataset, DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
 from app.projects.service import get_project
@@ -188,8 +189,9 @@ def _mark_failed(db: Database, version_id: int, reason: str) -> None:
 
 
 def get_version(session: Session, project_id: int, version_id: int) -> DatasetVersion:
-    version = session.get(DatasetVersion, version_id)
-    if version is None or version.project_id != project_id:
+    """The version, when it is one of the project's (the caller checked that the key sees the project)."""
+    version = get_visible(session, None, DatasetVersion, version_id)
+    if version.project_id != project_id:
         raise not_found("dataset version", version_id)
     return version
 
