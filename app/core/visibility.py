@@ -50,21 +50,27 @@ def ensure_visible(principal: Principal | None, project_id: int, what: str, iden
         raise not_found(what, ident)
 
 
+def find_visible(
+    session: Session, principal: Principal | None, model: type[Row], ident: int, *, for_update: bool = False
+) -> Row | None:
+    """The row with this id, or None when it does not exist or lies in a project the key does not cover.
+    The scope is part of the query, so both cases are one: no row. `for_update` locks the row (and
+    reloads it) for a change that must not race another."""
+    stmt = select(model).where(model.id == ident)
+    if principal is not None:
+        stmt = stmt.where(principal.project_filter(KINDS[model][1]))
+    if for_update:
+        stmt = stmt.with_for_update(of=model).execution_options(populate_existing=True)
+    return session.execute(stmt).unique().scalar_one_or_none()
+
+
 def get_visible(
     session: Session, principal: Principal | None, model: type[Row], ident: int, *, for_update: bool = False
 ) -> Row:
-    """The row with this id, or 404 when it does not exist or lies in a project the key does not cover.
-    The scope is part of the query, so both cases are one (no row) and answer with the same words.
-    `for_update` locks the row (and reloads it) for a change that must not race another."""
-    noun, project_id = KINDS[model]
-    stmt = select(model).where(model.id == ident)
-    if principal is not None:
-        stmt = stmt.where(principal.project_filter(project_id))
-    if for_update:
-        stmt = stmt.with_for_update(of=model).execution_options(populate_existing=True)
-    row = session.execute(stmt).unique().scalar_one_or_none()
+    """`find_visible`, or 404 worded the same whether the row does not exist or the key may not see it."""
+    row = find_visible(session, principal, model, ident, for_update=for_update)
     if row is None:
-        raise not_found(noun, ident)
+        raise not_found(KINDS[model][0], ident)
     return row
 
 

@@ -7,8 +7,9 @@ from app.core import untrusted_json
 from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import FieldError, invalid, invalid_fields
-from app.core.inputs import Id, Offset
+from app.core.inputs import Id
 from app.core.naming import NAME_PATTERN
+from app.core.pagination import PageDep
 from app.core.visibility import ensure_project_visible
 from app.dataset_registry import annotations, schemas, service
 from app.datasets.types import TaskType
@@ -43,13 +44,14 @@ def register_folder(
 def list_datasets(
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     project_id: Id | None = None,
     task_type: TaskType | None = None,
     search: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.DatasetPage:
-    rows, total = service.list_datasets(session, project_id, task_type, search, limit, offset, principal)
+    rows, total = service.list_datasets(
+        session, project_id, task_type, search, page.limit, page.offset, principal
+    )
     return schemas.DatasetPage(datasets=[service.to_read(d) for d in rows], total=total)
 
 

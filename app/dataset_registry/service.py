@@ -9,7 +9,7 @@ dataset, a name conflict, or a rolled-back transaction removes every file writte
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from app.core.auth import Principal
 from app.core.db import on_rollback
 from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.naming import is_valid_name, slugify
+from app.core.pagination import paginate
 from app.core.storage import LocalStorage, get_local_storage
 from app.core.visibility import get_visible, missing, path_visible
 from app.dataset_registry import files, schemas
@@ -159,9 +160,7 @@ def list_datasets(
         stmt = stmt.where(cast(Dataset.task_types, String).like(f'%"{task_type.value}"%'))
     if search:
         stmt = stmt.where(Dataset.name.icontains(search, autoescape=True))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Dataset.id.desc()).limit(limit).offset(offset)).unique()
-    return list(rows), total
+    return paginate(session, stmt, [Dataset.id.desc()], limit, offset)
 
 
 def refresh_summary(dataset: Dataset, source: Path) -> None:
@@ -178,18 +177,4 @@ def source_dir(dataset: Dataset, storage: LocalStorage | None = None) -> Path:
 
 
 def to_read(dataset: Dataset) -> schemas.DatasetRead:
-    return schemas.DatasetRead(
-        id=dataset.id,
-        name=dataset.name,
-        description=dataset.description,
-        project_id=dataset.project_id,
-        project=dataset.project.name,
-        task_types=dataset.task_types,
-        total_images=dataset.total_images,
-        splits=dataset.splits,
-        annotations={k: schemas.TaskAnnotationsRead(**v) for k, v in dataset.annotations.items()},
-        total_annotations=dataset.total_annotations,
-        storage_path=dataset.source_key,
-        created_at=dataset.created_at,
-        updated_at=dataset.updated_at,
-    )
+    return schemas.DatasetRead.model_validate(dataset)

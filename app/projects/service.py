@@ -16,6 +16,7 @@ from app.core.db import on_commit
 from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.jobs import TERMINAL
 from app.core.naming import is_valid_name, slugify
+from app.core.pagination import paginate
 from app.core.storage import get_local_storage
 from app.core.visibility import get_visible
 from app.models import Dataset, DatasetVersion, Project, TrainingJob
@@ -60,8 +61,7 @@ def list_projects(
         stmt = stmt.where(principal.project_filter(Project.id))
     if search:
         stmt = stmt.where(Project.name.ilike(f"%{search}%"))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    return list(session.scalars(stmt.order_by(Project.id).limit(limit).offset(offset))), total
+    return paginate(session, stmt, [Project.id], limit, offset)
 
 
 def update_project(session: Session, project_id: int, body: schemas.ProjectUpdate) -> Project:

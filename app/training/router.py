@@ -10,6 +10,7 @@ from app.core.auth import PrincipalDep, read_only, stream_token_ok
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.inputs import Id, Moment, Offset
 from app.core.jobs import JobStatus
+from app.core.pagination import PageDep
 from app.core.ratelimit import check_rate
 from app.core.security import stream_token
 from app.core.settings import get_settings
@@ -33,13 +34,14 @@ def create_job(body: schemas.JobCreate, session: SessionDep, principal: Principa
 def list_jobs(
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     project: str | None = None,
     status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.JobPage:
-    jobs, total = service.list_jobs(session, project, status, limit, offset, principal)
-    return schemas.JobPage(items=[service.to_read(j) for j in jobs], total=total, limit=limit, offset=offset)
+    jobs, total = service.list_jobs(session, project, status, page.limit, page.offset, principal)
+    return schemas.JobPage(
+        items=[service.to_read(j) for j in jobs], total=total, limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobRead)
