@@ -4,8 +4,9 @@ Whatever a key may not see answers exactly like something that does not exist: t
 words, and nothing said about it first (no size, no content check, no "belongs to project X"). So every
 route that takes an id, a storage key or a path asks here before it looks at the thing itself.
 
-- A row of a project (job, dataset, version, model, inference job) is visible when the key covers its
-  project (`ensure_visible`).
+- A row of a project (job, dataset, version, model) is looked up with `get_visible`, which puts the key's
+  projects in the SELECT: a row the key may not see is never loaded, and its 404 is the one of a missing
+  row. What is not a row (an inference job in Redis, an id in a path) is checked with `ensure_visible`.
 - Storage under `projects/<slug>/` belongs to that project. The rest of storage (inference job inputs,
   folders an operator drops in) belongs to no project: only keys for every project see it.
 - Folders outside storage are the import roots (TRAINYARD_IMPORT_ROOTS), which the operator shares with
@@ -15,6 +16,7 @@ route that takes an id, a storage key or a path asks here before it looks at the
 """
 
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,7 +25,18 @@ from app.core.auth import Principal
 from app.core.errors import AppError, ErrorCode, FieldError, not_found
 from app.core.settings import get_settings
 from app.core.storage import LocalStorage, get_storage
-from app.models import Project
+from app.models import Dataset, DatasetVersion, Project, RegisteredModel, TrainingJob
+
+Row = TypeVar("Row", Project, Dataset, DatasetVersion, TrainingJob, RegisteredModel)
+
+# Per kind of row: what a 404 calls it ("training job 7 does not exist") and the column naming its project.
+KINDS: dict[type[Any], tuple[str, Any]] = {
+    Project: ("project", Project.id),
+    Dataset: ("dataset", Dataset.project_id),
+    DatasetVersion: ("dataset version", DatasetVersion.project_id),
+    TrainingJob: ("training job", TrainingJob.project_id),
+    RegisteredModel: ("model", RegisteredModel.project_id),
+}
 
 
 def missing(field: str, reason: str) -> AppError:
@@ -35,6 +48,30 @@ def ensure_visible(principal: Principal | None, project_id: int, what: str, iden
     """404 for a row of a project the key does not cover, worded as if the row did not exist."""
     if principal is not None and not principal.can_read(project_id):
         raise not_found(what, ident)
+
+
+def find_visible(
+    session: Session, principal: Principal | None, model: type[Row], ident: int, *, for_update: bool = False
+) -> Row | None:
+    """The row with this id, or None when it does not exist or lies in a project the key does not cover.
+    The scope is part of the query, so both cases are one: no row. `for_update` locks the row (and
+    reloads it) for a change that must not race another."""
+    stmt = select(model).where(model.id == ident)
+    if principal is not None:
+        stmt = stmt.where(principal.project_filter(KINDS[model][1]))
+    if for_update:
+        stmt = stmt.with_for_update(of=model).execution_options(populate_existing=True)
+    return session.execute(stmt).unique().scalar_one_or_none()
+
+
+def get_visible(
+    session: Session, principal: Principal | None, model: type[Row], ident: int, *, for_update: bool = False
+) -> Row:
+    """`find_visible`, or 404 worded the same whether the row does not exist or the key may not see it."""
+    row = find_visible(session, principal, model, ident, for_update=for_update)
+    if row is None:
+        raise not_found(KINDS[model][0], ident)
+    return row
 
 
 def ensure_project_visible(principal: Principal | None, project_id: int) -> None:

@@ -2,15 +2,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from app.core import untrusted_json
-from app.core.auth import Principal, PrincipalDep
+from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import FieldError, invalid, invalid_fields
-from app.core.inputs import Id, Offset
+from app.core.inputs import Id
 from app.core.naming import NAME_PATTERN
-from app.core.visibility import ensure_project_visible, ensure_visible
+from app.core.pagination import PageDep
+from app.core.visibility import ensure_project_visible
 from app.dataset_registry import annotations, schemas, service
 from app.datasets.types import TaskType
 
@@ -44,24 +44,20 @@ def register_folder(
 def list_datasets(
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     project_id: Id | None = None,
     task_type: TaskType | None = None,
     search: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.DatasetPage:
-    rows, total = service.list_datasets(session, project_id, task_type, search, limit, offset, principal)
+    rows, total = service.list_datasets(
+        session, project_id, task_type, search, page.limit, page.offset, principal
+    )
     return schemas.DatasetPage(datasets=[service.to_read(d) for d in rows], total=total)
-
-
-def visible_dataset(session: Session, principal: Principal, dataset_id: Id) -> None:
-    ensure_visible(principal, service.get_dataset(session, dataset_id).project_id, "dataset", dataset_id)
 
 
 @router.get("/{dataset_id}", response_model=schemas.DatasetRead)
 def get_dataset(dataset_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.DatasetRead:
-    visible_dataset(session, principal, dataset_id)
-    return service.to_read(service.get_dataset(session, dataset_id))
+    return service.to_read(service.get_dataset(session, dataset_id, principal=principal))
 
 
 @router.post("/{dataset_id}/annotations", response_model=schemas.AnnotationUploadRead)
@@ -73,7 +69,7 @@ def upload_annotations(
     files: Annotated[list[UploadFile] | None, File(description="image files, matched by file_name")] = None,
 ) -> schemas.AnnotationUploadRead:
     """Add images and annotations to the dataset; validated as a whole, all or nothing."""
-    visible_dataset(session, principal, dataset_id)
+    service.get_dataset(session, dataset_id, principal=principal)
     try:
         parsed = schemas.AnnotationBatch.model_validate(untrusted_json.loads(batch))
     except untrusted_json.BadJson as exc:
@@ -86,5 +82,5 @@ def upload_annotations(
 
 @router.get("/{dataset_id}/annotations/stats", response_model=schemas.AnnotationStats)
 def annotation_stats(dataset_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.AnnotationStats:
-    visible_dataset(session, principal, dataset_id)
+    service.get_dataset(session, dataset_id, principal=principal)
     return annotations.stats(session, dataset_id)

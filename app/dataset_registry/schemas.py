@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, field_validator
 
 from app.core.inputs import Id
 from app.core.naming import NAME_PATTERN
@@ -26,17 +26,20 @@ class TaskAnnotationsRead(BaseModel):
 class DatasetRead(BaseModel):
     """The seed's dataset shape (training-pipeline-design.md §3.3)."""
 
+    # Read from a Dataset row: `DatasetRead.model_validate(dataset)`. (Docstrings show in the OpenAPI.)
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
+
     id: int
     name: str
     description: str | None
     project_id: int
-    project: str
+    project: str = Field(validation_alias=AliasPath("project", "name"))
     task_types: list[str]
     total_images: int
     splits: dict[str, int]
     annotations: dict[str, TaskAnnotationsRead]
     total_annotations: int
-    storage_path: str
+    storage_path: str = Field(validation_alias="source_key")
     created_at: datetime
     updated_at: datetime
 

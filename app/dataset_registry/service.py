@@ -9,16 +9,17 @@ dataset, a name conflict, or a rolled-back transaction removes every file writte
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
 from app.core.db import on_rollback
-from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.naming import is_valid_name, slugify
+from app.core.pagination import paginate
 from app.core.storage import LocalStorage, get_local_storage
-from app.core.visibility import missing, path_visible
+from app.core.visibility import get_visible, missing, path_visible
 from app.dataset_registry import files, schemas
 from app.datasets.dice import load_dice, summarize
 from app.datasets.extract import ExtractLimits, extract_release
@@ -133,14 +134,11 @@ def register_from_folder(
     return _finish(session, project, slug, body.name, body.description, folder)
 
 
-def get_dataset(session: Session, dataset_id: int, *, for_update: bool = False) -> Dataset:
-    stmt = select(Dataset).where(Dataset.id == dataset_id)
-    if for_update:
-        stmt = stmt.with_for_update(of=Dataset).execution_options(populate_existing=True)
-    dataset = session.execute(stmt).unique().scalar_one_or_none()
-    if dataset is None:
-        raise not_found("dataset", dataset_id)
-    return dataset
+def get_dataset(
+    session: Session, dataset_id: int, *, for_update: bool = False, principal: Principal | None = None
+) -> Dataset:
+    """The dataset; 404 also when `principal` does not cover its project (as if it did not exist)."""
+    return get_visible(session, principal, Dataset, dataset_id, for_update=for_update)
 
 
 def list_datasets(
@@ -162,9 +160,7 @@ def list_datasets(
         stmt = stmt.where(cast(Dataset.task_types, String).like(f'%"{task_type.value}"%'))
     if search:
         stmt = stmt.where(Dataset.name.icontains(search, autoescape=True))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Dataset.id.desc()).limit(limit).offset(offset)).unique()
-    return list(rows), total
+    return paginate(session, stmt, [Dataset.id.desc()], limit, offset)
 
 
 def refresh_summary(dataset: Dataset, source: Path) -> None:
@@ -181,18 +177,4 @@ def source_dir(dataset: Dataset, storage: LocalStorage | None = None) -> Path:
 
 
 def to_read(dataset: Dataset) -> schemas.DatasetRead:
-    return schemas.DatasetRead(
-        id=dataset.id,
-        name=dataset.name,
-        description=dataset.description,
-        project_id=dataset.project_id,
-        project=dataset.project.name,
-        task_types=dataset.task_types,
-        total_images=dataset.total_images,
-        splits=dataset.splits,
-        annotations={k: schemas.TaskAnnotationsRead(**v) for k, v in dataset.annotations.items()},
-        total_annotations=dataset.total_annotations,
-        storage_path=dataset.source_key,
-        created_at=dataset.created_at,
-        updated_at=dataset.updated_at,
-    )
+    return schemas.DatasetRead.model_validate(dataset)

@@ -13,8 +13,9 @@ from fastapi.responses import FileResponse, RedirectResponse
 from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
 from app.core.errors import invalid
-from app.core.inputs import Id, Offset
+from app.core.inputs import Id
 from app.core.jobs import TaskType
+from app.core.pagination import PageDep
 from app.core.storage import LocalStorage, get_storage
 from app.core.visibility import ensure_project_visible
 from app.model_registry import deployments, exports, schemas, service
@@ -66,6 +67,7 @@ def to_read(model: RegisteredModel) -> schemas.ModelRead:
 def list_models(
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     project: Annotated[str | None, Query(description="project name")] = None,
     project_id: Id | None = None,
     task: TaskType | None = None,
@@ -74,12 +76,12 @@ def list_models(
         str, Query(max_length=100, description="the metric min_metric applies to")
     ] = "mAP50-95",
     min_metric: float | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.ModelPage:
     where = ModelFilter(project, project_id, task, status, metric, min_metric)
-    models, total = service.list_models(session, where, limit, offset, principal)
-    return schemas.ModelPage(items=[to_read(m) for m in models], total=total, limit=limit, offset=offset)
+    models, total = service.list_models(session, where, page.limit, page.offset, principal)
+    return schemas.ModelPage(
+        items=[to_read(m) for m in models], total=total, limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/{model_id:int}", response_model=schemas.ModelRead)

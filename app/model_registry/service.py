@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
 from app.core.db import on_commit
-from app.core.errors import invalid, not_found
+from app.core.errors import invalid
 from app.core.settings import get_settings
 from app.core.storage import LocalStorage, get_storage
 from app.core.tasks import Queue, TaskName, send_task
-from app.core.visibility import ensure_visible
+from app.core.visibility import get_visible
 from app.models import BaseWeights, ModelStatus, Project, RegisteredModel, TrainingJob
 from app.models.base import utcnow
 from app.training.results import recorded_best
@@ -175,15 +175,7 @@ def get_model(
     session: Session, model_id: int, *, for_update: bool = False, principal: Principal | None = None
 ) -> RegisteredModel:
     """The model; 404 also when `principal` does not cover its project (as if it did not exist)."""
-    stmt = select(RegisteredModel).where(RegisteredModel.id == model_id)
-    if for_update:
-        stmt = stmt.with_for_update(of=RegisteredModel).execution_options(populate_existing=True)
-    model = session.execute(stmt).unique().scalar_one_or_none()
-    if model is None:
-        raise not_found("model", model_id)
-    if principal is not None:
-        ensure_visible(principal, model.project_id, "model", model_id)
-    return model
+    return get_visible(session, principal, RegisteredModel, model_id, for_update=for_update)
 
 
 @dataclass(frozen=True)

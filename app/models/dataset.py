@@ -94,5 +94,10 @@ class DatasetVersion(Base):
     dataset: Mapped[Dataset] = relationship(lazy="joined", innerjoin=True)
 
     @property
+    def name(self) -> str:
+        """What people call it: `v3`."""
+        return f"v{self.number}"
+
+    @property
     def storage_prefix(self) -> str:
-        return f"{self.dataset.storage_prefix}/versions/v{self.number}"
+        return f"{self.dataset.storage_prefix}/versions/{self.name}"

@@ -63,6 +63,11 @@ class TrainingJob(Base):
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
 
     @property
+    def checkpoints(self) -> dict[str, str | None]:
+        """The storage keys of its best and last weights, as the API shows them."""
+        return {"best": self.best_checkpoint, "last": self.last_checkpoint}
+
+    @property
     def storage_prefix(self) -> str:
         """Where this job's weights, logs and artifacts live in storage (docs/architecture.md)."""
         return f"projects/{self.project.slug}/model/training/{self.slug}"

@@ -4,7 +4,8 @@ from fastapi import APIRouter, Query, Response
 
 from app.core.auth import PrincipalDep
 from app.core.deps import SessionDep
-from app.core.inputs import Id, Offset
+from app.core.inputs import Id
+from app.core.pagination import PageDep
 from app.core.visibility import ensure_project_visible
 from app.projects import schemas, service
 
@@ -24,19 +25,17 @@ def create_project(
 def list_projects(
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     search: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.ProjectPage:
-    projects, total = service.list_projects(session, search, limit, offset, principal)
+    projects, total = service.list_projects(session, search, page.limit, page.offset, principal)
     items = [service.to_read(session, p) for p in projects]
-    return schemas.ProjectPage(items=items, total=total, limit=limit, offset=offset)
+    return schemas.ProjectPage(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/{project_id}", response_model=schemas.ProjectRead)
 def get_project(project_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.ProjectRead:
-    ensure_project_visible(principal, project_id)
-    return service.to_read(session, service.get_project(session, project_id))
+    return service.to_read(session, service.get_project(session, project_id, principal=principal))
 
 
 @router.patch("/{project_id}", response_model=schemas.ProjectRead)

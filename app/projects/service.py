@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
 from app.core.db import on_commit
-from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.jobs import TERMINAL
 from app.core.naming import is_valid_name, slugify
+from app.core.pagination import paginate
 from app.core.storage import get_local_storage
+from app.core.visibility import get_visible
 from app.models import Dataset, DatasetVersion, Project, TrainingJob
 from app.projects import schemas
 
@@ -33,14 +35,11 @@ def _conflict(name: str) -> AppError:
     return AppError(409, ErrorCode.CONFLICT, f"name: {reason}", [FieldError("name", reason)])
 
 
-def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
-    stmt = select(Project).where(Project.id == project_id)
-    if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    project = session.scalar(stmt)
-    if project is None:
-        raise not_found("project", project_id)
-    return project
+def get_project(
+    session: Session, project_id: int, *, for_update: bool = False, principal: Principal | None = None
+) -> Project:
+    """The project; 404 also when `principal` does not cover it (as if it did not exist)."""
+    return get_visible(session, principal, Project, project_id, for_update=for_update)
 
 
 def create_project(session: Session, body: schemas.ProjectCreate) -> Project:
@@ -62,8 +61,7 @@ def list_projects(
         stmt = stmt.where(principal.project_filter(Project.id))
     if search:
         stmt = stmt.where(Project.name.ilike(f"%{search}%"))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    return list(session.scalars(stmt.order_by(Project.id).limit(limit).offset(offset))), total
+    return paginate(session, stmt, [Project.id], limit, offset)
 
 
 def update_project(session: Session, project_id: int, body: schemas.ProjectUpdate) -> Project:

@@ -24,11 +24,12 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import public
 from app.core.deps import DatabaseDep, SessionDep
-from app.core.errors import AppError, ErrorCode, invalid, not_found
+from app.core.errors import AppError, ErrorCode, invalid
 from app.core.events import StaleAttempt
 from app.core.security import token_attempt, token_hash
 from app.core.settings import get_settings
 from app.core.storage import UnsafeKey, get_storage
+from app.core.visibility import get_visible
 from app.models import TrainingJob
 from app.training.reports import apply_report, ensure_active
 from app.training.state import JobFinished
@@ -74,9 +75,7 @@ def authenticate(
         raise AppError(401, ErrorCode.UNAUTHORIZED, f"a valid job token of training job {job_id} is required")
     # A short read of its own: the report itself runs in the request session, under the job lock.
     with db.session() as session:
-        job = session.get(TrainingJob, job_id)
-        if job is None:
-            raise not_found("training job", job_id)
+        job = get_visible(session, None, TrainingJob, job_id)
         stored = job.callback_token_hash
         current = attempt == job.attempt
         if current and stored is not None and not hmac.compare_digest(stored, token_hash(token)):

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
 from app.core.errors import invalid
+from app.core.visibility import find_visible
 from app.models import ArtifactStatus, BaseWeights, RegisteredModel, TrainingJob
 from app.training import schemas
 
@@ -36,16 +37,16 @@ def resolve_starting_point(
     if body.weights is not None:
         return _base_weights(session, body)
     if body.checkpoint_model_id is not None:
-        model = session.get(RegisteredModel, body.checkpoint_model_id)
-        if model is None or (principal is not None and not principal.can_read(model.project_id)):
+        model = find_visible(session, principal, RegisteredModel, body.checkpoint_model_id)
+        if model is None:
             raise invalid("checkpoint_model_id", f"model {body.checkpoint_model_id} does not exist")
         if model.task_type != body.task_type or model.framework != body.framework:
             reason = f"model {model.id} is a {model.framework} {model.task_type} model, not {body.task_type}"
             raise invalid("checkpoint_model_id", reason)
         return StartingPoint(model.exported_key or model.weights_key, model.id, model.job_id)
     if body.checkpoint_job_id is not None:
-        job = session.get(TrainingJob, body.checkpoint_job_id)
-        if job is None or (principal is not None and not principal.can_read(job.project_id)):
+        job = find_visible(session, principal, TrainingJob, body.checkpoint_job_id)
+        if job is None:
             raise invalid("checkpoint_job_id", f"training job {body.checkpoint_job_id} does not exist")
         if job.task_type != body.task_type or job.framework != body.framework:
             reason = f"job {job.id} trained a {job.framework} {job.task_type} model, not {body.task_type}"

@@ -25,7 +25,7 @@ from app.core.errors import AppError, FieldError
 from app.core.naming import slugify
 from app.core.redis import get_redis
 from app.core.tasks import Queue
-from app.core.visibility import ensure_project_usable
+from app.core.visibility import ensure_project_usable, get_visible
 from app.core.workers import live_workers
 from app.models import DatasetVersion, Project
 from app.training import schemas, service
@@ -136,9 +136,9 @@ def _model_source(body: schemas.JobCreate) -> str:
 def _check_version(session: Session, body: schemas.JobCreate, principal: Principal | None) -> None:
     """The dataset version the job names, checked as a submission checks it (without claiming it)."""
     if body.dataset_version_id is not None:
-        version = session.get(DatasetVersion, body.dataset_version_id)
+        version = get_visible(session, principal, DatasetVersion, body.dataset_version_id)
         project_id = session.scalar(select(Project.id).where(Project.name == body.project))
-        check_usable(version, body.dataset_version_id, project_id, body.task_type, principal)
+        check_usable(version, project_id, body.task_type)
 
 
 def _name_check(session: Session, body: schemas.JobCreate, checks: _Checks) -> NameCheck:

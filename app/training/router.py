@@ -4,30 +4,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
-from app.core.auth import Principal, PrincipalDep, read_only, stream_token_ok
+from app.core.auth import PrincipalDep, read_only, stream_token_ok
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.inputs import Id, Moment, Offset
 from app.core.jobs import JobStatus
+from app.core.pagination import PageDep
 from app.core.ratelimit import check_rate
 from app.core.security import stream_token
 from app.core.settings import get_settings
-from app.core.visibility import ensure_project_usable, ensure_visible
-from app.models import TrainingJob
+from app.core.visibility import ensure_project_usable
 from app.observability.metrics import SSE_CLIENTS
 from app.training import schemas, service, state
 from app.training.stream import JobEventStream, sse_message
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
-
-
-def visible_job(session: Session, principal: Principal, job_id: Id) -> TrainingJob:
-    """The job, or 404 when it does not exist or belongs to a project the key does not cover."""
-    job = service.get_job(session, job_id)
-    ensure_visible(principal, job.project_id, "training job", job_id)
-    return job
 
 
 @router.post("/jobs", status_code=201, response_model=schemas.JobRead)
@@ -42,38 +34,39 @@ def create_job(body: schemas.JobCreate, session: SessionDep, principal: Principa
 def list_jobs(
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     project: str | None = None,
     status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.JobPage:
-    jobs, total = service.list_jobs(session, project, status, limit, offset, principal)
-    return schemas.JobPage(items=[service.to_read(j) for j in jobs], total=total, limit=limit, offset=offset)
+    jobs, total = service.list_jobs(session, project, status, page.limit, page.offset, principal)
+    return schemas.JobPage(
+        items=[service.to_read(j) for j in jobs], total=total, limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobRead)
 def get_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
-    return service.to_read(visible_job(session, principal, job_id))
+    return service.to_read(service.get_job(session, job_id, principal))
 
 
 @router.post("/jobs/{job_id}/stop", response_model=schemas.JobRead)
 def stop_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Stop a running job after its current step (resumable); a queued job is cancelled."""
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     return service.to_read(state.stop_job(session, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=schemas.JobRead)
 def cancel_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Cancel a queued job: it never starts."""
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     return service.to_read(state.cancel_job(session, job_id))
 
 
 @router.post("/jobs/{job_id}/resume", response_model=schemas.JobRead)
 def resume_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Continue a stopped or failed job from its last checkpoint, as a new attempt."""
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     return service.to_read(state.resume_job(session, job_id))
 
 
@@ -82,7 +75,7 @@ def resume_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> sche
 def create_stream_token(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.StreamTokenRead:
     """A short-lived token for `GET .../events?token=...`, for clients that cannot send headers
     (a browser's EventSource). Bound to this job and to the calling key."""
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     expires = int(time.time()) + get_settings().stream_token_seconds
     token = stream_token(job_id, principal.key_id, expires)
     return schemas.StreamTokenRead(
@@ -107,7 +100,7 @@ def job_events(
     last_event_id: Annotated[Offset | None, Header()] = None,
 ) -> EventSourceResponse:
     """Server-sent events: replay after `Last-Event-ID` (or `?after=`), then live, until the job ends."""
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     start = last_event_id if last_event_id is not None else (after or 0)
     stream = JobEventStream(db, job_id, start, request.is_disconnected)
 
@@ -133,17 +126,17 @@ def job_logs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.LogPage:
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     return service.query_logs(session, job_id, level, since, until, limit, offset)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=schemas.MetricsHistory)
 def job_metrics(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.MetricsHistory:
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     return service.metrics_history(session, job_id)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=schemas.CheckpointList)
 def job_checkpoints(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.CheckpointList:
-    visible_job(session, principal, job_id)
+    service.get_job(session, job_id, principal)
     return service.checkpoints(session, job_id)

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, field_validator
 
 from app.core.inputs import Id
 from app.core.jobs import Framework, TaskType
@@ -49,11 +49,12 @@ class Progress(BaseModel):
 
 
 class JobRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+    # Read from a TrainingJob row: `JobRead.model_validate(job)`. (A docstring would show in the OpenAPI.)
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True, protected_namespaces=())
 
     id: int
     name: str
-    project: str
+    project: str = Field(validation_alias=AliasPath("project", "name"))
     framework: str
     task_type: str
     model_name: str
@@ -78,6 +79,11 @@ class JobRead(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
 
+    @field_validator("results", mode="before")
+    @classmethod
+    def _no_results_yet(cls, value: Any) -> Any:
+        return value or None  # a job that has not finished has `{}`
+
 
 class JobPage(BaseModel):
     items: list[JobRead]
@@ -87,12 +93,15 @@ class JobPage(BaseModel):
 
 
 class LogRead(BaseModel):
+    # Read from a TrainingLog row: `LogRead.model_validate(log)`.
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
+
     id: int
     level: str
     message: str
     timestamp: datetime
     source: str
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any] | None = Field(validation_alias="meta")
 
 
 class LogPage(BaseModel):

@@ -4,17 +4,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.configs.resolver import ResolvedConfig
 from app.core.auth import Principal
-from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
+from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.events import EventType
 from app.core.jobs import JobStatus, TaskType
 from app.core.naming import slugify
-from app.core.visibility import missing, path_visible
+from app.core.pagination import paginate
+from app.core.visibility import get_visible, missing, path_visible
 from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas, state
@@ -137,11 +138,9 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
     return job
 
 
-def get_job(session: Session, job_id: int) -> TrainingJob:
-    job = session.get(TrainingJob, job_id)
-    if job is None:
-        raise not_found("training job", job_id)
-    return job
+def get_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
+    """The job; 404 also when `principal` does not cover its project (as if it did not exist)."""
+    return get_visible(session, principal, TrainingJob, job_id)
 
 
 def list_jobs(
@@ -159,40 +158,11 @@ def list_jobs(
         stmt = stmt.join(Project).where(Project.name == project)
     if status is not None:
         stmt = stmt.where(TrainingJob.status == status)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(TrainingJob.id.desc()).limit(limit).offset(offset)).unique()
-    return list(rows), total
+    return paginate(session, stmt, [TrainingJob.id.desc()], limit, offset)
 
 
 def to_read(job: TrainingJob) -> schemas.JobRead:
-    return schemas.JobRead(
-        id=job.id,
-        name=job.name,
-        project=job.project.name,
-        framework=job.framework,
-        task_type=job.task_type,
-        model_name=job.model_name,
-        dataset_path=job.dataset_path,
-        dataset_id=job.dataset_id,
-        dataset_version_id=job.dataset_version_id,
-        dataset_manifest_sha256=job.dataset_manifest_sha256,
-        checkpoint_model_id=job.checkpoint_model_id,
-        parent_job_id=job.parent_job_id,
-        status=job.status,
-        attempt=job.attempt,
-        current_epoch=job.current_epoch,
-        total_epochs=job.total_epochs,
-        progress=job.progress,
-        config=job.config,
-        results=schemas.TrainingResults(**job.results) if job.results else None,
-        checkpoints={"best": job.best_checkpoint, "last": job.last_checkpoint},
-        error_code=job.error_code,
-        error_message=job.error_message,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        updated_at=job.updated_at,
-    )
+    return schemas.JobRead.model_validate(job)
 
 
 def query_logs(
@@ -213,14 +183,8 @@ def query_logs(
         stmt = stmt.where(TrainingLog.timestamp >= since)
     if until is not None:
         stmt = stmt.where(TrainingLog.timestamp <= until)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(TrainingLog.timestamp, TrainingLog.id).limit(limit).offset(offset))
-    logs = [
-        schemas.LogRead(
-            id=r.id, level=r.level, message=r.message, timestamp=r.timestamp, source=r.source, metadata=r.meta
-        )
-        for r in rows
-    ]
+    rows, total = paginate(session, stmt, [TrainingLog.timestamp, TrainingLog.id], limit, offset)
+    logs = [schemas.LogRead.model_validate(r) for r in rows]
     return schemas.LogPage(logs=logs, total=total, has_more=offset + len(logs) < total)
 
 

@@ -1,10 +1,9 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from app.core.auth import PrincipalDep, read_only
 from app.core.deps import DatabaseDep, SessionDep
-from app.core.inputs import Id, Offset
+from app.core.inputs import Id
+from app.core.pagination import PageDep
 from app.core.visibility import ensure_project_visible
 from app.versions import preview, schemas, service
 
@@ -28,13 +27,12 @@ def list_versions(
     project_id: Id,
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     include_archived: bool = False,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.VersionList:
     """Newest first."""
     ensure_project_visible(principal, project_id)
-    rows, total = service.list_versions(session, project_id, include_archived, limit, offset)
+    rows, total = service.list_versions(session, project_id, include_archived, page.limit, page.offset)
     return schemas.VersionList(versions=[service.to_read(v) for v in rows], total=total)
 
 

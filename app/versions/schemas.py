@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, model_validator
 
 from app.core.inputs import Id
 
@@ -125,17 +125,21 @@ class ModelSummary(BaseModel):
 
 
 class VersionRead(BaseModel):
+    # Read from a DatasetVersion row: `VersionRead.model_validate(version)`. (A docstring would show in
+    # the OpenAPI.)
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
+
     id: int
     project_id: int
     dataset_id: int
-    dataset: str
+    dataset: str = Field(validation_alias=AliasPath("dataset", "name"))
     number: int
     name: str
     display_name: str | None
     status: str
     failure_reason: str | None
     idempotency_key: str | None
-    splits: dict[str, float] | None
+    splits: dict[str, float] | None = Field(validation_alias="split_ratios")
     split_seed: int
     preprocessing: dict[str, Any]
     augmentation: dict[str, Any]
@@ -146,7 +150,7 @@ class VersionRead(BaseModel):
     split_counts: dict[str, dict[str, int]]
     class_counts: dict[str, dict[str, int]]
     leakage: list[dict[str, Any]]
-    manifest_path: str | None
+    manifest_path: str | None = Field(validation_alias="manifest_key")
     manifest_sha256: str | None
     snapshot_at: datetime
     created_at: datetime

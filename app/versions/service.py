@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.db import Database
 from app.core.errors import AppError, ErrorCode, invalid, not_found
+from app.core.pagination import paginate
 from app.core.storage import get_local_storage
+from app.core.visibility import get_visible
 from app.models import Dataset, DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
 from app.projects.service import get_project
@@ -35,7 +37,6 @@ from app.versions import derive, manifest, schemas
 from app.versions.online import side_by_side
 from app.versions.plan import plan
 from app.versions.render import UnreadableImage
-from app.versions.usage import lock_version
 
 log = logging.getLogger("app.backend")
 
@@ -187,9 +188,12 @@ def _mark_failed(db: Database, version_id: int, reason: str) -> None:
             row.failure_reason = reason[:2000]
 
 
-def get_version(session: Session, project_id: int, version_id: int) -> DatasetVersion:
-    version = session.get(DatasetVersion, version_id)
-    if version is None or version.project_id != project_id:
+def get_version(
+    session: Session, project_id: int, version_id: int, *, for_update: bool = False
+) -> DatasetVersion:
+    """The version, when it is one of the project's (the caller checked that the key sees the project)."""
+    version = get_visible(session, None, DatasetVersion, version_id, for_update=for_update)
+    if version.project_id != project_id:
         raise not_found("dataset version", version_id)
     return version
 
@@ -201,16 +205,12 @@ def list_versions(
     stmt = select(DatasetVersion).where(DatasetVersion.project_id == project_id)
     if not include_archived:
         stmt = stmt.where(DatasetVersion.status != VersionStatus.ARCHIVED)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(DatasetVersion.number.desc()).limit(limit).offset(offset)).unique()
-    return list(rows), total
+    return paginate(session, stmt, [DatasetVersion.number.desc()], limit, offset)
 
 
 def archive_version(session: Session, project_id: int, version_id: int) -> DatasetVersion:
     """Soft delete: the row and manifest stay (jobs point at them); new jobs cannot use it."""
-    version = lock_version(session, version_id)
-    if version is None or version.project_id != project_id:
-        raise not_found("dataset version", version_id)
+    version = get_version(session, project_id, version_id, for_update=True)
     if version.status in (VersionStatus.TRAINING, VersionStatus.CREATING):
         raise AppError(409, ErrorCode.CONFLICT, f"version v{version.number} is {version.status}")
     if version.status != VersionStatus.ARCHIVED:
@@ -236,38 +236,7 @@ def compare(session: Session, project_id: int, version_id: int, other_id: int) -
 
 
 def to_read(version: DatasetVersion) -> schemas.VersionRead:
-    return schemas.VersionRead(**_fields(version))
-
-
-def _fields(version: DatasetVersion) -> dict[str, Any]:
-    return {
-        "id": version.id,
-        "project_id": version.project_id,
-        "dataset_id": version.dataset_id,
-        "dataset": version.dataset.name,
-        "number": version.number,
-        "name": f"v{version.number}",
-        "display_name": version.display_name,
-        "status": version.status,
-        "failure_reason": version.failure_reason,
-        "idempotency_key": version.idempotency_key,
-        "splits": version.split_ratios,
-        "split_seed": version.split_seed,
-        "preprocessing": version.preprocessing,
-        "augmentation": version.augmentation,
-        "filters": version.filters,
-        "task_types": version.task_types,
-        "image_count": version.image_count,
-        "annotation_count": version.annotation_count,
-        "split_counts": version.split_counts,
-        "class_counts": version.class_counts,
-        "leakage": version.leakage,
-        "manifest_path": version.manifest_key,
-        "manifest_sha256": version.manifest_sha256,
-        "snapshot_at": version.snapshot_at,
-        "created_at": version.created_at,
-        "archived_at": version.archived_at,
-    }
+    return schemas.VersionRead.model_validate(version)
 
 
 def to_detail(session: Session, version: DatasetVersion) -> schemas.VersionDetail:
@@ -278,7 +247,7 @@ def to_detail(session: Session, version: DatasetVersion) -> schemas.VersionDetai
     )
     jobs = list(session.scalars(stmt).unique())
     return schemas.VersionDetail(
-        **_fields(version),
+        **to_read(version).model_dump(),
         jobs=[
             schemas.JobSummary(
                 id=j.id,

@@ -6,10 +6,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
-from app.core.errors import AppError, ErrorCode, invalid, not_found
+from app.core.errors import AppError, ErrorCode, invalid
 from app.core.jobs import TERMINAL
 from app.core.storage import get_local_storage
-from app.core.visibility import ensure_visible
+from app.core.visibility import get_visible
 from app.datasets.convert import cache_dir
 from app.datasets.types import TaskType
 from app.models import DatasetVersion, Project, TrainingJob, VersionStatus
@@ -34,20 +34,11 @@ def yolo_dir(version: DatasetVersion, task: TaskType, root: Path | None = None) 
     return cache_dir(base / version.storage_prefix / "yolo", task, version.manifest_sha256)
 
 
-def check_usable(
-    version: DatasetVersion | None,
-    version_id: int,
-    project_id: int | None,
-    task_type: str,
-    principal: Principal | None = None,
-) -> DatasetVersion:
-    """404/409/422 unless a job of `project_id` (None: a project not made yet) may train from the version;
-    a version of a project the key does not cover is missing, before anything is said about it."""
-    if version is None:
-        raise not_found("dataset version", version_id)
-    ensure_visible(principal, version.project_id, "dataset version", version_id)
+def check_usable(version: DatasetVersion, project_id: int | None, task_type: str) -> DatasetVersion:
+    """409/422 unless a job of `project_id` (None: a project not made yet) may train from the version.
+    The caller looked the version up with `get_visible`: one the key may not see was a 404 already."""
     if version.project_id != project_id:
-        raise invalid(FIELD, f"version {version_id} belongs to project {version.project.name!r}")
+        raise invalid(FIELD, f"version {version.id} belongs to project {version.project.name!r}")
     if version.status not in (VersionStatus.READY, VersionStatus.TRAINING):
         raise AppError(409, ErrorCode.CONFLICT, f"{FIELD}: version v{version.number} is {version.status}")
     splits = version.split_counts.get(task_type)
@@ -62,7 +53,8 @@ def claim_for_job(
     session: Session, version_id: int, project: Project, task_type: str, principal: Principal | None = None
 ) -> DatasetVersion:
     """Check a job may train from the version (`check_usable`) and mark it `training`."""
-    version = check_usable(lock_version(session, version_id), version_id, project.id, task_type, principal)
+    locked = get_visible(session, principal, DatasetVersion, version_id, for_update=True)
+    version = check_usable(locked, project.id, task_type)
     version.status = VersionStatus.TRAINING
     return version
 

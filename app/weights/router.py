@@ -2,12 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from app.core.auth import Principal, PrincipalDep, forbidden
 from app.core.deps import SessionDep
-from app.core.inputs import Id, Offset
+from app.core.inputs import Id
 from app.core.jobs import TaskType
+from app.core.pagination import PageDep
 from app.models import Role
 from app.weights import schemas, service
 
@@ -40,13 +41,12 @@ def import_weights(
 def list_weights(
     session: SessionDep,
     principal: PrincipalDep,
+    page: PageDep,
     task: TaskType | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[Offset, Query()] = 0,
 ) -> schemas.WeightsPage:
-    rows, total = service.list_weights(session, task, limit, offset)
+    rows, total = service.list_weights(session, task, page.limit, page.offset)
     items = [schemas.WeightsRead.model_validate(w) for w in rows]
-    return schemas.WeightsPage(items=items, total=total, limit=limit, offset=offset)
+    return schemas.WeightsPage(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/{weights_id:int}", response_model=schemas.WeightsRead)

@@ -11,13 +11,14 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.db import on_commit
 from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
 from app.core.naming import is_valid_name
+from app.core.pagination import paginate
 from app.core.storage import get_storage
 from app.core.tasks import Queue, TaskName, send_task
 from app.models import ArtifactStatus, BaseWeights, RegisteredModel, TrainingJob
@@ -130,9 +131,7 @@ def list_weights(
     stmt = select(BaseWeights)
     if task is not None:
         stmt = stmt.where(BaseWeights.task_type == task)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(BaseWeights.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    return paginate(session, stmt, [BaseWeights.id.desc()], limit, offset)
 
 
 def delete_weights(session: Session, weights_id: int) -> None:
