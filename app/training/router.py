@@ -46,7 +46,7 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobRead)
 def get_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
-    return service.to_read(service.get_job(session, job_id, principal))
+    return service.to_read_with_queue(session, service.get_job(session, job_id, principal))
 
 
 @router.post("/jobs/{job_id}/stop", response_model=schemas.JobRead)

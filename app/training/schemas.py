@@ -69,6 +69,8 @@ class JobRead(BaseModel):
     current_epoch: int
     total_epochs: int
     progress: Progress | None = None
+    # Training jobs sent to the queue before this one and still waiting (null unless queued).
+    queue_position: int | None = None
     config: dict[str, Any]
     results: TrainingResults | None
     checkpoints: dict[str, str | None]

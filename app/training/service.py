@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -163,6 +163,26 @@ def list_jobs(
 
 def to_read(job: TrainingJob) -> schemas.JobRead:
     return schemas.JobRead.model_validate(job)
+
+
+def to_read_with_queue(session: Session, job: TrainingJob) -> schemas.JobRead:
+    """The job as `to_read` gives it, with how many jobs wait ahead of it when it is queued."""
+    read = to_read(job)
+    read.queue_position = queue_position(session, job)
+    return read
+
+
+def queue_position(session: Session, job: TrainingJob) -> int | None:
+    """Queued jobs sent to the training queue before this one (workers take them first): every
+    project's, since they hold the same GPUs. None unless the job is queued and sent."""
+    if job.status != JobStatus.QUEUED or job.dispatched_at is None:
+        return None
+    earlier = or_(
+        TrainingJob.dispatched_at < job.dispatched_at,
+        and_(TrainingJob.dispatched_at == job.dispatched_at, TrainingJob.id < job.id),
+    )
+    waiting = select(func.count()).select_from(TrainingJob).where(TrainingJob.status == JobStatus.QUEUED)
+    return session.scalar(waiting.where(earlier)) or 0
 
 
 def query_logs(

@@ -168,3 +168,15 @@ def test_health_reports_database_redis_and_workers(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body["database"]["ok"] and body["redis"]["ok"]
     assert body["workers"] == {"ok": False, "count": 0, "workers": []}
+
+
+def test_a_queued_job_says_how_many_jobs_wait_ahead_of_it(client: TestClient, yolo_dataset: Path) -> None:
+    ids = [
+        client.post("/api/v1/training/jobs", json=job_body(yolo_dataset, name=f"run {i}")).json()["id"]
+        for i in range(3)
+    ]
+    positions = [client.get(f"/api/v1/training/jobs/{i}").json()["queue_position"] for i in ids]
+    assert positions == [0, 1, 2]
+    assert client.post(f"/api/v1/training/jobs/{ids[0]}/cancel").status_code == 200
+    assert client.get(f"/api/v1/training/jobs/{ids[0]}").json()["queue_position"] is None
+    assert client.get(f"/api/v1/training/jobs/{ids[2]}").json()["queue_position"] == 1
