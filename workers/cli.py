@@ -4,6 +4,7 @@ import contextlib
 import logging
 import os
 import threading
+import warnings
 
 import redis
 from celery import signals
@@ -45,7 +46,6 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
         )
 
     from workers import context
-    from workers.celery_app import celery_app
 
     context.set_identity(identity)
     context.get_lease().clear_own_stale()
@@ -55,6 +55,7 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
 
     @signals.worker_ready.connect(weak=False)
     def _ready(**_: object) -> None:
+        log.info("worker %s is up, consuming %s", identity.name, ",".join(queues))
         presence.start()
         context.get_inference().start_control()  # GET/POST /api/v1/workers/{id}/models
 
@@ -65,9 +66,8 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
         context.get_inference().stop_control()
         presence.stop()
 
-    celery_app.worker_main(
+    _celery_worker(
         [
-            "worker",
             "--queues",
             ",".join(queues),
             "--pool",
@@ -90,13 +90,11 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
 def run_scheduler() -> None:
     """Celery beat plus a one-slot worker for the scheduler queue (reconciliation)."""
     configure_logging("scheduler")
-    from workers.celery_app import celery_app
 
     schedule = get_settings().resolved_data_dir / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    celery_app.worker_main(
+    _celery_worker(
         [
-            "worker",
             "--beat",
             "--schedule",
             str(schedule),
@@ -112,6 +110,17 @@ def run_scheduler() -> None:
             "INFO",
         ]
     )
+
+
+def _celery_worker(options: list[str]) -> None:
+    """Run Celery's worker quietly: our own log line says the worker is up (no ASCII banner), and the
+    warning about running as root (usual in containers; we accept JSON only) is not shown at every start."""
+    from celery.exceptions import SecurityWarning
+
+    from workers.celery_app import celery_app
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    celery_app.worker_main(["--quiet", "worker", *options])
 
 
 class _Presence(threading.Thread):
