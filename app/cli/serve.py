@@ -139,20 +139,16 @@ def serve(host: str, port: int) -> int:
 
 
 def migrate_quietly(database_url: str, revision: str = "head") -> None:
-    """Apply migrations, saying one line (Alembic's own records are one per step and plugin)."""
+    """Apply migrations, saying one line (Alembic's own records are quieted in app/core/logging.py)."""
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    alembic_log = logging.getLogger("alembic")
-    level = alembic_log.level
-    alembic_log.setLevel(logging.WARNING)
     engine = create_engine(database_url)
     try:
         migrate.upgrade(database_url, revision)
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
     finally:
-        alembic_log.setLevel(level)
         engine.dispose()
     log.info("database ready (migration %s): %s", current, engine.url.render_as_string(hide_password=True))
 

@@ -64,6 +64,8 @@ def configure_logging(component: str) -> None:
     root.setLevel(os.environ.get("TRAINYARD_LOG_LEVEL", "INFO"))
     # Warnings (Celery's, libraries') become records in the same format instead of bare stderr text.
     logging.captureWarnings(True)
+    # Alembic logs each step and plugin; `trainyard serve` and `db upgrade` say one line of their own.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if component == "scheduler":
         # Celery's own records of each periodic tick (sent, received, succeeded) say nothing happened;
         # the reconciliation task logs what it changed, when it changed something.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.cli.client import ApiClient
+from app.cli.demo import shapes_zip
 from tests.e2e.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 from tests.factories import make_yolo_dataset
 
@@ -198,12 +199,35 @@ def test_demo_trains_registers_and_predicts_in_one_command(stack: Stack) -> None
     assert [w["status"] for w in workers] == ["online"]
 
 
+def test_upload_a_zip_export_best_and_roll_back_from_the_terminal(stack: Stack, tmp_path: Path) -> None:
+    """After the demo (above): the demo project has a ready, deployed model."""
+    archive, _sample = shapes_zip(train=8, val=2, size=64)
+    (tmp_path / "more.zip").write_bytes(archive)
+    upload = stack.run(
+        "datasets", "upload", str(tmp_path / "more.zip"), "--project", "demo", "--name", "more"
+    )
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    listed = json.loads(stack.run("datasets", "list", "--project", "demo", "--json").stdout)["datasets"]
+    (more,) = [d for d in listed if d["name"] == "more"]
+    assert (stack.storage / more["storage_path"]).is_dir()
+    models = json.loads(stack.run("models", "list", "--project", "demo", "--json").stdout)["items"]
+    exported = json.loads(stack.run("models", "export-best", str(models[0]["id"]), "--json").stdout)
+    assert (stack.storage / exported["exported_key"]).is_file()
+    rollback = stack.run("models", "rollback", "--project", "demo", "--task", "detect")
+    assert rollback.returncode in (0, 2), rollback.stdout + rollback.stderr  # 2: nothing to roll back to
+    assert "Traceback" not in rollback.stderr
+
+
 def test_serve_says_where_everything_is_once_the_api_listens(stack: Stack) -> None:
     printed = stack.logs()
     assert printed.count("Trainyard is up") == 1
     assert f"dashboard  {stack.url}/" in printed and f"API        {stack.url}/api/v1" in printed
     assert f"export TRAINYARD_API_URL={stack.url}" in printed  # not the default port
     assert printed.count("database ready (migration") == 1 and "Running upgrade" not in printed
+    assert "setup plugin" not in printed  # Alembic's plugin records
+    # No Celery ASCII banner or root warning at every start: one line per worker says it is up.
+    assert "[queues]" not in printed and "superuser privileges" not in printed
+    assert "is up, consuming training,inference" in printed
     # The scheduler's routine ticks (one every few seconds) are not logged.
     assert "Sending due task reconcile" not in printed and "Task trainyard.reconcile[" not in printed
 
