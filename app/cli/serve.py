@@ -7,6 +7,7 @@ own session so that Ctrl-C reaches only this supervisor, which then stops the ch
 workers hand back their jobs first. Once the API listens, a banner says where everything is.
 """
 
+import contextlib
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from app.cli.bundled_redis import BundledRedis
@@ -162,6 +164,17 @@ def listening(host: str, port: int) -> bool:
         return False
 
 
+def cli_command() -> str:
+    """How to call the CLI from here: `trainyard` when it is on PATH, else its path (`.venv/bin/trainyard`
+    after `make run`)."""
+    installed = Path(sys.executable).parent / "trainyard"
+    if shutil.which("trainyard") == str(installed) or not installed.exists():
+        return "trainyard"
+    with contextlib.suppress(ValueError):
+        return str(installed.relative_to(Path.cwd()))
+    return str(installed)
+
+
 def banner(host: str, port: int, key: str | None) -> str:
     """What a person needs once the API listens: where things are, and how to point the CLI at them."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -177,7 +190,7 @@ def banner(host: str, port: int, key: str | None) -> str:
     if url != DEFAULT_API_URL:
         lines.append(f"  export TRAINYARD_API_URL={url}")
     lines.append(f"  export TRAINYARD_API_KEY={key or '<your key>   (`trainyard keys create` makes one)'}")
-    lines += ["then: trainyard demo   (a first model in a few minutes)", ""]
+    lines += [f"then: {cli_command()} demo   (a first model in a few minutes)", ""]
     return "\n".join(lines) + "\n"
 
 
