@@ -5,10 +5,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.core.auth import PrincipalDep
+from app.core.deps import SessionDep
 from app.core.errors import not_found
 from app.core.redis import get_redis
 from app.core.tasks import get_celery_client
 from app.core.workers import all_workers, mark_draining
+from app.fleet.service import as_seen_by
 
 router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
 
@@ -21,16 +23,16 @@ def _find(worker_id: str) -> dict[str, Any]:
 
 
 @router.get("")
-def list_workers() -> dict[str, Any]:
+def list_workers(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     """Every registered worker: host, device (GPU name and memory, or CPU), queues, version, current
-    job, heartbeat age and status (online, draining, offline)."""
-    workers = all_workers(get_redis())
+    job (when the key covers its project), heartbeat age and status (online, draining, offline)."""
+    workers = as_seen_by(session, principal, all_workers(get_redis()))
     return {"items": workers, "total": len(workers)}
 
 
 @router.get("/{worker_id}")
-def get_worker(worker_id: str) -> dict[str, Any]:
-    return _find(worker_id)
+def get_worker(worker_id: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    return as_seen_by(session, principal, [_find(worker_id)])[0]
 
 
 @router.post("/{worker_id}/drain", status_code=202)

@@ -13,6 +13,7 @@ from app.core.jobs import JobStatus
 from app.core.redis import get_redis
 from app.core.tasks import Queue
 from app.core.workers import all_workers
+from app.fleet.service import as_seen_by
 from app.inference import service as inference
 from app.models import TrainingJob
 from app.web import actions
@@ -32,7 +33,7 @@ def warm_models(worker: dict[str, Any]) -> list[dict[str, Any]]:
 @router.get("/fleet")
 def fleet_page(request: Request, session: SessionDep, user: UserDep, message: str | None = None) -> Response:
     client = get_redis()
-    workers = all_workers(client)
+    workers = as_seen_by(session, user.principal, all_workers(client))
     everything = user.principal.all_projects
     try:
         depths = {queue.value: client.llen(queue.value) for queue in Queue}

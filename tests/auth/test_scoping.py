@@ -5,9 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from app.core.db import Database
+from app.core.workers import announce
 from tests.auth.conftest import World, assert_problem, snapshot
 
 pytestmark = pytest.mark.integration
@@ -132,3 +134,16 @@ def test_a_key_records_when_it_was_last_used(api: TestClient, db: Database, worl
         assert key is not None and key.last_used_at is not None
         # Only the hash is stored.
         assert world.keys["member_beta"] not in (key.key_hash, key.prefix, key.name)
+
+
+def test_a_worker_shows_its_current_job_only_to_keys_that_see_the_job(
+    api: TestClient, world: World, redis_client: redis.Redis
+) -> None:
+    announce(redis_client, "box-gpu0", {"id": "box-gpu0", "device": "0", "current_job": world.alpha_job})
+    seen = {
+        who: api.get("/api/v1/workers/box-gpu0", headers=world.headers(who)).json()["current_job"]
+        for who in ("admin", "member_beta", "viewer_all")
+    }
+    assert seen == {"admin": world.alpha_job, "member_beta": None, "viewer_all": world.alpha_job}
+    (listed,) = api.get("/api/v1/workers", headers=world.headers("member_beta")).json()["items"]
+    assert listed["id"] == "box-gpu0" and listed["current_job"] is None
