@@ -41,6 +41,8 @@ def register_job(session: Session, job: TrainingJob) -> RegisteredModel | None:
     results = job.results or {}
     info: dict[str, Any] = results.get("model_info") or {}
     best_epoch, best_metrics = recorded_best(session, job)
+    # Queried before a new row joins the session: a query then would autoflush it half-filled.
+    base_weights_sha256 = base_weights_of(session, job)
     model = session.scalar(select(RegisteredModel).where(RegisteredModel.job_id == job.id))
     if model is None:
         model = RegisteredModel(job_id=job.id, project=job.project)
@@ -62,7 +64,7 @@ def register_job(session: Session, job: TrainingJob) -> RegisteredModel | None:
     model.dataset_manifest_sha256 = job.dataset_manifest_sha256
     # Fine-tuning from a registered model is not a job field yet; picked up once it is.
     model.parent_model_id = getattr(job, "checkpoint_model_id", None)
-    model.base_weights_sha256 = base_weights_of(session, job)
+    model.base_weights_sha256 = base_weights_sha256
     model.config = dict(job.config)
     model.package_versions = dict(info.get("package_versions") or installed_versions())
     model.job_status = job.status

@@ -156,8 +156,9 @@ def test_transient_failure_is_retried_then_succeeds(workers: Fleet, dataset: Pat
 def test_non_transient_failure_fails_once(workers: Fleet, tmp_path: Path) -> None:
     fleet = workers
     fleet.start_worker("fatal-a")
-    broken = tmp_path / "broken"
-    broken.mkdir()
+    broken = tmp_path / "broken"  # its split folders exist (submission checks that) but hold no image
+    for split in ("train", "val"):
+        (broken / "images" / split).mkdir(parents=True)
     (broken / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: a}\n")
     job = fleet.submit("non-transient", broken, epochs=1)
     events = fleet.follow(job["id"])

@@ -52,11 +52,16 @@ def finished_job(
     dataset: Path | None = None,
     results: dict[str, Any] | None = None,
     task: str = "detection",
+    parent_job_id: int | None = None,
 ) -> int:
-    """A job run to completion by hand: claimed, a best checkpoint in storage, completed."""
+    """A job run to completion by hand: claimed, a best checkpoint in storage, completed (started from
+    `parent_job_id`'s weights when given)."""
     with db.session() as session:
         job = make_job(session, name=name, project=project)
         job.task_type = task
+        if parent_job_id is not None:
+            job.parent_job_id = parent_job_id
+            job.checkpoint_path = f"{job.storage_prefix}/start/weights.pt"
         if dataset is not None:
             job.dataset_path = str(dataset)
         job_id = job.id

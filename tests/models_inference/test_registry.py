@@ -42,6 +42,14 @@ def test_completed_job_registers_its_model_with_lineage(db: Database, shapes: Pa
         assert model.status == ModelStatus.PENDING and model.size_bytes == len(b"not really a checkpoint")
 
 
+def test_a_fine_tuned_job_registers_with_its_parents_lineage(db: Database) -> None:
+    parent = finished_job(db, "base run")
+    child = finished_job(db, "tuned run", parent_job_id=parent)
+    with db.session() as session:
+        model = model_of(session, child)
+        assert model.job_status == "completed" and model.base_weights_sha256 is None  # the parent's
+
+
 def test_registering_the_same_job_again_updates_not_duplicates(db: Database) -> None:
     job_id = finished_job(db, "run two")
     with db.session() as session:
