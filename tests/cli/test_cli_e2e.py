@@ -48,6 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "REDIS_URL": "",
         "DATABASE_URL": "",
         "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+        "TRAINYARD_HEARTBEAT": "1",  # the worker sees a stop at its next heartbeat
     }
     with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
         url = f"http://127.0.0.1:{port}"
@@ -128,7 +129,8 @@ def test_preflight_shows_the_resolved_config_and_refuses_with_reasons(stack: Sta
 
 
 def test_stop_resume_watch_reports_completed_and_each_outcome_its_code(stack: Stack, shapes: Path) -> None:
-    job = submit(stack, "long", shapes, epochs=12)
+    # Long enough that a stop (seen at the worker's next heartbeat) lands before the last epoch.
+    job = submit(stack, "long", shapes, epochs=40)
     waiting = submit(stack, "waiting", shapes, epochs=1)  # one worker: this one stays queued
 
     cancel = stack.run("jobs", "cancel", str(waiting["id"]))
@@ -137,6 +139,7 @@ def test_stop_resume_watch_reports_completed_and_each_outcome_its_code(stack: St
     assert watched.returncode == 4 and "cancelled" in watched.stdout
 
     wait_until(lambda: stack.api.get_job(job["id"])["current_epoch"] >= 1, "first epoch", stack.logs, 180)
+    assert stack.api.get_job(job["id"])["current_epoch"] < 30, "the job ran too fast to be stopped mid-run"
     assert stack.run("jobs", "stop", str(job["id"])).returncode == 0
     stopped = stack.run("jobs", "watch", str(job["id"]))
     assert stopped.returncode == 3, stopped.stdout + stopped.stderr
@@ -154,7 +157,7 @@ def test_stop_resume_watch_reports_completed_and_each_outcome_its_code(stack: St
     assert live and all(len(line) <= 50 for line in live), live
     assert any("(attempt 2)" in line and "epoch" in line for line in live), live
     summary = lines[next(i for i, line in enumerate(lines) if "completed after" in line) :]
-    assert summary[0] == f"job {job['id']} completed after 12/12 epochs"
+    assert summary[0] == f"job {job['id']} completed after 40/40 epochs"
     model_id = int(re.search(r"model: (\d+)", narrow.stdout).group(1))  # type: ignore[union-attr]
     assert f"trainyard models deploy {model_id}" in narrow.stdout and "weights/best.pt" in narrow.stdout
     assert narrow.stdout.count("completed after") == 1
