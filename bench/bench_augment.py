@@ -15,16 +15,14 @@ import argparse
 import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.suite import emit
+from bench.suite import embedded_workdir, emit
 
 AUGMENTATION = {"multiplier": 3, "horizontal_flip": True, "rotation": 15, "brightness": 0.2, "contrast": 0.2}
 
@@ -37,15 +35,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="make the work folder in here (default: system temp)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="trainyard-augment-", dir=args.dir))
-    os.environ["TRAINYARD_DATA_DIR"] = str(work / "data")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["TRAINYARD_STORAGE"] = "local"
-    try:
+    with embedded_workdir("trainyard-augment-", args.dir, args.keep) as work:
         run(work, args)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def write_dataset(root: Path, n: int, width: int, height: int) -> list[dict[str, Any]]:

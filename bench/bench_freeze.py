@@ -12,9 +12,7 @@ rebuild the dataset, convert with links; then the cache hit). Images are random 
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.suite import emit
+from bench.suite import embedded_workdir, emit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,15 +35,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="make the work folder in here (default: system temp)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="trainyard-freeze-", dir=args.dir))
-    os.environ["TRAINYARD_DATA_DIR"] = str(work / "data")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["TRAINYARD_STORAGE"] = "local"
-    try:
+    with embedded_workdir("trainyard-freeze-", args.dir, args.keep) as work:
         run(work, args)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def run(work: Path, args: argparse.Namespace) -> None:

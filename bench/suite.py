@@ -5,6 +5,12 @@ measure, its value and the baseline measured in the same run, so the runner need
 """
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 MARKER = "BENCH-RESULT "
@@ -18,3 +24,18 @@ def percentile(values: list[float], q: float) -> float:
 def emit(bench: str, rows: list[dict[str, Any]], baseline: str) -> None:
     """Rows: {"measure", "value", "baseline", "unit"}; `baseline` names what the baselines are."""
     print(MARKER + json.dumps({"bench": bench, "baseline": baseline, "rows": rows}), flush=True)
+
+
+@contextmanager
+def embedded_workdir(prefix: str, parent: Path | None, keep: bool) -> Iterator[Path]:
+    """A scratch folder for a bench on the embedded defaults (its data dir, SQLite, local storage),
+    removed afterwards unless `keep`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.environ["TRAINYARD_DATA_DIR"] = str(work / "data")
+    os.environ.pop("DATABASE_URL", None)
+    os.environ["TRAINYARD_STORAGE"] = "local"
+    try:
+        yield work
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
