@@ -20,8 +20,8 @@ from app.core.db import Database
 from app.core.naming import slugify
 from app.models import Project, RegisteredModel
 from app.weights.checkpoint import inspect_checkpoint
-from tests.conftest import REDIS_URL, make_api_key
-from tests.e2e.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
+from tests.conftest import REDIS_URL
+from tests.e2e.stack import TRAINYARD, api_and_worker, tail, wait_until
 from tests.factories import make_yolo_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -60,9 +60,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("weights")
     database_url = f"sqlite:///{root / 'trainyard.db'}"
     migrate.upgrade(database_url)
-    db = Database(database_url)
-    key = make_api_key(db)
-    db.dispose()
     redis_url = REDIS_URL.rsplit("/", 1)[0] + "/14"
     redis.Redis.from_url(redis_url).flushdb()
     env = {
@@ -71,13 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "REDIS_URL": redis_url,
         "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
     }
-    port = free_port()
-    with (
-        running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
-        running([*TRAINYARD, "worker", "--device", "cpu", "--name", "weights-e2e"], env, root / "worker.log"),
-    ):
-        url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/health", root / "worker.log", workers=1)
+    with api_and_worker(root, env, "weights-e2e") as (url, key):
         stack = Stack(root, url, key, env, database_url)
         yield stack
         stack.http.close()
