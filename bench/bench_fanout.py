@@ -28,9 +28,9 @@ from app.core.redis import job_channel
 from app.training import state
 from bench.suite import emit, percentile
 from tests.conftest import make_api_key
-from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
 from tests.factories import make_job
-from tests.faults.conftest import PrivateRedis
+from tests.support.fleet import PrivateRedis
+from tests.support.stack import TRAINYARD, free_port, running, wait_for
 
 MAX_CLIENTS = 2000  # the bench bounds its own load
 CANCELLED = b'"status": "cancelled"'

@@ -31,9 +31,9 @@ from app.core import migrate
 from app.core.db import Database
 from bench.suite import emit, percentile
 from tests.conftest import make_api_key
-from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
 from tests.factories import register_untrained_model
-from tests.faults.conftest import PrivateRedis
+from tests.support.fleet import PrivateRedis
+from tests.support.stack import TRAINYARD, free_port, running, wait_for
 from workers.ultralytics.offline import prepare_offline
 
 BENCH = Path(__file__).resolve().parent

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.core import migrate
 from bench.suite import emit
 from tests.conftest import PG_ADMIN_URL
-from tests.e2e.stack import free_port, stop, wait_for
 from tests.factories import make_yolo_dataset
-from tests.faults.conftest import LEASE, Fleet, PrivateRedis
+from tests.support.fleet import LEASE, Fleet, PrivateRedis
+from tests.support.stack import free_port, stop, wait_for
 
 
 def one_run(fleet: Fleet, dataset: Path, run: int) -> float:

@@ -28,39 +28,7 @@ deployments_router = APIRouter(prefix="/api/v1/projects/{project_id}/deployments
 
 
 def to_read(model: RegisteredModel) -> schemas.ModelRead:
-    return schemas.ModelRead(
-        id=model.id,
-        name=model.name,
-        project_id=model.project_id,
-        project=model.project.name,
-        framework=model.framework,
-        task_type=model.task_type,
-        format=model.format,
-        architecture=model.architecture,
-        status=model.status,
-        status_reason=model.status_reason,
-        weights_key=model.weights_key,
-        exported_key=model.exported_key,
-        size_bytes=model.size_bytes,
-        imgsz=model.imgsz,
-        class_names=model.class_names,
-        best_epoch=model.best_epoch,
-        metrics=model.metrics,
-        lineage=schemas.Lineage(
-            job_id=model.job_id,
-            dataset_path=model.dataset_path,
-            dataset_version_id=model.dataset_version_id,
-            dataset_manifest_sha256=model.dataset_manifest_sha256,
-            parent_model_id=model.parent_model_id,
-            base_weights_sha256=model.base_weights_sha256,
-            config=model.config,
-            package_versions=model.package_versions,
-        ),
-        job_status=model.job_status,
-        validated_at=model.validated_at,
-        created_at=model.created_at,
-        updated_at=model.updated_at,
-    )
+    return schemas.ModelRead.model_validate(model)
 
 
 @router.get("", response_model=schemas.ModelPage)

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
 from app.core.inputs import Id
 from app.core.jobs import TaskType
@@ -9,6 +9,8 @@ from app.models.weights import ExportFormat
 
 
 class Lineage(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     job_id: int | None
     dataset_path: str | None
     dataset_version_id: int | None
@@ -20,12 +22,14 @@ class Lineage(BaseModel):
 
 
 class ModelRead(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
+    """A registered model as the API shows it, read straight off its row (`ModelRead.model_validate(row)`)."""
+
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
 
     id: int
     name: str
     project_id: int
-    project: str
+    project: str = Field(validation_alias=AliasPath("project", "name"))
     framework: str
     task_type: str
     format: str

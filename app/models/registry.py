@@ -64,6 +64,11 @@ class RegisteredModel(Base):
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
 
     @property
+    def lineage(self) -> "RegisteredModel":
+        """Lineage (dataset, job, parent model, base weights, config) is held in this row's own columns."""
+        return self
+
+    @property
     def stable_key(self) -> str:
         """Where export-best puts the weights: outside the job folder, keyed by model id."""
         return f"projects/{self.project.slug}/model/registry/{self.id}/best.pt"

@@ -52,22 +52,19 @@ def get_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas
 @router.post("/jobs/{job_id}/stop", response_model=schemas.JobRead)
 def stop_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Stop a running job after its current step (resumable); a queued job is cancelled."""
-    service.get_job(session, job_id, principal)
-    return service.to_read(state.stop_job(session, job_id))
+    return service.to_read(state.stop_job(session, job_id, principal))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=schemas.JobRead)
 def cancel_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Cancel a queued job: it never starts."""
-    service.get_job(session, job_id, principal)
-    return service.to_read(state.cancel_job(session, job_id))
+    return service.to_read(state.cancel_job(session, job_id, principal))
 
 
 @router.post("/jobs/{job_id}/resume", response_model=schemas.JobRead)
 def resume_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Continue a stopped or failed job from its last checkpoint, as a new attempt."""
-    service.get_job(session, job_id, principal)
-    return service.to_read(state.resume_job(session, job_id))
+    return service.to_read(state.resume_job(session, job_id, principal))
 
 
 @router.post("/jobs/{job_id}/stream-token", response_model=schemas.StreamTokenRead)

@@ -14,12 +14,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.core.auth import Principal
 from app.core.db import on_commit
 from app.core.errors import AppError, ErrorCode
 from app.core.events import EventType, StaleAttempt, lock_job, record_event
 from app.core.jobs import ACTIVE, TERMINAL, JobStatus
 from app.core.security import job_token, token_hash
 from app.core.tasks import Queue, TaskName, send_task
+from app.core.visibility import get_visible
 from app.model_registry.service import register_job
 from app.models import TrainingJob
 from app.models.base import utcnow
@@ -147,9 +149,14 @@ def queue_new(session: Session, job: TrainingJob) -> None:
     dispatch(session, job)
 
 
-def stop_job(session: Session, job_id: int) -> TrainingJob:
+def lock_visible(session: Session, job_id: int, principal: Principal | None) -> TrainingJob:
+    """`lock_job` for a user's action: a job the key may not see is the same 404 as a missing one."""
+    return get_visible(session, principal, TrainingJob, job_id, for_update=True)
+
+
+def stop_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
     """Running: ask its worker to stop after the current step (keeps `last.pt`). Queued: cancel it."""
-    job = lock_job(session, job_id)
+    job = lock_visible(session, job_id, principal)
     if job.status == Q:
         transition(session, job, JobStatus.CANCELLED, reason="stopped before it started")
     elif job.status == R:
@@ -159,18 +166,18 @@ def stop_job(session: Session, job_id: int) -> TrainingJob:
     return job
 
 
-def cancel_job(session: Session, job_id: int) -> TrainingJob:
+def cancel_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
     """A queued job never starts: the worker that gets its message finds it cancelled."""
-    job = lock_job(session, job_id)
+    job = lock_visible(session, job_id, principal)
     if job.status != Q:
         raise refusal(job, "cancelled", "stop a running job instead" if job.status == R else "")
     transition(session, job, JobStatus.CANCELLED, reason="cancelled by user")
     return job
 
 
-def resume_job(session: Session, job_id: int) -> TrainingJob:
+def resume_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
     """A stopped or failed job continues as a new attempt of the same job, from its `last.pt`."""
-    job = lock_job(session, job_id)
+    job = lock_visible(session, job_id, principal)
     if job.status not in {JobStatus.STOPPED, JobStatus.FAILED}:
         raise refusal(job, "resumed", "only a stopped or failed job can")
     transition(session, job, Q, resumed=True, from_checkpoint=job.last_checkpoint)

@@ -11,7 +11,7 @@ from app.core.auth import Principal
 from app.core.db import Database
 from app.core.ratelimit import check_rate
 from app.core.settings import get_settings
-from app.core.visibility import ensure_project_usable, ensure_project_visible, ensure_visible
+from app.core.visibility import ensure_project_usable, ensure_project_visible
 from app.dataset_registry import service as dataset_service
 from app.fleet import router as fleet_router
 from app.inference import router as inference_router
@@ -30,9 +30,7 @@ def act(session: Session, principal: Principal, job_id: int, action: str) -> Tra
     """Stop, cancel or resume a job the principal can see (404 otherwise; 409 when the job's status
     does not allow it)."""
     principal.require_write()
-    job = service.get_job(session, job_id)
-    ensure_visible(principal, job.project_id, "training job", job_id)
-    return TRANSITIONS[action](session, job_id)
+    return TRANSITIONS[action](session, job_id, principal)
 
 
 def submit(session: Session, principal: Principal, body: schemas.JobCreate) -> TrainingJob:

@@ -44,7 +44,7 @@ def test_no_request_is_a_server_error(app: FastAPI, world: World) -> None:
         operation = result.ok()
         if operation.path.endswith("/events"):
             # A running job's stream ends only when the job does; its inputs are tested apart
-            # (tests/auth/test_malformed_input.py, tests/integration/test_events.py).
+            # (tests/auth/test_malformed_input.py, tests/training/test_events.py).
             continue
         try:
             _fuzz(schema, operation, world)()

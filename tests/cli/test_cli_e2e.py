@@ -14,8 +14,8 @@ import pytest
 
 from app.cli.client import ApiClient
 from app.cli.demo import shapes_zip
-from tests.e2e.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 from tests.factories import make_yolo_dataset
+from tests.support.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ from PIL import Image
 from app.core import migrate
 from app.core.db import Database
 from tests.conftest import REDIS_URL, make_api_key
-from tests.e2e.stack import TRAINYARD, free_port, running, wait_for
 from tests.factories import register_untrained_model
-from tests.faults.conftest import with_injector
+from tests.support.fleet import with_injector
+from tests.support.stack import TRAINYARD, free_port, running, wait_for
 from workers.ultralytics.offline import prepare_offline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -55,7 +55,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "TRAINYARD_FAULT_SLOW_LOAD": str(SLOW_LOAD_SECONDS),
-        "PYTHONPATH": with_injector(),  # what reads the variable: tests/faults/inject/sitecustomize.py
+        "PYTHONPATH": with_injector(),  # what reads the variable: tests/support/inject/sitecustomize.py
     }
     port = free_port()
     with (

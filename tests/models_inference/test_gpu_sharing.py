@@ -18,10 +18,10 @@ import redis
 from app.core.workers import announce
 from app.inference.protocol import control_key
 from tests.conftest import fresh_postgres
-from tests.e2e.stack import create_key, free_port, stop, wait_for, wait_until
 from tests.factories import make_yolo_dataset
-from tests.faults.conftest import Fleet, PrivateRedis
 from tests.models_inference.test_inference_e2e import jpeg
+from tests.support.fleet import Fleet, PrivateRedis
+from tests.support.stack import create_key, free_port, stop, wait_for, wait_until
 from workers.identity import WorkerIdentity
 from workers.inference.sharing import co_tenants, evict_co_tenants
 from workers.lock import GpuLease

@@ -22,8 +22,8 @@ from PIL import Image
 from app.core import migrate
 from app.core.db import Database
 from tests.conftest import REDIS_URL, make_api_key
-from tests.e2e.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 from tests.factories import make_yolo_dataset
+from tests.support.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

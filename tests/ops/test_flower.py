@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.stack import free_port, running, tail, wait_until
 from tests.ops.conftest import worker_is_live
+from tests.support.stack import free_port, running, tail, wait_until
 
 pytestmark = pytest.mark.integration
 

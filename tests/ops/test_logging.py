@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from app.core.db import Database
 from app.core.tasks import Queue, TaskName
 from app.main import create_app
-from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, tail, wait_for, wait_until
 from tests.ops.conftest import worker_is_live
+from tests.support.stack import TRAINYARD, auth, create_key, free_port, tail, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -82,7 +82,8 @@ def test_worker_heartbeat_age(client: TestClient, ops_redis: redis.Redis) -> Non
     age = metrics[key]
     assert 1.0 <= age < 10
     announce(ops_redis, "box-gpu0", {"id": "box-gpu0", "device": "0"})
-    assert scrape(client)[key] < age
+    # A fresh heartbeat reads as younger than the 1.2 s sleep above, however slow the scrape.
+    assert scrape(client)[key] < 1.0
 
 
 def test_sse_clients_are_counted_while_a_stream_is_open(client: TestClient, db: Database) -> None:

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from app.core.workers import live_workers
-from tests.e2e.stack import free_port, wait_for
+from tests.support.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.core.storage import S3Storage
-from tests.e2e.stack import free_port
+from tests.support.stack import free_port
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "trainyard-test",

@@ -13,8 +13,8 @@ import pytest
 
 from app.core import migrate
 from tests.conftest import REDIS_URL
-from tests.e2e.stack import api_and_worker, auth, create_key, tail, wait_until
 from tests.factories import make_yolo_dataset
+from tests.support.stack import api_and_worker, auth, create_key, tail, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"

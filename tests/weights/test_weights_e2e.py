@@ -21,8 +21,8 @@ from app.core.naming import slugify
 from app.models import Project, RegisteredModel
 from app.weights.checkpoint import inspect_checkpoint
 from tests.conftest import REDIS_URL
-from tests.e2e.stack import TRAINYARD, api_and_worker, tail, wait_until
 from tests.factories import make_yolo_dataset
+from tests.support.stack import TRAINYARD, api_and_worker, tail, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -2,19 +2,75 @@
 
 Each test asserts the database state and the event log (contiguous seq, one terminal event)."""
 
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from celery import Celery
 
-from tests.faults.conftest import Fleet, PrivateRedis, assert_contiguous, statuses, terminal_count
+from tests.conftest import fresh_postgres
+from tests.factories import make_yolo_dataset
+from tests.support.fleet import LEASE, Fleet, PrivateRedis, assert_contiguous, statuses, terminal_count
+from tests.support.stack import create_key, free_port, stop, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Enough images that an epoch takes a few seconds: room to kill, pause or stop mid-epoch.
+    return make_yolo_dataset(tmp_path_factory.mktemp("faults") / "shapes", train=48, val=8, size=96)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis) -> Iterator[Fleet]:
+    """API + scheduler; tests start and kill the workers they need."""
+    root = tmp_path_factory.mktemp("fleet")
+    with fresh_postgres("faults") as database_url:
+        env = {
+            "TRAINYARD_DATA_DIR": str(root / "data"),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": private_redis.url,
+            "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+            **LEASE,
+        }
+        fleet = Fleet(root, env, key=create_key(env))
+        port = free_port()
+        fleet.url = f"http://127.0.0.1:{port}"
+        fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
+        fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
+        try:
+            wait_for(f"{fleet.url}/health", root / "api.log")
+            yield fleet
+        finally:
+            for process in [*fleet.workers.values(), *fleet.others]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGCONT)
+                stop(process, grace=10)
+
+
+@pytest.fixture
+def workers(fleet: Fleet) -> Iterator[Fleet]:
+    """Each test starts its own workers and leaves no worker behind for the next."""
+    yield fleet
+    for process in fleet.workers.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGCONT)
+        stop(process, grace=15)
+    fleet.workers.clear()
 
 
 def is_epoch_end(event: dict) -> bool:
@@ -242,7 +298,7 @@ def test_a_worker_lost_after_the_last_epoch_leaves_the_full_results(workers: Fle
     """Killed after its last epoch but before it reported completion: the next attempt finds nothing
     left to train, and the job still completes with everything a straight run has."""
     fleet = workers
-    # Attempt 1 trains every epoch, then never says it completed (tests/faults/inject/sitecustomize.py).
+    # Attempt 1 trains every epoch, then never says it completed (tests/support/inject/sitecustomize.py).
     fleet.start_worker("end-a", {"TRAINYARD_FAULT": "hang_before_completion:1"})
     job = fleet.submit("lost-at-the-end", dataset, epochs=2)
     early = fleet.follow(job["id"], until=lambda e: is_epoch_end(e) and e["data"]["phase"] == "final")

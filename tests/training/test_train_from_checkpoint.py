@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from app.core.db import Database
 from app.models import Project, RegisteredModel, TrainingJob
-from tests.integration.test_api_jobs import job_body
+from tests.training.test_api_jobs import job_body
 
 pytestmark = pytest.mark.integration
 

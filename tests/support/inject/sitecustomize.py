@@ -1,5 +1,5 @@
 """Fault injection for the tests, kept out of the product: a process started with this folder first
-on PYTHONPATH (`INJECT` in tests/faults/conftest.py) loads it at startup, and so does every Python
+on PYTHONPATH (`INJECT` in tests/support/fleet.py) loads it at startup, and so does every Python
 process it starts (a worker's trainers). It misbehaves as told:
 
 - `TRAINYARD_FAULT=transient:<epoch>:<attempt>`: that attempt's trainer fails with a transient error

@@ -19,7 +19,7 @@ from app.training.reports import apply_report
 from app.training.stream import JobEventStream
 from tests.conftest import REDIS_URL, clear_caches
 from tests.factories import make_job
-from tests.integration.test_job_stream import parse_sse, train_to_completion
+from tests.training.test_job_stream import parse_sse, train_to_completion
 from trainyard_sdk.reports import LogReport
 
 pytestmark = pytest.mark.integration
