@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from httpx_sse import connect_sse
 from PIL import Image
 
 from app.core import migrate
 from app.core.db import Database
-from tests.conftest import REDIS_URL, make_api_key
+from tests.conftest import make_api_key
 from tests.factories import make_yolo_dataset
+from tests.support.fleet import PrivateRedis
 from tests.support.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -74,26 +74,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     db = Database(database_url)
     key = make_api_key(db)
     db.dispose()
-    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/12"
-    redis.Redis.from_url(redis_url).flushdb()
+    private_redis = PrivateRedis(root)  # its own server: no Redis database shared with other tests
+    private_redis.start()
     env = {
         "TRAINYARD_DATA_DIR": str(root / "data"),
         "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": private_redis.url,
         "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
         "TRAINYARD_MODEL_CACHE_SIZE": "1",  # so the two models evict each other
         "TRAINYARD_INFERENCE_MAX_PIXELS": "1000000",
     }
-    port = free_port()
-    with (
-        running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
-        running([*TRAINYARD, "worker", "--device", "cpu", "--name", WORKER], env, root / "worker.log"),
-    ):
-        url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/health", root / "worker.log", workers=1)
-        headers = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
-            yield Stack(url, http, root / "data" / "storage", root)
+    try:
+        port = free_port()
+        with (
+            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
+            running([*TRAINYARD, "worker", "--device", "cpu", "--name", WORKER], env, root / "worker.log"),
+        ):
+            url = f"http://127.0.0.1:{port}"
+            wait_for(f"{url}/health", root / "worker.log", workers=1)
+            headers = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+                yield Stack(url, http, root / "data" / "storage", root)
+    finally:
+        private_redis.stop()
 
 
 def train(stack: Stack, name: str, task: str, model: str, dataset: Path, imgsz: int) -> dict[str, Any]:

@@ -263,9 +263,21 @@ def test_a_queued_job_takes_no_reports(client: TestClient, db: Database) -> None
         ("log", {"level": "LOUD", "message": "x"}, "logs.0.level"),
         ("checkpoint", {"kind": "best", "path": "/etc/passwd"}, "path"),
         ("checkpoint", {"kind": "best", "path": "projects/elsewhere/weights/best.pt"}, "path"),
+        # Numbers and dates beyond what the database and JSON can hold.
+        ("progress", {"epoch": 10**30, "epochs": 2}, "epoch"),
+        ("progress", {"epoch": 1, "epochs": 10**30}, "epochs"),
+        ("metrics", {"epoch": 10**30, "train": {}, "val": {}}, "epoch"),
+        ("checkpoint", {"kind": "best", "path": "s3://b/best.pt", "epoch": 10**30}, "epoch"),
+        (
+            "completion",
+            {"status": "completed", "results": {"best_epoch": 10**30}},
+            "completed.results.best_epoch",
+        ),
+        ("log", {"message": "x", "timestamp": "0001-01-01T00:00:00Z"}, "logs.0.timestamp"),
+        ("log", {"message": "x", "timestamp": "9999-12-31T23:59:59-05:00"}, "logs.0.timestamp"),
     ],
 )
-def test_a_malformed_report_is_422_and_changes_nothing(
+def test_a_malformed_or_out_of_range_report_is_422_and_changes_nothing(
     client: TestClient,
     db: Database,
     running: tuple[int, str],
@@ -341,38 +353,6 @@ def test_a_token_with_characters_beyond_ascii_is_401(
     )
     assert response.status_code == 401, response.text
     assert response.json()["code"] == "UNAUTHORIZED"
-    assert snapshot(db, job_id) == before
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "body", "field"),
-    [
-        ("progress", {"epoch": 10**30, "epochs": 2}, "epoch"),
-        ("progress", {"epoch": 1, "epochs": 10**30}, "epochs"),
-        ("metrics", {"epoch": 10**30, "train": {}, "val": {}}, "epoch"),
-        ("checkpoint", {"kind": "best", "path": "s3://b/best.pt", "epoch": 10**30}, "epoch"),
-        (
-            "completion",
-            {"status": "completed", "results": {"best_epoch": 10**30}},
-            "completed.results.best_epoch",
-        ),
-        ("log", {"message": "x", "timestamp": "0001-01-01T00:00:00Z"}, "logs.0.timestamp"),
-        ("log", {"message": "x", "timestamp": "9999-12-31T23:59:59-05:00"}, "logs.0.timestamp"),
-    ],
-)
-def test_numbers_and_dates_out_of_range_are_422(
-    client: TestClient,
-    db: Database,
-    running: tuple[int, str],
-    endpoint: str,
-    body: dict[str, Any],
-    field: str,
-) -> None:
-    job_id, token = running
-    before = snapshot(db, job_id)
-    response = client.post(url(job_id, endpoint), json=body, headers=bearer(token))
-    assert response.status_code == 422, response.text
-    assert any(e["field"] == field for e in response.json()["errors"]), response.json()
     assert snapshot(db, job_id) == before
 
 
