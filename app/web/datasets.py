@@ -3,12 +3,17 @@ versions with checksum, splits and leakage, the diff of two versions; upload a D
 
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from app.core.auth import Principal
+from app.core.db import Database
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.errors import not_found
 from app.core.naming import NAME_PATTERN
@@ -17,7 +22,9 @@ from app.dataset_registry import service as dataset_service
 from app.datasets.dice import load_dice
 from app.models import Dataset, Project
 from app.projects.service import get_project
+from app.versions import preview
 from app.versions import service as version_service
+from app.versions.manifest import annotation_json
 from app.versions.schemas import VersionCreate
 from app.web import actions
 from app.web.deps import UserDep, WriterDep, templates
@@ -72,6 +79,25 @@ def visible_dataset(session: Session, principal: Principal, dataset_id: int) -> 
     return dataset
 
 
+def drawable(annotation: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
+    """One annotation in the manifest's shape (COCO-like, pixels) as the page's drawing code reads it."""
+    shape: dict[str, Any] = {
+        "class_id": annotation["class_id"],
+        "class_name": names.get(annotation["class_id"], "?"),
+        "confidence": annotation.get("confidence"),
+    }
+    if "bbox" in annotation:
+        x, y, w, h = annotation["bbox"]
+        shape["box"] = [x, y, x + w, y + h]
+    if annotation.get("segmentation"):
+        flat = annotation["segmentation"][0]
+        shape["polygon"] = [[flat[i], flat[i + 1]] for i in range(0, len(flat) - 1, 2)]
+    if annotation.get("keypoints"):
+        k = annotation["keypoints"]
+        shape["keypoints"] = [[k[i], k[i + 1], 1.0 if k[i + 2] else 0.0] for i in range(0, len(k) - 2, 3)]
+    return shape
+
+
 def gallery(dataset: Dataset, split: str | None) -> list[dict[str, Any]]:
     """The first images of each task with their annotations, in the shape the page's drawing code reads."""
     dice = load_dice(dataset_service.source_dir(dataset), check_files=False)
@@ -79,22 +105,7 @@ def gallery(dataset: Dataset, split: str | None) -> list[dict[str, Any]]:
     for task, annotations in dice.tasks.items():
         names = {c.id: c.name for c in annotations.classes}
         for image in [i for i in annotations.images if split in (None, "", i.split)][:GALLERY]:
-            shapes = []
-            for a in image.annotations:
-                shape: dict[str, Any] = {"class_id": a.class_id, "class_name": names.get(a.class_id, "?")}
-                if a.bbox is not None:
-                    x, y, w, h = a.bbox
-                    shape["box"] = [x, y, x + w, y + h]
-                if a.polygons:
-                    flat = a.polygons[0]
-                    shape["polygon"] = [[flat[i], flat[i + 1]] for i in range(0, len(flat) - 1, 2)]
-                if a.keypoints:
-                    k = a.keypoints
-                    shape["keypoints"] = [
-                        [k[i], k[i + 1], 1.0 if k[i + 2] else 0.0] for i in range(0, len(k) - 2, 3)
-                    ]
-                shape["confidence"] = a.confidence
-                shapes.append(shape)
+            shapes = [drawable(annotation_json(a), names) for a in image.annotations]
             items.append(
                 {
                     "task": task.value,
@@ -164,14 +175,66 @@ def versions_page(
     return templates.TemplateResponse(request, "versions.html", context)
 
 
+# The version form's fields, by the part of the request they belong to (app/versions/schemas.py).
+PREPROCESSING = ("auto_orient", "resize", "resize_mode", "tile", "tile_min_visibility", "keep_empty_tiles")
+AUGMENTATION = (
+    "multiplier", "seed", "horizontal_flip", "vertical_flip", "rotation", "scale", "brightness", "contrast",
+    "blur", "noise", "cutout",
+)  # fmt: skip
+
+
+def version_request(form: FormData) -> VersionCreate:
+    """The version form as the API's request: empty fields take their defaults, a ticked box is true;
+    a bad value is the API's 422, naming the field (`augmentation.rotation`)."""
+
+    def part(names: tuple[str, ...]) -> dict[str, Any]:
+        return {n: form[n] for n in names if isinstance(form.get(n), str) and form[n] != ""}
+
+    fields = {
+        "dataset_id": form.get("dataset_id") or None,
+        "display_name": form.get("display_name") or None,
+        "preprocessing": part(PREPROCESSING),
+        "augmentation": part(AUGMENTATION),
+    }
+    try:
+        return VersionCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+
+
+def class_names(db: Database, project_id: int, dataset_id: int | None) -> dict[str, dict[int, str]]:
+    dice = load_dice(version_service.locate(db, project_id, dataset_id).source, check_files=False)
+    return {task.value: {c.id: c.name for c in a.classes} for task, a in dice.tasks.items()}
+
+
+@router.post("/projects/{project_id:int}/versions/preview")
+async def preview_version(request: Request, project_id: int, db: DatabaseDep, user: UserDep) -> Response:
+    """What the form would freeze: counts per split and class, sample images with their labels drawn."""
+    ensure_project_visible(user.principal, project_id)
+    body = version_request(await request.form())
+
+    def render() -> dict[str, Any]:  # reads and renders images: off the event loop
+        result = preview.preview(db, project_id, body)
+        names = class_names(db, project_id, body.dataset_id)
+        samples = [
+            {
+                "name": s.file_name,
+                "split": s.split,
+                "src": f"data:{s.media_type};base64,{s.data}",
+                "annotations": [
+                    drawable(a, names.get(task, {})) for task, anns in s.annotations.items() for a in anns
+                ],
+            }
+            for s in result.samples
+        ]
+        return {"preview": result, "samples": samples}
+
+    context = await anyio.to_thread.run_sync(render)
+    return templates.TemplateResponse(request, "_version_preview.html", context)
+
+
 @router.post("/projects/{project_id:int}/versions")
-def freeze(
-    project_id: int,
-    db: DatabaseDep,
-    user: WriterDep,
-    dataset_id: Annotated[int | None, Form()] = None,
-    display_name: Annotated[str | None, Form(max_length=200)] = None,
-) -> Response:
-    body = VersionCreate(dataset_id=dataset_id, display_name=display_name or None)
-    actions.freeze_version(db, user.principal, project_id, body)
+async def freeze(request: Request, project_id: int, db: DatabaseDep, user: WriterDep) -> Response:
+    body = version_request(await request.form())
+    await anyio.to_thread.run_sync(actions.freeze_version, db, user.principal, project_id, body)
     return RedirectResponse(f"/projects/{project_id}/versions", status_code=303)

@@ -4,6 +4,7 @@ annotations, freeze versions and diff them, and the same refusals as the API."""
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -87,3 +88,67 @@ def test_a_viewer_cannot_upload_or_freeze_and_others_see_nothing(
     assert f'id="dataset-{dataset_id}"' not in outsider.get("/datasets").text
     for path in (f"/datasets/{dataset_id}", f"/projects/{alpha}/versions"):
         assert outsider.get(path).status_code == 404, path
+
+
+def preview_samples(fragment: str) -> list[dict[str, Any]]:
+    found = re.search(r'class="preview-samples">(.*?)</script>', fragment, re.S)
+    assert found, fragment
+    samples: list[dict[str, Any]] = json.loads(found.group(1))
+    return samples
+
+
+def test_the_version_form_previews_what_a_freeze_then_makes(
+    admin: TestClient, jobs: Jobs, keys: dict[str, str], tmp_path: Path
+) -> None:
+    alpha = project_id_of(admin, "alpha")
+    upload(admin, alpha, detection_dataset(tmp_path / "det", n=8), "shapes")
+    settings = {"tile": "2x2", "keep_empty_tiles": "true", "multiplier": "2", "horizontal_flip": "true"}
+    form = {"csrf_token": csrf_of(admin), "display_name": "tiled", **settings}
+    shown = admin.post(f"/projects/{alpha}/versions/preview", data=form, headers={"HX-Request": "true"})
+    assert shown.status_code == 200, shown.text
+    # 8 images (6 train, 2 val) -> 4 tiles each, the training tiles twice (the original and a flip).
+    assert "<strong>56</strong> images" in shown.text
+    assert 'data-split="train">train 48' in shown.text and 'data-split="val">val 8' in shown.text
+    samples = preview_samples(shown.text)
+    assert samples and all(s["src"].startswith("data:image/") for s in samples)
+    boxes = [a["box"] for s in samples for a in s["annotations"] if "box" in a]
+    assert boxes and all(0 <= v <= 16 for box in boxes for v in box)  # inside a 16x16 tile
+    assert {a["class_name"] for s in samples for a in s["annotations"]} <= {"cat", "dog"}
+    assert admin.get(f"/projects/{alpha}/versions").text.count('<tr id="version-') == 0  # nothing frozen
+
+    assert admin.post(f"/projects/{alpha}/versions", data=form).status_code == 303
+    bearer = {"Authorization": f"Bearer {keys['admin']}"}
+    api = admin.get(f"/api/v1/projects/{alpha}/versions", headers=bearer)
+    (version,) = api.json()["versions"]
+    assert version["image_count"] == 56 and version["display_name"] == "tiled"
+    assert version["preprocessing"]["tile"] == "2x2" and version["augmentation"]["multiplier"] == 2
+
+
+def test_a_bad_setting_in_the_version_form_names_the_field_and_freezes_nothing(
+    admin: TestClient, jobs: Jobs, tmp_path: Path
+) -> None:
+    alpha = project_id_of(admin, "alpha")
+    upload(admin, alpha, detection_dataset(tmp_path / "det", n=4), "shapes")
+    for path in (f"/projects/{alpha}/versions/preview", f"/projects/{alpha}/versions"):
+        form = {"csrf_token": csrf_of(admin), "rotation": "999", "tile": "many"}
+        refused = admin.post(path, data=form, headers={"HX-Request": "true"})
+        assert refused.status_code == 422, refused.text
+        assert "rotation" in refused.text and "tile" in refused.text
+    assert "No versions yet." in admin.get(f"/projects/{alpha}/versions").text
+
+
+def test_a_viewer_may_preview_a_version_but_sees_no_freeze_button(
+    app: FastAPI, admin: TestClient, keys: dict[str, str], tmp_path: Path
+) -> None:
+    alpha = project_id_of(admin, "alpha")
+    upload(admin, alpha, detection_dataset(tmp_path / "det", n=4), "shapes")
+    viewer = sign_in(app, keys["viewer_alpha"])
+    page = viewer.get(f"/projects/{alpha}/versions").text
+    assert 'id="preview-button"' in page and 'id="freeze-button"' not in page
+    shown = viewer.post(
+        f"/projects/{alpha}/versions/preview",
+        data={"csrf_token": csrf_of(viewer), "multiplier": "3", "vertical_flip": "true"},
+        headers={"HX-Request": "true"},
+    )
+    assert shown.status_code == 200, shown.text
+    assert preview_samples(shown.text)

@@ -273,6 +273,27 @@
     });
   }
 
+  // ---- A version's preview (swapped in by htmx): its sample images with their transformed labels ----
+  function drawPreview(root) {
+    root.querySelectorAll("script.preview-samples").forEach(function (dataEl) {
+      const gallery = dataEl.parentElement.querySelector(".preview-gallery");
+      let drawn = 0;
+      JSON.parse(dataEl.textContent).forEach(function (item) {
+        const figure = document.createElement("figure"), canvas = document.createElement("canvas");
+        const caption = document.createElement("figcaption"), image = new Image();
+        caption.textContent = item.split + " · " + item.name + " · " + item.annotations.length + " labels";
+        figure.appendChild(canvas); figure.appendChild(caption); gallery.appendChild(figure);
+        image.onload = function () {
+          drawAnnotations(canvas, image, item.annotations, 0);
+          drawn += 1;
+          gallery.dataset.drawn = String(drawn);
+        };
+        image.src = item.src;
+      });
+    });
+  }
+  document.addEventListener("htmx:afterSwap", function (e) { drawPreview(e.target); });
+
   // ---- DICE ZIP upload with a progress bar ----
   function setupUpload() {
     const form = document.getElementById("upload");
