@@ -68,6 +68,15 @@ def fresh_postgres(prefix: str, migrated: bool = True) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="module")
+def stack_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of a module's process stack's own: no database shared with other tests or runs."""
+    from tests.support.fleet import own_redis
+
+    with own_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, dropped at the end."""

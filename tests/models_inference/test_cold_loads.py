@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from PIL import Image
 
 from app.core import migrate
 from app.core.db import Database
-from tests.conftest import REDIS_URL, make_api_key
+from tests.conftest import make_api_key
 from tests.factories import register_untrained_model
 from tests.support.fleet import with_injector
 from tests.support.stack import TRAINYARD, free_port, running, wait_for
@@ -33,7 +32,9 @@ def jpeg() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, int, int]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str
+) -> Iterator[tuple[httpx.Client, int, int]]:
     root = tmp_path_factory.mktemp("cold-loads")
     prepare_offline(root / "ultralytics")
     from ultralytics import YOLO
@@ -48,12 +49,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
         warm = register_untrained_model(session, root / "data" / "storage", weights, "cold", "warm", 64)
         cold = register_untrained_model(session, root / "data" / "storage", weights, "cold", "cold", 64)
     db.dispose()
-    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/13"
-    redis.Redis.from_url(redis_url).flushdb()
     env = {
         "TRAINYARD_DATA_DIR": str(root / "data"),
         "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": stack_redis_url,
         "TRAINYARD_FAULT_SLOW_LOAD": str(SLOW_LOAD_SECONDS),
         "PYTHONPATH": with_injector(),  # what reads the variable: tests/support/inject/sitecustomize.py
     }

@@ -22,7 +22,6 @@ from app.core import migrate
 from app.core.db import Database
 from tests.conftest import make_api_key
 from tests.factories import make_yolo_dataset
-from tests.support.fleet import PrivateRedis
 from tests.support.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -67,36 +66,31 @@ def jpeg(size: tuple[int, int] = (64, 64), colour: tuple[int, int, int] = (200, 
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("inference")
     database_url = f"sqlite:///{root / 'trainyard.db'}"
     migrate.upgrade(database_url)
     db = Database(database_url)
     key = make_api_key(db)
     db.dispose()
-    private_redis = PrivateRedis(root)  # its own server: no Redis database shared with other tests
-    private_redis.start()
     env = {
         "TRAINYARD_DATA_DIR": str(root / "data"),
         "DATABASE_URL": database_url,
-        "REDIS_URL": private_redis.url,
+        "REDIS_URL": stack_redis_url,
         "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
         "TRAINYARD_MODEL_CACHE_SIZE": "1",  # so the two models evict each other
         "TRAINYARD_INFERENCE_MAX_PIXELS": "1000000",
     }
-    try:
-        port = free_port()
-        with (
-            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
-            running([*TRAINYARD, "worker", "--device", "cpu", "--name", WORKER], env, root / "worker.log"),
-        ):
-            url = f"http://127.0.0.1:{port}"
-            wait_for(f"{url}/health", root / "worker.log", workers=1)
-            headers = {"Authorization": f"Bearer {key}"}
-            with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
-                yield Stack(url, http, root / "data" / "storage", root)
-    finally:
-        private_redis.stop()
+    port = free_port()
+    with (
+        running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
+        running([*TRAINYARD, "worker", "--device", "cpu", "--name", WORKER], env, root / "worker.log"),
+    ):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", root / "worker.log", workers=1)
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+            yield Stack(url, http, root / "data" / "storage", root)
 
 
 def train(stack: Stack, name: str, task: str, model: str, dataset: Path, imgsz: int) -> dict[str, Any]:

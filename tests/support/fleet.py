@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,17 @@ class PrivateRedis:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.contextmanager
+def own_redis(root: Path) -> Iterator[str]:
+    """The URL of a redis-server of a stack's own: no Redis database shared with another test or run."""
+    server = PrivateRedis(root)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @dataclass

@@ -21,7 +21,7 @@ import redis
 from httpx_sse import connect_sse
 
 from app.cli.client import ApiClient
-from tests.conftest import REDIS_URL, fresh_postgres
+from tests.conftest import fresh_postgres
 from tests.factories import make_yolo_dataset
 from tests.support.stack import (
     TRAINYARD,
@@ -75,16 +75,16 @@ def _answers(socket_path: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
-    """`trainyard api` + `trainyard worker --device cpu` on PostgreSQL and the shared Redis."""
+def production_stack(
+    tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str
+) -> Iterator[tuple[str, Path, str]]:
+    """`trainyard api` + `trainyard worker --device cpu` on PostgreSQL and a Redis of its own."""
     root = tmp_path_factory.mktemp("production")
-    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/10"
-    redis.Redis.from_url(redis_url).flushdb()
     with fresh_postgres("e2e") as database_url:
         env = {
             "TRAINYARD_DATA_DIR": str(root / "data"),
             "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
+            "REDIS_URL": stack_redis_url,
             "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
         }
         with api_and_worker(root, env, f"e2e-{root.name}") as (url, key):

@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from PIL import Image, ImageDraw
 
-from tests.conftest import REDIS_URL, fresh_postgres
+from tests.conftest import fresh_postgres
 from tests.support.stack import api_and_worker, auth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -59,21 +58,16 @@ def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str) -> Iterator[tuple[str, Path, str]]:
     root = tmp_path_factory.mktemp("datasets-e2e")
-    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/12"
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
-        with fresh_postgres("dse2e") as database_url:
-            env = {
-                "TRAINYARD_DATA_DIR": str(root / "data"),
-                "DATABASE_URL": database_url,
-                "REDIS_URL": redis_url,
-            }
-            with api_and_worker(root, env, f"dse2e-{root.name}") as (url, key):
-                yield url, root / "data" / "storage", key
-    finally:
-        redis.Redis.from_url(redis_url).flushdb()
+    with fresh_postgres("dse2e") as database_url:
+        env = {
+            "TRAINYARD_DATA_DIR": str(root / "data"),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": stack_redis_url,
+        }
+        with api_and_worker(root, env, f"dse2e-{root.name}") as (url, key):
+            yield url, root / "data" / "storage", key
 
 
 def wait_terminal(http: httpx.Client, job_id: int, timeout: float = 300) -> dict[str, Any]:

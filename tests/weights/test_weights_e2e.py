@@ -13,14 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from app.core import migrate
 from app.core.db import Database
 from app.core.naming import slugify
 from app.models import Project, RegisteredModel
 from app.weights.checkpoint import inspect_checkpoint
-from tests.conftest import REDIS_URL
 from tests.factories import make_yolo_dataset
 from tests.support.stack import TRAINYARD, api_and_worker, tail, wait_until
 
@@ -56,16 +54,14 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("weights")
     database_url = f"sqlite:///{root / 'trainyard.db'}"
     migrate.upgrade(database_url)
-    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/14"
-    redis.Redis.from_url(redis_url).flushdb()
     env = {
         "TRAINYARD_DATA_DIR": str(root / "data"),
         "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": stack_redis_url,
         "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
     }
     with api_and_worker(root, env, "weights-e2e") as (url, key):
