@@ -8,6 +8,7 @@ import redis
 
 from app.core.db import Database
 from app.core.jobs import JobStatus
+from app.core.redis import job_channel
 from app.models import TrainingJob
 from app.training import state
 from tests.factories import make_job
@@ -125,3 +126,28 @@ def test_a_local_hold_excludes_the_process_threads_without_redis(redis_client: r
     assert lease.lock.get_owner_id() == "worker-a"
     lease.release()
     assert lease.lock.get_owner_id() is None
+
+
+def test_a_stop_reaches_the_heartbeat_at_once_not_at_its_next_beat(
+    db: Database, redis_client: redis.Redis
+) -> None:
+    lease = GpuLease(redis_client, "host:gpu5", "worker-a", ttl_seconds=60)
+    assert lease.acquire(timeout=1)
+    job_id = _running_job(db, "worker-a")
+    beat = Heartbeat(db, lease, job_id, attempt=1, interval=3600, ttl=7200)  # no beat during the test
+    beat.start()
+    try:
+        # The bell listens once the thread has subscribed (a stop asked before that waits for a beat).
+        deadline = time.monotonic() + 10
+        while not redis_client.pubsub_numsub(job_channel(job_id))[0][1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with db.session() as s:
+            state.stop_job(s, job_id)
+        beat.stop_requested.wait(10)
+        assert beat.stop_requested.is_set(), "the stop request waited for the next beat"
+        assert not beat.lost.is_set()
+    finally:
+        beat.stop()
+        beat.join(5)
+        lease.release()
+    assert not beat.is_alive()
