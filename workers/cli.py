@@ -88,28 +88,34 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
 
 
 def run_scheduler() -> None:
-    """Celery beat plus a one-slot worker for the scheduler queue (reconciliation)."""
-    configure_logging("scheduler")
+    """Celery beat plus a one-slot worker for the scheduler queue (reconciliation), in one process:
+    beat runs in a thread here rather than in the child process `--beat` would fork (~60 MB less)."""
+    from celery.beat import EmbeddedService
 
+    from workers.celery_app import celery_app
+
+    configure_logging("scheduler")
     schedule = get_settings().resolved_data_dir / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    _celery_worker(
-        [
-            "--beat",
-            "--schedule",
-            str(schedule),
-            "--queues",
-            Queue.SCHEDULER,
-            "--pool",
-            "solo",
-            "--hostname",
-            "scheduler@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-    )
+    beat = EmbeddedService(celery_app, thread=True, schedule_filename=str(schedule))
+    beat.start()
+    try:
+        _celery_worker(
+            [
+                "--queues",
+                Queue.SCHEDULER,
+                "--pool",
+                "solo",
+                "--hostname",
+                "scheduler@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ]
+        )
+    finally:
+        beat.stop()
 
 
 def _celery_worker(options: list[str]) -> None:

@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from app.core.errors import AppError, ErrorCode, FieldError
 from app.datasets.types import DiceImage, TaskAnnotations, TaskType
 from app.inference.images import UNREADABLE, why_unreadable
 from app.versions.manifest import Selection
-from app.versions.render import Output, Renderer, Source, probe, windows
+from app.versions.render import Output, Renderer, Source, opencv, probe, windows
 from app.versions.schemas import Augmentation, Preprocessing
 
 GENERATED = "generated"
@@ -137,6 +135,7 @@ def _one_opencv_thread() -> Iterator[None]:
     per thread, and both pools at once oversubscribe the cores (600 outputs on 2 cores: 8.1 s -> 5.8 s).
     Process-wide, so it is counted: the last freeze to finish restores OpenCV's setting."""
     global _opencv_users, _opencv_threads
+    cv2 = opencv()
     with _opencv:
         if _opencv_users == 0:
             _opencv_threads = cv2.getNumThreads()

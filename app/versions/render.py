@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -21,6 +20,14 @@ from app.versions.augment import FILL, Annotations, Augmenter, variant_seed
 from app.versions.schemas import Augmentation, Preprocessing
 
 EXIF_ORIENTATION = 0x0112
+
+
+def opencv() -> Any:
+    """OpenCV, imported when pixels first move: ~50 MB that every process importing the app would
+    otherwise carry (the API, the scheduler), though only a freeze or a preview uses it."""
+    import cv2
+
+    return cv2
 
 
 class UnreadableImage(ValueError):
@@ -128,6 +135,7 @@ class Renderer:
 
     def render(self, source: Source) -> list[Output]:
         """The outputs with their encoded bytes."""
+        cv2 = opencv()
         data = np.fromfile(self.root / source.path, dtype=np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
@@ -231,6 +239,7 @@ def orient_pixels(image: np.ndarray, orientation: int) -> np.ndarray:
 
 def crop_resize(image: np.ndarray, window: Window, w: int, h: int) -> np.ndarray:
     """The window's pixels drawn on a w x h canvas (stretched, or fitted with grey bars)."""
+    cv2 = opencv()
     crop = image[int(window.y0) : int(window.y1), int(window.x0) : int(window.x1)]
     ch, cw = crop.shape[:2]
     nw, nh = round(cw * window.sx), round(ch * window.sy)
@@ -246,6 +255,7 @@ def crop_resize(image: np.ndarray, window: Window, w: int, h: int) -> np.ndarray
 
 
 def encode(image: np.ndarray, ext: str) -> bytes:
+    cv2 = opencv()
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext.lower() in (".jpg", ".jpeg") else []
     ok, data = cv2.imencode(ext, bgr, params)
