@@ -263,3 +263,42 @@ def test_cors_is_off_by_default_and_answers_preflight_for_allowed_origins(
     assert "last-event-id" in answered.headers["access-control-allow-headers"].lower()
     other = client.options("/api/v1/training/jobs", headers={**preflight, "Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_allowed_origin_follows_a_jobs_events_with_a_stream_token(
+    db: Database, monkeypatch: pytest.MonkeyPatch, jobs: Jobs, keys: dict[str, str]
+) -> None:
+    from app.main import create_app
+
+    monkeypatch.setenv("TRAINYARD_CORS_ORIGINS", "https://ui.example")
+    clear_caches()
+    client = TestClient(create_app(db))
+    set_status(db, jobs.beta, JobStatus.CANCELLED)  # a finished job: its stream replays, then ends
+    allowed, evil = {"Origin": "https://ui.example"}, {"Origin": "https://evil.example"}
+    minted = client.post(
+        f"/api/v1/training/jobs/{jobs.beta}/stream-token",
+        headers={**allowed, "Authorization": f"Bearer {keys['admin']}"},
+    )
+    assert minted.status_code == 200 and minted.headers["access-control-allow-origin"] == "https://ui.example"
+    events = f"/api/v1/training/jobs/{jobs.beta}/events"
+    preflight = client.options(
+        events,
+        headers={
+            **allowed,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+    )
+    assert (
+        preflight.status_code == 200
+        and preflight.headers["access-control-allow-origin"] == "https://ui.example"
+    )
+    # What a browser's EventSource on that origin sends: no Authorization header, the token in the URL.
+    stream = client.get(events, params={"token": minted.json()["token"]}, headers=allowed)
+    assert stream.status_code == 200, stream.text
+    assert stream.headers["access-control-allow-origin"] == "https://ui.example"
+    assert '"status": "cancelled"' in stream.text
+    assert client.get(events, headers=allowed).status_code == 401  # without the token
+    # Another origin gets the same answer, but no header that lets its page read it.
+    refused = client.get(events, params={"token": minted.json()["token"]}, headers=evil)
+    assert "access-control-allow-origin" not in refused.headers
