@@ -13,6 +13,7 @@ from app.core.events import EventType
 from app.core.jobs import JobStatus
 from app.keys.service import revoke_key
 from app.models import JobEvent, TrainingJob
+from app.web.jobs import LOG_TAIL
 from tests.conftest import clear_caches
 from tests.web.conftest import Jobs, add_event, csrf_of, set_status, sign_in
 
@@ -161,6 +162,17 @@ def test_the_job_page_shows_everything_so_far(admin: TestClient, db: Database, j
     assert "mAP50-95" in page and "training 2 epochs" in page
     assert "act-stop" in page and "act-resume" not in page
     assert "yolo" in page and "epochs: 2" in page  # CLI preview and resolved YAML
+
+
+def test_the_job_page_shows_the_newest_log_lines_oldest_first(
+    admin: TestClient, db: Database, jobs: Jobs
+) -> None:
+    for n in range(1, LOG_TAIL + 6):
+        add_event(db, jobs.alpha, EventType.LOG, {"level": "INFO", "message": f"line {n}."})
+    page = admin.get(f"/jobs/{jobs.alpha}").text
+    shown = [int(n) for n in re.findall(r"</b> line (\d+)\.</li>", page)]
+    assert shown == list(range(6, LOG_TAIL + 6))  # the tail, in the order they were written
+    assert "training 2 epochs" not in page  # the fixture's line is older than the tail
 
 
 def test_the_live_stream_sends_fragments_after_the_page_and_resumes(
