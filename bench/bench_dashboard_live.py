@@ -13,12 +13,13 @@ arrival -> DOM < 500 ms at p99.
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,10 @@ def key_of(event: dict[str, Any]) -> int | None:
     return None
 
 
-def raw_client(url: str, key: str, ready: threading.Event, arrived: dict[int, float], events: int) -> None:
+def raw_client(url: str, key: str, ready: Any, events: int, out: Connection) -> None:
     """Reads the job's stream line by line, noting when each bench event arrives (wall time, ms), until
-    it has them all."""
+    it has them all; sends them back. A process of its own: no GIL shared with the publisher."""
+    arrived: dict[int, float] = {}
     headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
     with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(5, read=60)) as response:
         ready.set()
@@ -89,7 +91,8 @@ def raw_client(url: str, key: str, ready: threading.Event, arrived: dict[int, fl
                 if number is not None:
                     arrived[number] = at
                     if len(arrived) == events:
-                        return
+                        break
+    out.send(arrived)
 
 
 def clock_offset(page: Page) -> float:
@@ -153,11 +156,12 @@ def main() -> None:
             )
             page.evaluate(OBSERVE)
             offset = clock_offset(page)
-            ready = threading.Event()
+            spawn = multiprocessing.get_context("spawn")
+            ready, (results, out) = spawn.Event(), spawn.Pipe(duplex=False)
             stream = f"{base}/api/v1/training/jobs/{job_id}/events?after={after}"
-            reader = threading.Thread(target=raw_client, args=(stream, key, ready, arrived, args.events))
+            reader = spawn.Process(target=raw_client, args=(stream, key, ready, args.events, out))
             reader.start()
-            ready.wait(10)
+            ready.wait(30)
             time.sleep(0.5)  # both followers subscribed
             for i in range(1, args.events + 1):
                 recorded[i] = time.time() * 1000
@@ -166,7 +170,9 @@ def main() -> None:
                 time.sleep(args.interval)
             page.wait_for_function(f"Object.keys(window.seen).length >= {args.events}", timeout=60_000)
             shown = {int(k): v - offset for k, v in page.evaluate("window.seen").items()}
-            reader.join(60)
+            if results.poll(60):
+                arrived = results.recv()
+            reader.join(10)
             browser.close()
     finally:
         redis_server.stop()
