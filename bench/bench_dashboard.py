@@ -11,6 +11,7 @@ server time per request (median and p95), the target being < 150 ms.
 """
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -172,6 +173,7 @@ def main() -> None:
                 f"filled {args.jobs:,} jobs x {args.events:,} events in {time.perf_counter() - started:.0f} s"
             )
         client = TestClient(create_app(db), follow_redirects=False)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the bench
         assert client.post("/login", data={"api_key": key}).status_code == 303
         pages = {
             "jobs, page 1": "/jobs",
