@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.events import EventType
 from app.core.jobs import TERMINAL, JobStatus
-from app.models import JobEvent, TrainingJob
+from app.models import JobEvent, TrainingJob, TrainingLog
 from app.training import schemas
 
 # Which validation metric a job is judged by, in order of preference (detection, classification).
@@ -208,6 +208,18 @@ def job_rows(session: Session, jobs: list[TrainingJob]) -> list[JobRow]:
         JobRow(job, summaries[job.id].progress, best_from_results(job) or summaries[job.id].best)
         for job in jobs
     ]
+
+
+def log_tail(session: Session, job_id: int, limit: int) -> list[Row[str, datetime, str]]:
+    """The job's newest `limit` log lines (level, timestamp, message), oldest first: one query from the
+    end of its index, with no count and no offset through the lines before them."""
+    stmt = (
+        select(TrainingLog.level, TrainingLog.timestamp, TrainingLog.message)
+        .where(TrainingLog.job_id == job_id)
+        .order_by(TrainingLog.timestamp.desc(), TrainingLog.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(session.execute(stmt).all()))
 
 
 @dataclass

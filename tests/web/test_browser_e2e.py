@@ -249,6 +249,7 @@ def test_deploy_the_model_and_see_its_boxes_on_a_dropped_image(stack: Stack, sig
         return mine[0]["id"] if mine and mine[0]["status"] == "ready" else None
 
     model_id = wait_until(ready_model, "the trained model never became ready", stack.logs, 240)
+    stack.state["model"] = model_id
     page.click("text=Models")
     page.click(f"#model-{model_id} button.act-deploy")
     page.wait_for_selector(f"text=model {model_id} is the active detection model")
@@ -266,6 +267,27 @@ def test_deploy_the_model_and_see_its_boxes_on_a_dropped_image(stack: Stack, sig
     page.fill("#conf", "1")
     page.dispatch_event("#conf", "input")
     assert int(page.get_attribute("#test-results", "data-shown") or 0) == 0
+    assert session.console_errors == []
+
+
+def test_the_fleet_unloads_and_loads_a_workers_warm_model(stack: Stack, signed_in: Any) -> None:
+    session = signed_in(stack.admin)
+    page = session.page
+    model_id = stack.state["model"]  # warm on the only worker since it answered the dropped image
+    page.click("text=Fleet")
+    page.wait_for_url(f"{stack.url}/fleet")
+    warm = page.locator("table.workers tbody tr td:nth-child(7)").first
+    assert f"model {model_id}" in (warm.text_content() or "")
+    warm.locator(f"form:has(input[name=model_id][value='{model_id}']) button").click()
+    page.wait_for_selector(f"#fleet-outcome >> text=unload model {model_id} done")
+    page.reload()
+    assert f"model {model_id}" not in (warm.text_content() or "")
+    load = page.locator("table.workers form:has(input[name=action][value=load])").first
+    load.locator("input[name=model_id]").fill(str(model_id))
+    load.locator("button").click()
+    page.wait_for_selector(f"#fleet-outcome >> text=load model {model_id} done", timeout=60_000)
+    page.reload()
+    assert f"model {model_id}" in (warm.text_content() or "")
     assert session.console_errors == []
 
 

@@ -13,6 +13,7 @@ from app.core.events import EventType
 from app.core.jobs import JobStatus
 from app.keys.service import revoke_key
 from app.models import JobEvent, TrainingJob
+from app.web.jobs import LOG_TAIL
 from tests.conftest import clear_caches
 from tests.web.conftest import Jobs, add_event, csrf_of, set_status, sign_in
 
@@ -163,6 +164,17 @@ def test_the_job_page_shows_everything_so_far(admin: TestClient, db: Database, j
     assert "yolo" in page and "epochs: 2" in page  # CLI preview and resolved YAML
 
 
+def test_the_job_page_shows_the_newest_log_lines_oldest_first(
+    admin: TestClient, db: Database, jobs: Jobs
+) -> None:
+    for n in range(1, LOG_TAIL + 6):
+        add_event(db, jobs.alpha, EventType.LOG, {"level": "INFO", "message": f"line {n}."})
+    page = admin.get(f"/jobs/{jobs.alpha}").text
+    shown = [int(n) for n in re.findall(r"</b> line (\d+)\.</li>", page)]
+    assert shown == list(range(6, LOG_TAIL + 6))  # the tail, in the order they were written
+    assert "training 2 epochs" not in page  # the fixture's line is older than the tail
+
+
 def test_the_live_stream_sends_fragments_after_the_page_and_resumes(
     admin: TestClient, db: Database, jobs: Jobs
 ) -> None:
@@ -263,3 +275,42 @@ def test_cors_is_off_by_default_and_answers_preflight_for_allowed_origins(
     assert "last-event-id" in answered.headers["access-control-allow-headers"].lower()
     other = client.options("/api/v1/training/jobs", headers={**preflight, "Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_allowed_origin_follows_a_jobs_events_with_a_stream_token(
+    db: Database, monkeypatch: pytest.MonkeyPatch, jobs: Jobs, keys: dict[str, str]
+) -> None:
+    from app.main import create_app
+
+    monkeypatch.setenv("TRAINYARD_CORS_ORIGINS", "https://ui.example")
+    clear_caches()
+    client = TestClient(create_app(db))
+    set_status(db, jobs.beta, JobStatus.CANCELLED)  # a finished job: its stream replays, then ends
+    allowed, evil = {"Origin": "https://ui.example"}, {"Origin": "https://evil.example"}
+    minted = client.post(
+        f"/api/v1/training/jobs/{jobs.beta}/stream-token",
+        headers={**allowed, "Authorization": f"Bearer {keys['admin']}"},
+    )
+    assert minted.status_code == 200 and minted.headers["access-control-allow-origin"] == "https://ui.example"
+    events = f"/api/v1/training/jobs/{jobs.beta}/events"
+    preflight = client.options(
+        events,
+        headers={
+            **allowed,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+    )
+    assert (
+        preflight.status_code == 200
+        and preflight.headers["access-control-allow-origin"] == "https://ui.example"
+    )
+    # What a browser's EventSource on that origin sends: no Authorization header, the token in the URL.
+    stream = client.get(events, params={"token": minted.json()["token"]}, headers=allowed)
+    assert stream.status_code == 200, stream.text
+    assert stream.headers["access-control-allow-origin"] == "https://ui.example"
+    assert '"status": "cancelled"' in stream.text
+    assert client.get(events, headers=allowed).status_code == 401  # without the token
+    # Another origin gets the same answer, but no header that lets its page read it.
+    refused = client.get(events, params={"token": minted.json()["token"]}, headers=evil)
+    assert "access-control-allow-origin" not in refused.headers
