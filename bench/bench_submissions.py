@@ -1,0 +1,190 @@
+"""Job submissions: `POST /api/v1/training/jobs` from 8 client threads against a real API process, on SQLite
+and on a fresh PostgreSQL database, against raw Celery `send_task` of as many messages from as many threads
+on the same Redis in the same run (what the API must at least do per job). No worker: jobs stay queued.
+
+    .venv/bin/python bench/bench_submissions.py [--submissions 2000] [--threads 8] [--databases sqlite,postgres]
+
+Each submission is a tiny valid detection job on a small YOLO folder under an import root; every one must
+be answered 201. The API runs with TRAINYARD_SUBMIT_RATE raised (the default, 30/60s per key, would refuse
+nearly all of them); every other check runs as in production.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.suite import emit, percentile
+from tests.conftest import fresh_postgres, make_api_key
+from tests.factories import make_yolo_dataset
+from tests.support.fleet import PrivateRedis
+from tests.support.stack import TRAINYARD, free_port, running, wait_for
+
+MAX_SUBMISSIONS = 20_000  # the bench bounds its own load
+BENCH_RATE = "1000000/60s"
+WARM_UP = 40  # first requests pay imports and connection setup: not counted
+
+
+def in_threads(threads: int, count: int, one: Callable[[Any, int], None], setup: Callable[[], Any]) -> tuple[
+    float, list[float]
+]:
+    """`one(context, i)` for i in range(count), spread over `threads` threads, each with its own `setup()`;
+    (seconds for all, each call's latency in ms)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def run(worker: int) -> None:
+        context = setup()
+        mine = []
+        start.wait()
+        try:
+            for i in range(worker, count, threads):
+                began = time.perf_counter()
+                one(context, i)
+                mine.append((time.perf_counter() - began) * 1000)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            with lock:
+                latencies.extend(mine)
+            if hasattr(context, "close"):
+                context.close()
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    began = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - began
+    if errors:
+        raise errors[0]
+    return seconds, latencies
+
+
+@contextmanager
+def database(kind: str, root: Path) -> Iterator[str]:
+    if kind == "postgres":
+        with fresh_postgres("bench_submit") as url:
+            yield url
+        return
+    from app.core import migrate
+
+    url = f"sqlite:///{root / 'trainyard.db'}"
+    migrate.upgrade(url)
+    yield url
+
+
+def submissions(kind: str, root: Path, redis_url: str, count: int, threads: int) -> tuple[float, list[float]]:
+    from app.core.db import Database
+
+    dataset = make_yolo_dataset(root / "imports" / "tiny", train=4, val=2, size=64)
+    with database(kind, root) as url:
+        db = Database(url)
+        key = make_api_key(db)
+        db.dispose()
+        env = {
+            "TRAINYARD_DATA_DIR": str(root / "data"),
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_url,
+            "TRAINYARD_IMPORT_ROOTS": str(root / "imports"),
+            "TRAINYARD_SUBMIT_RATE": BENCH_RATE,
+        }
+        port = free_port()
+        base = f"http://127.0.0.1:{port}/api/v1"
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def submit(client: httpx.Client, i: int) -> None:
+            body = {
+                "project": "bench",
+                "name": f"{kind}-{i}-{time.monotonic_ns()}",
+                "model_name": "yolo11n",
+                "dataset_path": str(dataset),
+                "config": {"epochs": 1, "imgsz": 64},
+            }
+            response = client.post("/training/jobs", json=body)
+            if response.status_code != 201:
+                raise RuntimeError(f"submission answered {response.status_code}: {response.text[:500]}")
+
+        def client() -> httpx.Client:
+            return httpx.Client(base_url=base, headers=headers, timeout=60)
+
+        with running([*TRAINYARD, "api", "--port", str(port)], env, root / f"api-{kind}.log"):
+            wait_for(f"http://127.0.0.1:{port}/health", root / f"api-{kind}.log")
+            in_threads(threads, WARM_UP, submit, client)
+            return in_threads(threads, count, submit, client)
+
+
+def raw_celery(redis_url: str, count: int, threads: int) -> tuple[float, list[float]]:
+    """The same number of messages, sent by name as the API sends them, to a queue nobody reads."""
+    from celery import Celery
+
+    def setup() -> Any:
+        celery = Celery("bench", broker=redis_url)
+        celery.conf.update(task_serializer="json", task_ignore_result=True)
+        return celery
+
+    def send(celery: Any, i: int) -> None:
+        celery.send_task("trainyard.train", args=[i, 1], queue="bench-submissions")
+
+    in_threads(threads, WARM_UP, send, setup)
+    return in_threads(threads, count, send, setup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--submissions", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    args = parser.parse_args()
+    count = min(args.submissions, MAX_SUBMISSIONS)
+    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
+
+    root = Path(tempfile.mkdtemp(prefix="bench-submissions-"))
+    os.environ["TRAINYARD_DATA_DIR"] = str(root / "data")
+    redis_server = PrivateRedis(root)
+    redis_server.start()
+    results: dict[str, tuple[float, list[float]]] = {}
+    try:
+        results["raw Celery send_task"] = raw_celery(redis_server.url, count, args.threads)
+        for kind in kinds:
+            results[f"REST submit, {kind}"] = submissions(kind, root / kind, redis_server.url, count, args.threads)
+    finally:
+        redis_server.stop()
+    print(f"{count} submissions from {args.threads} client threads; {os.cpu_count()} cores")
+    print(f"TRAINYARD_SUBMIT_RATE={BENCH_RATE} for this bench (the default would refuse them); logs in {root}")
+    print(f"{'':28}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    rate = {name: count / seconds for name, (seconds, _) in results.items()}
+    for name, (_, latencies) in results.items():
+        print(f"{name:28}{rate[name]:10.0f}{percentile(latencies, 50):10.1f}{percentile(latencies, 99):10.1f}")
+    raw_name = "raw Celery send_task"
+    raw_latencies = results[raw_name][1]
+    rows = []
+    for kind in kinds:
+        seconds, latencies = results[f"REST submit, {kind}"]
+        rows += [
+            {"measure": f"submissions/s, {kind}", "value": count / seconds, "baseline": rate[raw_name]}
+            | {"unit": "/s"},
+            {"measure": f"submit p50, {kind}", "value": percentile(latencies, 50)}
+            | {"baseline": percentile(raw_latencies, 50), "unit": "ms"},
+            {"measure": f"submit p99, {kind}", "value": percentile(latencies, 99)}
+            | {"baseline": percentile(raw_latencies, 99), "unit": "ms"},
+        ]
+    emit("submit", rows, baseline=f"raw Celery send_task, {args.threads} threads")
+
+
+if __name__ == "__main__":
+    main()
