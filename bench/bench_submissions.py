@@ -2,7 +2,8 @@
 and on a fresh PostgreSQL database, against raw Celery `send_task` of as many messages from as many threads
 on the same Redis in the same run (what the API must at least do per job). No worker: jobs stay queued.
 
-    .venv/bin/python bench/bench_submissions.py [--submissions 2000] [--threads 8] [--databases sqlite,postgres]
+    .venv/bin/python bench/bench_submissions.py [--submissions 2000] [--threads 8]
+                                                [--databases sqlite,postgres]
 
 Each submission is a tiny valid detection job on a small YOLO folder under an import root; every one must
 be answered 201. The API runs with TRAINYARD_SUBMIT_RATE raised (the default, 30/60s per key, would refuse
@@ -11,6 +12,7 @@ nearly all of them); every other check runs as in production.
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -35,9 +37,9 @@ BENCH_RATE = "1000000/60s"
 WARM_UP = 40  # first requests pay imports and connection setup: not counted
 
 
-def in_threads(threads: int, count: int, one: Callable[[Any, int], None], setup: Callable[[], Any]) -> tuple[
-    float, list[float]
-]:
+def in_threads(
+    threads: int, count: int, one: Callable[[Any, int], None], setup: Callable[[], Any]
+) -> tuple[float, list[float]]:
     """`one(context, i)` for i in range(count), spread over `threads` threads, each with its own `setup()`;
     (seconds for all, each call's latency in ms)."""
     latencies: list[float] = []
@@ -161,15 +163,26 @@ def main() -> None:
     try:
         results["raw Celery send_task"] = raw_celery(redis_server.url, count, args.threads)
         for kind in kinds:
-            results[f"REST submit, {kind}"] = submissions(kind, root / kind, redis_server.url, count, args.threads)
+            results[f"REST submit, {kind}"] = submissions(
+                kind, root / kind, redis_server.url, count, args.threads
+            )
+    except BaseException:
+        print(f"logs in {root}")
+        raise
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     finally:
         redis_server.stop()
     print(f"{count} submissions from {args.threads} client threads; {os.cpu_count()} cores")
-    print(f"TRAINYARD_SUBMIT_RATE={BENCH_RATE} for this bench (the default would refuse them); logs in {root}")
+    print(
+        f"TRAINYARD_SUBMIT_RATE={BENCH_RATE} for this bench: the default (30/60s per key) would refuse them"
+    )
     print(f"{'':28}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     rate = {name: count / seconds for name, (seconds, _) in results.items()}
     for name, (_, latencies) in results.items():
-        print(f"{name:28}{rate[name]:10.0f}{percentile(latencies, 50):10.1f}{percentile(latencies, 99):10.1f}")
+        print(
+            f"{name:28}{rate[name]:10.0f}{percentile(latencies, 50):10.1f}{percentile(latencies, 99):10.1f}"
+        )
     raw_name = "raw Celery send_task"
     raw_latencies = results[raw_name][1]
     rows = []

@@ -5,9 +5,9 @@ import copy
 import logging
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import yaml
@@ -31,10 +31,21 @@ DATA_PLACEHOLDER = "<data.yaml>"
 
 @dataclass
 class ResolvedConfig:
+    """The resolved values; their YAML and command line are rendered when first read (a job submission
+    needs only the values, and rendering the YAML costs more than resolving)."""
+
     values: dict[str, Any]  # the full Ultralytics train kwargs, minus what the platform sets
-    yaml: str
-    cli_preview: str
+    yaml_header: str  # a comment, so the YAML still loads as Ultralytics `cfg=`
+    command: Callable[[dict[str, Any]], str]  # the command line that trains with `values`
     warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def yaml(self) -> str:
+        return self.yaml_header + yaml.safe_dump(dict(self.values), sort_keys=False, allow_unicode=True)
+
+    @cached_property
+    def cli_preview(self) -> str:
+        return self.command(self.values)
 
 
 @lru_cache
@@ -94,18 +105,12 @@ def resolve_config(
     values = deep_merge(deep_merge(_base(framework, task), base_config or {}), overrides)
     resolved = ResolvedConfig(
         values=values,
-        yaml=_to_yaml(framework, task, values),
-        cli_preview=cli_preview(task, values, model=model, data=data),
+        yaml_header=f"# Trainyard resolved training config: framework={framework} task={task}\n",
+        command=lambda v: cli_preview(task, v, model=model, data=data),
         warnings=_warnings(values, explicit={**(base_config or {}), **overrides}),
     )
     log.info("resolved %s/%s config (%s mode): %s", framework, task, mode, resolved.cli_preview)
     return resolved
-
-
-def _to_yaml(framework: str, task: str, values: Mapping[str, Any]) -> str:
-    # Loadable as Ultralytics `cfg=`, so the header is a comment and the body is values only.
-    header = f"# Trainyard resolved training config: framework={framework} task={task}\n"
-    return header + yaml.safe_dump(dict(values), sort_keys=False, allow_unicode=True)
 
 
 def _warnings(values: Mapping[str, Any], explicit: Mapping[str, Any]) -> list[str]:

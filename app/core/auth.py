@@ -9,6 +9,7 @@ Missing, malformed, unknown or revoked keys are 401; a viewer's write is 403. Wh
 storage keys, folders) is decided in app/core/visibility.py; lists filter with `Principal.project_filter`.
 """
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,12 +116,50 @@ def _from_stream_token(db_session: Session, request: Request, token: str) -> Api
     return key
 
 
+class RecentKeys:
+    """Keys this process found valid in the last `seconds`, by the sha256 of the whole key, so a busy client
+    costs no database session per request. A revocation made by this process voids every entry at once;
+    one made elsewhere (`trainyard keys revoke`, another API process) is seen within `seconds`. Unknown,
+    malformed and revoked keys are never kept: each of their requests asks the database."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._found: dict[str, tuple[float, int, Principal]] = {}  # digest -> (until, revocations, who)
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Principal | None:
+        with self._lock:
+            entry = self._found.get(digest)
+        if entry is None:
+            return None
+        until, seen_revocations, principal = entry
+        if time.monotonic() >= until or seen_revocations != keys.revocations():
+            return None
+        return principal
+
+    def put(self, digest: str, principal: Principal, seen_revocations: int) -> None:
+        with self._lock:
+            if len(self._found) > 10_000:  # many keys in a few seconds: start over rather than grow
+                self._found.clear()
+            self._found[digest] = (time.monotonic() + self.seconds, seen_revocations, principal)
+
+
+recent_keys = RecentKeys(seconds=2.0)
+
+
 def principal_from_header(db: Database, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The Principal of an `Authorization: Bearer` key, or 401. (The body limit calls it before the
     body is read, for an upload that may be larger than unauthenticated requests may send.)"""
+    digest = keys.key_hash(credentials.credentials.strip()) if credentials is not None else ""
+    principal = recent_keys.get(digest)
+    if principal is not None:
+        return principal
+    seen_revocations = keys.revocations()  # before the lookup: a revocation during it voids the entry
     # A short session of its own: the request's session may not be used (or may hold SQLite's write lock).
     with db.session() as session:
-        return Principal.of(_from_header(session, credentials))
+        principal = Principal.of(_from_header(session, credentials))
+    recent_keys.put(digest, principal, seen_revocations)
+    return principal
 
 
 def authenticate(

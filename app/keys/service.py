@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.core.db import on_commit
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.inputs import parse_decimal
 from app.core.naming import is_valid_name, slugify
@@ -100,12 +101,26 @@ def find_key(session: Session, ident: str) -> ApiKey:
     return key
 
 
+_revocations = [0]  # how many revocations this process made: a cached key lookup older than one is void
+
+
+def revocations() -> int:
+    return _revocations[0]
+
+
+def _count_revocation() -> None:
+    _revocations[0] += 1
+
+
 def revoke_key(session: Session, ident: str) -> ApiKey:
     key = find_key(session, ident)
     if key.revoked_at is not None:
         raise AppError(409, ErrorCode.CONFLICT, f"API key {key.prefix} was revoked at {key.revoked_at}")
     key.revoked_at = utcnow()
     session.flush()
+    # Now (a lookup cached meanwhile could still see the key active) and again once it is committed.
+    _count_revocation()
+    on_commit(session, _count_revocation)
     return key
 
 

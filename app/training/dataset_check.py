@@ -1,6 +1,7 @@
 """Checks that a YOLO dataset folder named in a request exists and is usable, before any row is written."""
 
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def _check_data_yaml(path: Path, raw: str) -> None:
     if not data_yaml.is_file():
         raise invalid(FIELD, f"{raw!r} has no data.yaml")
     try:
-        data: Any = yaml.safe_load(data_yaml.read_text())
+        stat = data_yaml.stat()
+        data: Any = _parsed(str(data_yaml), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise invalid(FIELD, f"data.yaml is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -85,6 +87,14 @@ def _check_data_yaml(path: Path, raw: str) -> None:
     reasons = split_problems(path, data, readable_from(path))
     if reasons:
         raise invalid(FIELD, "; ".join(reasons))
+
+
+@lru_cache(maxsize=256)
+def _parsed(path: str, _inode: int, _size: int, _mtime_ns: int, _ctime_ns: int) -> Any:
+    """The data.yaml at `path`, parsed once per version of the file (a client submitting many jobs on one
+    folder should not cost a parse each). Callers only read the result. What it names is checked anew
+    on every request (`split_problems`), since its folders may change without it."""
+    return yaml.safe_load(Path(path).read_text())
 
 
 def readable_from(folder: Path) -> Callable[[Path], bool]:

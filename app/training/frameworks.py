@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from app.configs.catalog import model_yaml
 from app.configs.resolver import ResolvedConfig, resolve_config
 from app.core.errors import FieldError, invalid_fields
@@ -64,11 +62,10 @@ def resolve_plain_config(
     if errors:
         raise invalid_fields(errors)
     values = {key: overrides.get(key, default) for key, (_, _, _, default) in PLAIN_PARAMS.items()}
-    header = "# Trainyard resolved training config: framework=pytorch task=classification\n"
     return ResolvedConfig(
         values=values,
-        yaml=header + yaml.safe_dump(values, sort_keys=False),
-        cli_preview=f"CONFIG={shlex.quote(json.dumps(values))} python {PLAIN_SCRIPT}",
+        yaml_header="# Trainyard resolved training config: framework=pytorch task=classification\n",
+        command=lambda v: f"CONFIG={shlex.quote(json.dumps(v))} python {PLAIN_SCRIPT}",
     )
 
 

@@ -14,7 +14,6 @@ from app.core.pagination import PageDep
 from app.core.ratelimit import check_rate
 from app.core.security import stream_token
 from app.core.settings import get_settings
-from app.core.visibility import ensure_project_usable
 from app.observability.metrics import SSE_CLIENTS
 from app.training import schemas, service, state
 from app.training.stream import JobEventStream, sse_message
@@ -26,7 +25,6 @@ router = APIRouter(prefix="/api/v1/training", tags=["training"])
 def create_job(body: schemas.JobCreate, session: SessionDep, principal: PrincipalDep) -> schemas.JobRead:
     """Submit a training job; it is queued once the request commits. Rate limited per API key (429)."""
     check_rate("submit", str(principal.key_id), get_settings().submit_rate)
-    ensure_project_usable(session, principal, body.project)
     return service.to_read(service.create_job(session, body, principal))
 
 

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from app.configs.resolver import ResolvedConfig
 from app.core.auth import Principal
-from app.core.errors import AppError, ErrorCode, FieldError, invalid
+from app.core.errors import AppError, ErrorCode, FieldError, invalid, not_found
 from app.core.events import EventType
 from app.core.jobs import JobStatus, TaskType
 from app.core.naming import slugify
 from app.core.pagination import paginate
-from app.core.visibility import get_visible, missing, path_visible
+from app.core.visibility import ensure_visible, get_visible, missing, path_visible
 from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas, state
@@ -42,6 +42,18 @@ def get_or_create_project(session: Session, name: str) -> Project:
                 "project", "a project with a name that differs only in case or punctuation exists", 409
             ) from exc
     return project
+
+
+def usable_project(session: Session, name: str, principal: Principal | None) -> Project:
+    """The job's project: an existing one the key covers, or a new one if the key may create it. A scoped
+    key cannot tell a project it does not cover from one that does not exist (404 both)."""
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is not None:
+        ensure_visible(principal, project.id, "project", name)
+        return project
+    if principal is not None and not principal.all_projects:
+        raise not_found("project", name)
+    return get_or_create_project(session, name)
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,14 @@ def job_name_taken(session: Session, project: str, name: str) -> bool:
 
 
 def create_job(session: Session, body: schemas.JobCreate, principal: Principal | None = None) -> TrainingJob:
-    """Validate everything, write the job and its first event, and queue it once committed."""
+    """Validate everything, write the job and its first event, and queue it once committed.
+
+    The checks that need no database come first: on SQLite the first statement takes the write lock
+    (app/core/db.py), which is then held only for the few statements that write the job."""
     valid = validate(session, body, principal)
     resolved, dataset = valid.config, valid.dataset
     start = resolve_starting_point(session, body, principal)
-    project = get_or_create_project(session, body.project)
+    project = usable_project(session, body.project, principal)
     version = None
     if body.dataset_version_id is not None:
         # Marks the version `training`; the worker converts it to YOLO into this folder (cached).
@@ -128,9 +143,9 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
         last_event_seq=0,
         total_epochs=int(resolved.values.get("epochs", 0)),
     )
+    session.add(job)
     try:
-        with session.begin_nested():
-            session.add(job)
+        session.flush()  # no savepoint: a clash fails the whole request, which is rolled back
     except IntegrityError as exc:
         reason = f"a job named {body.name!r} (or with the same slug) exists in this project"
         raise AppError(409, ErrorCode.CONFLICT, f"name: {reason}", [FieldError("name", reason)]) from exc
