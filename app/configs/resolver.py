@@ -61,13 +61,18 @@ def default_config(framework: str, task: str) -> dict[str, Any]:
 
 def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """`patch` over `base`: nested dicts merge key by key; anything else, lists included, is replaced."""
-    merged = copy.deepcopy(dict(base))
+    merged = {key: _copy(value) for key, value in base.items()}
     for key, value in patch.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = _copy(value)
     return merged
+
+
+def _copy(value: Any) -> Any:
+    # Configs hold what YAML and JSON make: only their containers can change, and most values are scalars.
+    return copy.deepcopy(value) if isinstance(value, dict | list | set) else value
 
 
 def resolve_config(
@@ -102,7 +107,8 @@ def resolve_config(
     if errors:
         raise invalid_fields(errors)
 
-    values = deep_merge(deep_merge(_base(framework, task), base_config or {}), overrides)
+    base = deep_merge(_base(framework, task), base_config) if base_config else _base(framework, task)
+    values = deep_merge(base, overrides)
     resolved = ResolvedConfig(
         values=values,
         yaml_header=f"# Trainyard resolved training config: framework={framework} task={task}\n",

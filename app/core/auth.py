@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Session
@@ -147,10 +148,14 @@ class RecentKeys:
 recent_keys = RecentKeys(seconds=2.0)
 
 
+def _digest(credentials: HTTPAuthorizationCredentials | None) -> str:
+    return keys.key_hash(credentials.credentials.strip()) if credentials is not None else ""
+
+
 def principal_from_header(db: Database, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The Principal of an `Authorization: Bearer` key, or 401. (The body limit calls it before the
     body is read, for an upload that may be larger than unauthenticated requests may send.)"""
-    digest = keys.key_hash(credentials.credentials.strip()) if credentials is not None else ""
+    digest = _digest(credentials)
     principal = recent_keys.get(digest)
     if principal is not None:
         return principal
@@ -162,28 +167,35 @@ def principal_from_header(db: Database, credentials: HTTPAuthorizationCredential
     return principal
 
 
-def authenticate(
+def principal_from_stream_token(db: Database, request: Request, token: str) -> Principal:
+    with db.session() as session:
+        return Principal.of(_from_stream_token(session, request, token))
+
+
+async def authenticate(
     request: Request,
     db: DatabaseDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> "Principal | None":
-    """The app-wide dependency: the caller's Principal (None on public endpoints)."""
+    """The app-wide dependency: the caller's Principal (None on public endpoints). Async, so a key found in
+    `recent_keys` costs no thread; the database is asked from a worker thread."""
     if _marked(request, "public"):
         return None
     token = request.query_params.get("token")
     principal: Principal | None = getattr(request.state, "principal", None)  # the body limit's check
     if principal is None and credentials is None and token and _marked(request, "stream_token"):
-        with db.session() as session:
-            principal = Principal.of(_from_stream_token(session, request, token))
+        principal = await run_in_threadpool(principal_from_stream_token, db, request, token)
     elif principal is None:
-        principal = principal_from_header(db, credentials)
+        principal = recent_keys.get(_digest(credentials))
+        if principal is None:
+            principal = await run_in_threadpool(principal_from_header, db, credentials)
     if request.method not in SAFE_METHODS and not _marked(request, "read_only"):
         principal.require_write()
     request.state.principal = principal
     return principal
 
 
-def current_principal(principal: Annotated["Principal | None", Depends(authenticate)]) -> "Principal":
+async def current_principal(principal: Annotated["Principal | None", Depends(authenticate)]) -> "Principal":
     if principal is None:  # a public endpoint asked for a principal: a programming error
         raise unauthorized("an API key is required")
     return principal

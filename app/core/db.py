@@ -5,6 +5,8 @@ Celery command) are queued with `on_commit` and run right after the commit, or d
 """
 
 import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -16,10 +18,64 @@ from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, session
 from app.core.settings import get_settings
 
 log = logging.getLogger("app.backend")
+BUSY_SECONDS = 30  # how long a writer waits for another one before "database is locked"
 
 
 class Base(DeclarativeBase):
     pass
+
+
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+class SerializedWriters(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on one lock per file in this process.
+
+    Only one transaction writes a SQLite file at a time anyway. Waiting for it on SQLite's busy handler
+    means sleeping in steps of up to 100 ms and trying again, so with a few threads writing most of the
+    time went to sleeping while the file was free; a lock hands it over at once. Other processes (workers,
+    the scheduler) still meet at SQLite's own lock, with its busy timeout.
+    """
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        with _write_locks_guard:
+            self.write_lock = _write_locks.setdefault(str(database), threading.Lock())
+        self.holds_write_lock = False
+
+    def take_write_lock(self) -> None:
+        if not self.write_lock.acquire(timeout=BUSY_SECONDS):
+            raise sqlite3.OperationalError("database is locked (by another writer of this process)")
+        self.holds_write_lock = True
+
+    def release_write_lock(self) -> None:
+        """After a BEGIN that failed; a transaction that began gives the lock back when it ends."""
+        self._release()
+
+    def _release(self, closed: bool = False) -> None:
+        # A COMMIT that failed leaves the transaction open: it still holds the lock until its rollback.
+        if self.holds_write_lock and (closed or not self.in_transaction):
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release(closed=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -28,7 +84,10 @@ def make_engine(url: str) -> Engine:
         # hold a job's row lock forever: the server ends such sessions, and nobody waits for long.
         options = "-c idle_in_transaction_session_timeout=15000 -c lock_timeout=15000"
         return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": BUSY_SECONDS, "factory": SerializedWriters},
+    )
 
     # API, workers and beat share one SQLite file. WAL lets readers run beside the writer, and
     # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
@@ -44,7 +103,13 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_conn = conn.connection.dbapi_connection
+        dbapi_conn.take_write_lock()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            dbapi_conn.release_write_lock()
+            raise
 
     return engine
 

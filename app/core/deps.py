@@ -22,4 +22,11 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function": commit before the response goes out, so a client that got 201 can read the row
 # and a failed commit still becomes a problem+json answer.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-DatabaseDep = Annotated[Database, Depends(get_db)]
+
+
+async def request_db(request: Request) -> Database:
+    """`get_db` as a dependency: async, as it only reads the app's state (a sync one costs a thread)."""
+    return get_db(request)
+
+
+DatabaseDep = Annotated[Database, Depends(request_db)]

@@ -1,7 +1,7 @@
 """Settings, read from the environment (and `.env`): one object for API, workers and CLI."""
 
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     # How long a dashboard sign-in lasts (the session also ends when its API key is revoked).
     session_hours: float = Field(default=12.0, gt=0, validation_alias="TRAINYARD_SESSION_HOURS")
 
-    @property
+    # The folders below are resolved once (links followed): every request that names a path checks it
+    # against them, and settings do not change while a process runs (get_settings is cached too).
+    @cached_property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 
@@ -108,11 +110,11 @@ class Settings(BaseSettings):
             return "redis+socket://" + url.removeprefix("unix://")
         return url
 
-    @property
+    @cached_property
     def resolved_storage_root(self) -> Path:
         return (self.storage_root or self.resolved_data_dir / "storage").expanduser().resolve()
 
-    @property
+    @cached_property
     def resolved_import_roots(self) -> list[Path]:
         parts = self.import_roots.replace(",", os.pathsep).split(os.pathsep)
         return [Path(p.strip()).expanduser().resolve() for p in parts if p.strip()]

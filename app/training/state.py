@@ -136,6 +136,10 @@ def _enter_running(job: TrainingJob, owner: str | None, ttl_seconds: float) -> N
 def dispatch(session: Session, job: TrainingJob, delay: float | None = None) -> None:
     """Send the job's command once the transaction commits (dropped on rollback)."""
     job.dispatched_at = utcnow()
+    send_after_commit(session, job, delay)
+
+
+def send_after_commit(session: Session, job: TrainingJob, delay: float | None = None) -> None:
     job_id, attempt = job.id, job.attempt
     on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], Queue.TRAINING, countdown=delay))
 
@@ -145,8 +149,9 @@ def queue_new(session: Session, job: TrainingJob) -> None:
     """A job just created (flushed, so it has an id) starts queued, with its first attempt's token."""
     job.status = Q
     job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
+    job.dispatched_at = utcnow()  # before the event's flush, which then writes the job in one UPDATE
     record_event(session, job, EventType.STATUS, {"status": Q, "attempt": job.attempt})
-    dispatch(session, job)
+    send_after_commit(session, job)
 
 
 def lock_visible(session: Session, job_id: int, principal: Principal | None) -> TrainingJob:
