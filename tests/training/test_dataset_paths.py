@@ -109,3 +109,21 @@ def test_a_folder_that_is_not_there_says_how_to_share_one_without_a_server_path(
         assert response.status_code == 422 and repr(given) in reason
         assert "storage root (TRAINYARD_DATA_DIR/storage)" in reason and "TRAINYARD_IMPORT_ROOTS=<" in reason
         assert storage not in response.text
+
+
+def test_a_folder_changed_after_a_submission_is_checked_as_it_is_now(
+    client: TestClient, tmp_path: Path, yolo_dataset: Path
+) -> None:
+    # The data.yaml is parsed once per version of the file: what changes, in it or in the folders it names,
+    # is seen by the next submission.
+    folder = with_data_yaml(yolo_dataset, tmp_path / "shapes", path=".")
+    assert client.post("/api/v1/training/jobs", json=job_body(folder, name="first")).status_code == 201
+    shutil.rmtree(folder / "images" / "val")
+    gone = client.post("/api/v1/training/jobs", json=job_body(folder, name="second"))
+    assert gone.status_code == 422 and "'images/val' does not exist" in gone.text
+    data = yaml.safe_load((folder / "data.yaml").read_text())
+    (folder / "data.yaml").write_text(yaml.safe_dump({**data, "val": "images/train"}))
+    assert client.post("/api/v1/training/jobs", json=job_body(folder, name="third")).status_code == 201
+    (folder / "data.yaml").write_text(yaml.safe_dump({"train": "images/train", "val": "images/train"}))
+    no_names = client.post("/api/v1/training/jobs", json=job_body(folder, name="fourth"))
+    assert no_names.status_code == 422 and "data.yaml lacks names" in no_names.text
