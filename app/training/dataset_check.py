@@ -20,10 +20,22 @@ HINT = (
 )
 
 
-def locate_dataset_path(raw: str) -> Path:
+def where(path: Path, server_paths: bool) -> str:
+    """For a key that sees every project (it may see any folder the server may read), the path as the
+    server resolved it and the roots it may come from; for any other key nothing (app/core/visibility.py:
+    no server paths)."""
+    if not server_paths:
+        return ""
+    settings = get_settings()
+    imports = ", ".join(str(r) for r in settings.resolved_import_roots) or "none"
+    return f" (resolved to {path}; storage root {settings.resolved_storage_root}; import roots: {imports})"
+
+
+def locate_dataset_path(raw: str, server_paths: bool = False) -> Path:
     """Where `raw` points: relative to the storage root, or absolute under the storage root or an import
     root (TRAINYARD_IMPORT_ROOTS); never anywhere else, whatever links or `..` it goes through. Says
-    nothing about what is there, so a caller can check who may see it first."""
+    nothing about what is there, so a caller can check who may see it first. `server_paths`: the caller
+    may be told absolute server paths (`where`)."""
     if "\x00" in raw or not raw.strip():
         raise invalid(FIELD, "must be a folder path")
     if len(raw) > MAX_PATH:
@@ -38,17 +50,18 @@ def locate_dataset_path(raw: str) -> Path:
     if candidate.is_absolute():
         allowed = [root, *settings.resolved_import_roots]
         if not any(path.is_relative_to(r) for r in allowed):
-            raise invalid(FIELD, f"{raw!r} is outside the storage root and the import roots; {HINT}")
+            reason = f"{raw!r}{where(path, server_paths)} is outside the storage root and the import roots"
+            raise invalid(FIELD, f"{reason}; {HINT}")
     elif not path.is_relative_to(root):
         raise invalid(FIELD, "a relative path must stay inside the storage root")
     return path
 
 
-def check_dataset_folder(path: Path, raw: str, task_type: str) -> Path:
+def check_dataset_folder(path: Path, raw: str, task_type: str, server_paths: bool = False) -> Path:
     """The located folder exists and has the layout `task_type` trains from (422 naming the field)."""
     try:
         if not path.is_dir():
-            raise invalid(FIELD, f"folder {raw!r} does not exist; {HINT}")
+            raise invalid(FIELD, f"folder {raw!r}{where(path, server_paths)} does not exist; {HINT}")
         if task_type == "classification":
             _check_classification(path, raw)
         else:

@@ -89,10 +89,11 @@ def check_dataset(
     check_dataset_given(body)
     if body.dataset_path is None:
         return None
-    path = locate_dataset_path(body.dataset_path)
+    server_paths = principal is None or principal.all_projects  # every folder is theirs to see
+    path = locate_dataset_path(body.dataset_path, server_paths)
     if not path_visible(session, principal, path):
         raise missing("dataset_path", f"folder {body.dataset_path!r} does not exist")
-    return check_dataset_folder(path, body.dataset_path, body.task_type)
+    return check_dataset_folder(path, body.dataset_path, body.task_type, server_paths)
 
 
 def validate(session: Session, body: schemas.JobCreate, principal: Principal | None = None) -> ValidJob:

@@ -9,7 +9,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from app.core.db import Database
 from app.training.data_yaml import write_resolved
+from tests.conftest import bearer_headers, make_api_key
 from tests.training.test_api_jobs import job_body
 
 pytestmark = pytest.mark.integration
@@ -99,16 +101,35 @@ def test_a_bad_project_name_states_the_rule_in_words(client: TestClient, yolo_da
     )
 
 
-def test_a_folder_that_is_not_there_says_how_to_share_one_without_a_server_path(
-    client: TestClient, env: Path, yolo_dataset: Path
+def test_a_folder_that_is_not_there_says_how_to_share_one_and_only_an_all_projects_key_where_it_looked(
+    client: TestClient, db: Database, env: Path, yolo_dataset: Path
 ) -> None:
-    storage = str((env / "data" / "storage").resolve())
-    for given in ("datasets/nope", "/opt"):
-        response = client.post("/api/v1/training/jobs", json=job_body(yolo_dataset, dataset_path=given))
-        reason = response.json()["errors"][0]["reason"]
-        assert response.status_code == 422 and repr(given) in reason
+    storage = (env / "data" / "storage").resolve()
+    member = bearer_headers(make_api_key(db, "member", ["demo"]))
+    for given in ("projects/demo/nope", "/opt"):  # its own project's folder; outside every root
+        scoped = client.post(
+            "/api/v1/training/jobs", json=job_body(yolo_dataset, dataset_path=given), headers=member
+        )
+        reason = scoped.json()["errors"][0]["reason"]
+        assert scoped.status_code == 422 and repr(given) in reason
         assert "storage root (TRAINYARD_DATA_DIR/storage)" in reason and "TRAINYARD_IMPORT_ROOTS=<" in reason
-        assert storage not in response.text
+        assert str(storage) not in scoped.text and "resolved to" not in reason
+    # Outside its projects: the words of a folder of a project that does not exist, nothing more.
+    elsewhere = client.post(
+        "/api/v1/training/jobs", json=job_body(yolo_dataset, dataset_path="datasets/nope"), headers=member
+    )
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["errors"] == [
+        {"field": "dataset_path", "reason": "folder 'datasets/nope' does not exist"}
+    ]
+    for given, resolved in (
+        ("datasets/nope", storage / "datasets" / "nope"),
+        ("/opt", Path("/opt").resolve()),
+    ):
+        admin = client.post("/api/v1/training/jobs", json=job_body(yolo_dataset, dataset_path=given))
+        reason = admin.json()["errors"][0]["reason"]
+        assert admin.status_code == 422 and "TRAINYARD_IMPORT_ROOTS=<" in reason
+        assert f"{given!r} (resolved to {resolved}; storage root {storage}; import roots: " in reason
 
 
 def test_a_folder_changed_after_a_submission_is_checked_as_it_is_now(
