@@ -208,7 +208,7 @@ def list_jobs(
             j["project"],
             j["name"],
             j["task_type"],
-            j["status"],
+            status_of(j),
             epoch_of(j),
             j["attempt"],
             j["created_at"][:19],
@@ -217,6 +217,14 @@ def list_jobs(
     ]
     table(["id", "project", "name", "task", "status", "epoch", "attempt", "created"], rows)
     console.print(f"{len(page['items'])} of {page['total']}")
+
+
+def status_of(job: dict[str, Any]) -> str:
+    """The status, and for a queued job how many jobs the workers take before it (as `jobs watch`)."""
+    ahead = job.get("queue_position")
+    if job["status"] != "queued" or ahead is None:
+        return str(job["status"])
+    return f"queued ({ahead} ahead)" if ahead else "queued (next)"
 
 
 def epoch_of(job: dict[str, Any]) -> str:

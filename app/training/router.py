@@ -38,7 +38,7 @@ def list_jobs(
 ) -> schemas.JobPage:
     jobs, total = service.list_jobs(session, project, status, page.limit, page.offset, principal)
     return schemas.JobPage(
-        items=[service.to_read(j) for j in jobs], total=total, limit=page.limit, offset=page.offset
+        items=service.to_reads_with_queue(session, jobs), total=total, limit=page.limit, offset=page.offset
     )
 
 

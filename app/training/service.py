@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -183,22 +183,31 @@ def to_read(job: TrainingJob) -> schemas.JobRead:
 
 def to_read_with_queue(session: Session, job: TrainingJob) -> schemas.JobRead:
     """The job as `to_read` gives it, with how many jobs wait ahead of it when it is queued."""
-    read = to_read(job)
-    read.queue_position = queue_position(session, job)
-    return read
+    return to_reads_with_queue(session, [job])[0]
 
 
-def queue_position(session: Session, job: TrainingJob) -> int | None:
-    """Queued jobs sent to the training queue before this one (workers take them first): every
-    project's, since they hold the same GPUs. None unless the job is queued and sent."""
-    if job.status != JobStatus.QUEUED or job.dispatched_at is None:
-        return None
-    earlier = or_(
-        TrainingJob.dispatched_at < job.dispatched_at,
-        and_(TrainingJob.dispatched_at == job.dispatched_at, TrainingJob.id < job.id),
+def to_reads_with_queue(session: Session, jobs: list[TrainingJob]) -> list[schemas.JobRead]:
+    """`to_read_with_queue` for a page of jobs, with one query for all their queue positions."""
+    positions = queue_positions(session, [j.id for j in jobs if j.status == JobStatus.QUEUED])
+    reads = [to_read(j) for j in jobs]
+    for read in reads:
+        read.queue_position = positions.get(read.id)
+    return reads
+
+
+def queue_positions(session: Session, job_ids: list[int]) -> dict[int, int]:
+    """How many queued jobs were sent to the training queue before each of these (workers take them
+    first): every project's, since they hold the same GPUs. Only queued, sent jobs have a position."""
+    if not job_ids:
+        return {}
+    order = (TrainingJob.dispatched_at, TrainingJob.id)
+    ranked = (
+        select(TrainingJob.id, (func.row_number().over(order_by=order) - 1).label("ahead"))
+        .where(TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at.is_not(None))
+        .subquery()
     )
-    waiting = select(func.count()).select_from(TrainingJob).where(TrainingJob.status == JobStatus.QUEUED)
-    return session.scalar(waiting.where(earlier)) or 0
+    rows = session.execute(select(ranked.c.id, ranked.c.ahead).where(ranked.c.id.in_(job_ids)))
+    return {job_id: ahead for job_id, ahead in rows.tuples()}
 
 
 def query_logs(

@@ -132,6 +132,12 @@ def test_stop_resume_watch_reports_completed_and_each_outcome_its_code(stack: St
     # Long enough that a stop (seen at the worker's next heartbeat) lands before the last epoch.
     job = submit(stack, "long", shapes, epochs=40)
     waiting = submit(stack, "waiting", shapes, epochs=1)  # one worker: this one stays queued
+    listed = json.loads(stack.run("jobs", "list", "--project", "cli", "--json").stdout)["items"]
+    first, queued = (next(j for j in listed if j["id"] == i) for i in (job["id"], waiting["id"]))
+    ahead = 1 if first["status"] == "queued" else 0  # one list, one snapshot: the worker took it or not
+    assert queued["status"] == "queued" and queued["queue_position"] == ahead
+    table = stack.run("jobs", "list", "--project", "cli", columns=200).stdout
+    assert re.search(rf"{waiting['id']} .*waiting.* queued \((1 ahead|next)\)", table), table
 
     cancel = stack.run("jobs", "cancel", str(waiting["id"]))
     assert cancel.returncode == 0 and "cancelled" in cancel.stdout

@@ -180,3 +180,7 @@ def test_a_queued_job_says_how_many_jobs_wait_ahead_of_it(client: TestClient, yo
     assert client.post(f"/api/v1/training/jobs/{ids[0]}/cancel").status_code == 200
     assert client.get(f"/api/v1/training/jobs/{ids[0]}").json()["queue_position"] is None
     assert client.get(f"/api/v1/training/jobs/{ids[2]}").json()["queue_position"] == 1
+    listed = client.get("/api/v1/training/jobs", params={"limit": 2}).json()["items"]
+    assert [(j["id"], j["queue_position"]) for j in listed] == [(ids[2], 1), (ids[1], 0)]
+    everything = client.get("/api/v1/training/jobs").json()["items"]
+    assert [j["queue_position"] for j in everything] == [1, 0, None]
