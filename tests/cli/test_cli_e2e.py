@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,25 @@ def test_a_dead_worker_is_restarted_and_the_api_keeps_serving(stack: Stack) -> N
         stack.logs,
     )
     assert stack.serve.poll() is None
+
+
+def test_a_drained_worker_shows_draining_and_takes_no_new_job(stack: Stack, shapes: Path) -> None:
+    """Last: the stack's only worker takes no job after this."""
+
+    # Drain the worker once its consumer is up (a restarted one, after the test above, misses a drain
+    # sent before it listens).
+    def worker_up() -> bool:
+        logs = stack.logs()
+        return logs.count("is up, consuming") == logs.count("restarting it") + 1
+
+    wait_until(worker_up, "the worker up", stack.logs)
+    (worker,) = json.loads(stack.run("workers", "list", "--json").stdout)["items"]
+    drained = stack.run("workers", "drain", worker["id"])
+    assert drained.returncode == 0 and drained.stdout.strip() == f"worker {worker['id']} draining"
+    listed = stack.run("workers", "list", columns=200)
+    assert re.search(rf"{worker['id']} .* draining", listed.stdout), listed.stdout
+    job = submit(stack, "after drain", shapes, epochs=1)
+    time.sleep(5)  # an idle worker would have taken it by now (this can only miss a fault, not invent one)
+    shown = json.loads(stack.run("jobs", "show", str(job["id"]), "--json").stdout)
+    assert shown["status"] == "queued" and shown["queue_position"] == 0
+    assert stack.run("jobs", "cancel", str(job["id"])).returncode == 0
