@@ -57,7 +57,7 @@ def root(
 
 @cli.command()
 def demo(
-    epochs: Annotated[int, typer.Option(help="training epochs (a few minutes on a CPU)")] = 10,
+    epochs: Annotated[int, typer.Option(help="training epochs (a few minutes on a CPU)")] = 30,
     api: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
