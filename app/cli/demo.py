@@ -27,9 +27,10 @@ from app.cli.client import ApiClient
 from app.cli.common import ExitCode, console
 
 PROJECT = "demo"
-DATASET = "shapes"
-CLASSES = [{"id": 0, "name": "red"}, {"id": 1, "name": "blue"}]
-COLOURS = [(220, 30, 30), (30, 60, 220)]
+# Named anew whenever the pictures change, so that an install which ran an older demo trains on these.
+DATASET = "shapes-2"
+# The classes: a name and the colour its shapes are drawn in.
+PALETTE: list[tuple[str, tuple[int, int, int]]] = [("red", (220, 30, 30)), ("blue", (30, 60, 220))]
 # What learns from random weights in a minute or two of CPU (the docstring above says why).
 TRAINING: dict[str, Any] = {
     **{"imgsz": 96, "batch": 8, "nbs": 8, "optimizer": "AdamW", "lr0": 0.004, "lrf": 0.1},
@@ -37,17 +38,19 @@ TRAINING: dict[str, Any] = {
 }
 
 
-def _picture(rng: random.Random, size: int) -> tuple[bytes, list[dict[str, Any]]]:
+def _picture(
+    rng: random.Random, size: int, colours: list[tuple[int, int, int]]
+) -> tuple[bytes, list[dict[str, Any]]]:
     image = Image.new("RGB", (size, size), (rng.randint(60, 140),) * 3)
     draw = ImageDraw.Draw(image)
     boxes: list[dict[str, Any]] = []
     for _ in range(rng.randint(1, 3)):
-        cls = rng.randint(0, 1)
+        cls = rng.randrange(len(colours))
         w, h = rng.randint(size // 4, size // 2), rng.randint(size // 4, size // 2)
         x, y = rng.randint(0, size - w), rng.randint(0, size - h)
         if any(_overlap((x, y, w, h), box["bbox"]) for box in boxes):
             continue  # every shape whole: what it is and where it ends is plain to see
-        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=COLOURS[cls])
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=colours[cls])
         boxes.append({"class_id": cls, "bbox": [x, y, w, h]})
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
@@ -61,8 +64,16 @@ def _overlap(a: tuple[int, int, int, int] | list[int], b: tuple[int, int, int, i
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-def shapes_zip(train: int = 32, val: int = 8, size: int = 96, seed: int = 0) -> tuple[bytes, Sample]:
+def shapes_zip(
+    train: int = 32,
+    val: int = 8,
+    size: int = 96,
+    seed: int = 0,
+    palette: list[tuple[str, tuple[int, int, int]]] = PALETTE,
+) -> tuple[bytes, Sample]:
     """A DICE detection dataset as a ZIP (docs/datasets.md), and one of its val images."""
+    colours = [colour for _, colour in palette]
+    classes = [{"id": i, "name": name} for i, (name, _) in enumerate(palette)]
     rng = random.Random(seed)
     images: list[dict[str, Any]] = []
     buffer = io.BytesIO()
@@ -71,7 +82,7 @@ def shapes_zip(train: int = 32, val: int = 8, size: int = 96, seed: int = 0) -> 
     with zipfile.ZipFile(buffer, "w") as archive:
         for index in range(train + val):
             split = "train" if index < train else "val"
-            data, boxes = _picture(rng, size)
+            data, boxes = _picture(rng, size, colours)
             archive.writestr(f"images/{split}/{index}.jpg", data)
             sample = (data, boxes)
             annotations = []
@@ -82,7 +93,7 @@ def shapes_zip(train: int = 32, val: int = 8, size: int = 96, seed: int = 0) -> 
                 {"id": index + 1, "file_name": f"{index}.jpg", "width": size, "height": size, "split": split,
                  "annotations": annotations}
             )  # fmt: skip
-        document = {"task_type": "object_detection", "classes": CLASSES, "images": images}
+        document = {"task_type": "object_detection", "classes": classes, "images": images}
         archive.writestr("annotations_detection.json", json.dumps(document))
         archive.writestr(
             "metadata.json", json.dumps({"name": DATASET, "description": "made by trainyard demo"})
@@ -172,7 +183,7 @@ def predict(api: ApiClient, model_id: int) -> int:
     console.print(f"the image holds {len(truth)} shape(s); the model found {hits} of them:")
     for shape in truth:
         x, y, w, h = shape["bbox"]
-        console.print(f"  {CLASSES[shape['class_id']]['name']} at {x} {y} {x + w} {y + h}")
+        console.print(f"  {PALETTE[shape['class_id']][0]} at {x} {y} {x + w} {y + h}")
     console.print(
         f"\nnext: trainyard predict --model {model_id} IMAGE.jpg    "
         f"trainyard models deploy {model_id}    trainyard jobs list --project {PROJECT}"

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.cli.demo import PALETTE, shapes_zip
+from app.cli.demo import TRAINING as DEMO_TRAINING
 from app.core import migrate
 from app.core.db import Database
 from app.core.naming import slugify
@@ -91,13 +93,13 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_yolo_dataset(tmp_path_factory.mktemp("data") / "shapes", train=16, val=4, size=64)
 
 
-def wait_for_model(stack: Stack, job_id: int) -> dict[str, Any]:
+def wait_for_model(stack: Stack, job_id: int, project: str = "vision") -> dict[str, Any]:
     """The job's registered model once a worker has stripped and validated it."""
 
     def ready() -> dict[str, Any] | None:
         job = stack.get(f"/api/v1/training/jobs/{job_id}")
         assert job["status"] not in {"failed", "cancelled"}, job
-        items = stack.get("/api/v1/models", params={"project": "vision"})["items"]
+        items = stack.get("/api/v1/models", params={"project": project})["items"]
         model = next((m for m in items if m["lineage"]["job_id"] == job_id), None)
         assert model is None or model["status"] != "failed", model
         return model if model is not None and model["status"] == "ready" else None
@@ -227,3 +229,58 @@ def test_a_failed_export_says_why(stack: Stack) -> None:
     assert stack.http.get(f"{path}/file").status_code == 409
     bad = stack.http.post(f"/api/v1/models/{model_id}/exports", json={"format": "tflite"})
     assert bad.status_code == 422
+
+
+def test_fine_tuning_from_imported_weights_beats_training_from_scratch(stack: Stack) -> None:
+    """The evidence, through the platform: a detector trained until it works on red and blue shapes has
+    its weights imported as base weights; on green and yellow shapes, 3 epochs from those weights find
+    the shapes where 3 epochs from scratch hardly do."""
+    project = stack.http.post("/api/v1/projects", json={"name": "evidence"}).json()["id"]
+
+    def version(seed: int, palette: list[tuple[str, tuple[int, int, int]]]) -> int:
+        archive, _ = shapes_zip(seed=seed, palette=palette)
+        dataset = stack.http.post(
+            "/api/v1/datasets",
+            data={"project_id": str(project), "name": f"shapes-{seed}"},
+            files={"file": ("shapes.zip", archive, "application/zip")},
+        )
+        assert dataset.status_code == 201, dataset.text
+        frozen = stack.http.post(
+            f"/api/v1/projects/{project}/versions", json={"dataset_id": dataset.json()["id"]}
+        )
+        assert frozen.status_code == 201, frozen.text
+        return int(frozen.json()["id"])
+
+    def train(name: str, version_id: int, epochs: int, **fields: Any) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "project": "evidence",
+            "task_type": "detection",
+            "model_name": "yolo11n",
+            "dataset_version_id": version_id,
+            "config": {**DEMO_TRAINING, "epochs": epochs},
+            **fields,
+        }
+        response = stack.http.post("/api/v1/training/jobs", json=body)
+        assert response.status_code == 201, response.text
+        return wait_for_model(stack, response.json()["id"], project="evidence")
+
+    base = train("base", version(seed=0, palette=PALETTE), epochs=30)
+    assert base["metrics"]["mAP50"] > 0.8, base["metrics"]
+    weights = stack.http.get(f"/api/v1/models/{base['id']}/weights")
+    assert weights.status_code == 200
+    imported = stack.http.post(
+        "/api/v1/weights", files={"file": ("shapes.pt", weights.content)}, data={"name": "shapes-detector"}
+    )
+    assert imported.status_code == 201, imported.text
+    stack.until(f"/api/v1/weights/{imported.json()['id']}", "the imported detector never became ready")
+
+    second = version(seed=1, palette=[("green", (40, 200, 40)), ("yellow", (230, 210, 30))])
+    tuned = train("tuned", second, epochs=3, weights="shapes-detector")
+    scratch = train("scratch", second, epochs=3)
+    assert tuned["lineage"]["base_weights_sha256"] == imported.json()["sha256"]
+    # Measured: 0.935 fine-tuned, 0.000 from scratch (seeded: the same on every CPU run).
+    assert tuned["metrics"]["mAP50"] > scratch["metrics"]["mAP50"] + 0.2, (
+        tuned["metrics"],
+        scratch["metrics"],
+    )
