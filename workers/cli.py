@@ -12,7 +12,7 @@ from celery import signals
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from app.core.tasks import Queue
-from app.core.workers import announce, withdraw
+from app.core.workers import announce, rejoin, withdraw
 from workers.identity import WorkerIdentity
 
 log = logging.getLogger("app.backend")
@@ -56,6 +56,7 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
     @signals.worker_ready.connect(weak=False)
     def _ready(**_: object) -> None:
         log.info("worker %s is up, consuming %s", identity.name, ",".join(queues))
+        rejoin(presence.client, identity.name)
         presence.start()
         context.get_inference().start_control()  # GET/POST /api/v1/workers/{id}/models
 

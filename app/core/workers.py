@@ -25,6 +25,12 @@ def announce(client: redis.Redis, worker_id: str, info: dict[str, Any]) -> None:
     pipe.execute()
 
 
+def rejoin(client: redis.Redis, worker_id: str) -> None:
+    """A worker process that starts consumes its queues: a drain ended with the process it drained,
+    after a crash as after a clean shutdown (`withdraw`), so the registry must not show it draining."""
+    client.srem(DRAINING, worker_id)
+
+
 def withdraw(client: redis.Redis, worker_id: str) -> None:
     """A worker shutting down cleanly goes offline at once (its registry entry stays)."""
     client.delete(PREFIX + worker_id)
