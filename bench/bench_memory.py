@@ -1,5 +1,5 @@
 """Memory of an idle `trainyard serve` on the embedded defaults: the resident size (RSS) of each of its
-processes (supervisor, API, worker, scheduler and its pool child, bundled Redis) once the stack has
+processes (supervisor, API, worker, scheduler, bundled Redis) once the stack has
 settled, against a bare Python interpreter measured in the same run; and the whole stack's proportional
 size (PSS: shared pages counted once) against the 350 MB goal.
 
@@ -47,8 +47,10 @@ def bare_python_mb() -> float:
 
 def role(process: psutil.Process) -> str:
     command = " ".join(process.cmdline())
-    for name in ("serve", "api", "worker", "scheduler"):
-        if f"app.cli.main {name}" in command or command.endswith(f" {name}"):
+    if "app.cli.serve" in command:
+        return "supervisor"
+    for name in ("api", "worker", "scheduler"):
+        if f"app.cli.main {name}" in command:
             return name
     return "redis" if "redis" in process.name() else process.name()
 

@@ -1,5 +1,6 @@
 """The `trainyard` command: run the stack (server side) and drive jobs (client side)."""
 
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
@@ -79,10 +80,8 @@ def serve(
     host: Annotated[str, typer.Option(help="API bind address")] = "127.0.0.1",
 ) -> None:
     """Run everything on this machine: API, a worker per GPU (or one CPU worker), scheduler."""
-    configure_logging("serve")
-    from app.cli.serve import serve as run
-
-    raise typer.Exit(run(host, port))
+    # This process becomes the supervisor's: a module that imports no database code (app/cli/serve.py).
+    os.execv(sys.executable, [sys.executable, "-m", "app.cli.serve", "--host", host, "--port", str(port)])
 
 
 @cli.command()
@@ -123,11 +122,26 @@ def scheduler() -> None:
 @db_cli.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations (SQLite file by default, or DATABASE_URL)."""
-    from app.cli.serve import migrate_quietly
+    from app.cli.prepare import migrate_quietly
     from app.core.settings import get_settings
 
     configure_logging("cli")
     migrate_quietly(get_settings().resolved_database_url, revision)
+
+
+@db_cli.command("prepare", hidden=True)
+def db_prepare() -> None:
+    """Migrate, and make the first admin key on a database without keys (run by `trainyard serve`)."""
+    from app.cli.prepare import first_admin_key, migrate_quietly
+    from app.cli.serve import FIRST_KEY
+    from app.core.settings import get_settings
+
+    configure_logging("serve")
+    database_url = get_settings().resolved_database_url
+    migrate_quietly(database_url)
+    key = first_admin_key(database_url)
+    if key is not None:
+        print(f"{FIRST_KEY}{key}", flush=True)
 
 
 @db_cli.command("downgrade")

@@ -5,8 +5,12 @@ Redis when REDIS_URL is not set. A child that dies is restarted with a back-off 
 running (a worker killed for memory comes back; its job is recovered as usual). Each child runs in its
 own session so that Ctrl-C reaches only this supervisor, which then stops the children in order:
 workers hand back their jobs first. Once the API listens, a banner says where everything is.
+
+The supervisor itself stays small: `trainyard serve` replaces its process with this module's, which
+imports no database code (migrations and the first key are made by a child, `trainyard db prepare`).
 """
 
+import argparse
 import contextlib
 import logging
 import os
@@ -20,10 +24,11 @@ from pathlib import Path
 from types import FrameType
 
 from app.cli.bundled_redis import BundledRedis
-from app.core import migrate
+from app.core.logging import configure_logging
 from app.core.settings import get_settings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+FIRST_KEY = "first-admin-key="  # how `trainyard db prepare` hands the new key to the supervisor
 
 log = logging.getLogger("app.backend")
 
@@ -118,8 +123,7 @@ def serve(host: str, port: int) -> int:
     key: str | None = None
     announced = False
     try:
-        migrate_quietly(settings.resolved_database_url)
-        key = first_admin_key(settings.resolved_database_url)
+        key = prepare_database(env)
         for child in children:
             child.start()
         while not stopping:
@@ -140,19 +144,16 @@ def serve(host: str, port: int) -> int:
     return 0
 
 
-def migrate_quietly(database_url: str, revision: str = "head") -> None:
-    """Apply migrations, saying one line (Alembic's own records are quieted in app/core/logging.py)."""
-    from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
-
-    engine = create_engine(database_url)
-    try:
-        migrate.upgrade(database_url, revision)
-        with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
-    finally:
-        engine.dispose()
-    log.info("database ready (migration %s): %s", current, engine.url.render_as_string(hide_password=True))
+def prepare_database(env: dict[str, str]) -> str | None:
+    """Migrate and, on a database without keys, make the first admin key, in a child process (the
+    database code stays out of this long-lived one); the new key, if one was made."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli.main", "db", "prepare"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"could not prepare the database (exit code {done.returncode}); see above")
+    lines = [line for line in done.stdout.splitlines() if line.startswith(FIRST_KEY)]
+    return lines[-1][len(FIRST_KEY) :] if lines else None
 
 
 def listening(host: str, port: int) -> bool:
@@ -194,24 +195,6 @@ def banner(host: str, port: int, key: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def first_admin_key(database_url: str) -> str | None:
-    """On a database without any key, make an admin key (shown once, in the banner); else None."""
-    from app.core.db import Database
-    from app.keys import service
-    from app.models import Role
-
-    db = Database(database_url)
-    try:
-        with db.session() as session:
-            if service.has_keys(session):
-                return None
-            _key, token, _ = service.create_key(session, Role.ADMIN, [], name="first admin key")
-    finally:
-        db.dispose()
-    log.info("created the first admin API key (shown once, below)")
-    return str(token)
-
-
 def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float = 30.0) -> None:
     # Workers first (they hand their running jobs back to the queue), then API and scheduler.
     ordered = sorted(children, key=lambda c: not c[0].startswith("worker"))
@@ -226,3 +209,12 @@ def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]], grace: f
             log.warning("%s did not stop in time; killing it", name)
             child.kill()
             child.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="trainyard serve")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    arguments = parser.parse_args()
+    configure_logging("serve")
+    sys.exit(serve(arguments.host, arguments.port))

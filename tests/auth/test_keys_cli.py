@@ -6,7 +6,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli.main import cli
-from app.cli.serve import first_admin_key
+from app.cli.prepare import first_admin_key
 from app.core.db import Database
 from app.keys.service import KEY_PATTERN
 from app.main import create_app
