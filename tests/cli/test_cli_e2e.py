@@ -16,7 +16,7 @@ import pytest
 from app.cli.client import ApiClient
 from app.cli.demo import shapes_zip
 from tests.factories import make_yolo_dataset
-from tests.support.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
+from tests.support.stack import TRAINYARD, embedded_serve, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,23 +42,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("cli") / "data"
-    port = free_port()
-    log = data.parent / "serve.log"
-    env = {
-        "TRAINYARD_DATA_DIR": str(data),
-        "REDIS_URL": "",
-        "DATABASE_URL": "",
-        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
-        "TRAINYARD_HEARTBEAT": "1",  # the worker sees a stop at its next heartbeat
-    }
-    with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/health", log, workers=1)
-        banner = wait_until(
-            lambda: re.findall(r"export TRAINYARD_API_KEY=(ty_\S+)", log.read_text()), "banner", tail(log)
-        )
-        key = banner[0]
-        yield Stack(url, key, log, data / "storage", serve)
+    with embedded_serve(data, tmp_path_factory.getbasetemp()) as (url, key, serve):
+        yield Stack(url, key, data.parent / "serve.log", data / "storage", serve)
 
 
 @pytest.fixture(scope="module")

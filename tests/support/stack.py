@@ -1,6 +1,7 @@
 """Real processes for end-to-end tests: start them, wait until they serve, stop them cleanly."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -106,3 +107,25 @@ def api_and_worker(root: Path, env: dict[str, str], worker: str) -> Iterator[tup
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/health", root / "worker.log", workers=1)
         yield url, key
+
+
+@contextmanager
+def embedded_serve(data: Path, import_root: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """`trainyard serve` with nothing configured but its data dir (SQLite file, bundled Redis, local
+    storage) and where datasets may come from: (url, the first admin key its banner printed, process).
+    Its log is `serve.log` beside the data dir."""
+    port = free_port()
+    log = data.parent / "serve.log"
+    env = {
+        "TRAINYARD_DATA_DIR": str(data),
+        "REDIS_URL": "",
+        "DATABASE_URL": "",
+        "TRAINYARD_IMPORT_ROOTS": str(import_root),
+    }
+    with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", log, workers=1)
+        wait_until(lambda: "Trainyard is up" in log.read_text(), "the banner", tail(log))
+        printed = re.findall(r"export TRAINYARD_API_KEY=(ty_\S+)", log.read_text())
+        assert len(printed) == 1, log.read_text()[-3000:]
+        yield url, printed[0], serve

@@ -8,7 +8,6 @@ weights it produced are loaded and used by Ultralytics.
 
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,11 +26,7 @@ from tests.support.stack import (
     TRAINYARD,
     api_and_worker,
     auth,
-    free_port,
-    running,
-    tail,
-    wait_for,
-    wait_until,
+    embedded_serve,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -47,23 +42,10 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     """`trainyard serve`: nothing configured but the data directory (and where datasets may come from).
     The first admin key is the one `serve` prints on its first start."""
     data = tmp_path_factory.mktemp("embedded") / "data"
-    port = free_port()
-    log = data.parent / "serve.log"
-    env = {
-        "TRAINYARD_DATA_DIR": str(data),
-        "REDIS_URL": "",
-        "DATABASE_URL": "",
-        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
-    }
-    with running([*TRAINYARD, "serve", "--port", str(port)], env, log) as serve:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/health", log, workers=1)
-        wait_until(lambda: "Trainyard is up" in log.read_text(), "the banner", tail(log))
-        printed = re.findall(r"TRAINYARD_API_KEY=(ty_\S+)", log.read_text())
-        assert len(printed) == 1, log.read_text()[-3000:]
-        yield url, data / "storage", printed[0]
+    with embedded_serve(data, tmp_path_factory.getbasetemp()) as (url, key, serve):
+        yield url, data / "storage", key
         serve.terminate()  # what Ctrl-C does: the supervisor stops its children and the bundled Redis
-        assert serve.wait(60) == 0, log.read_text()[-3000:]
+        assert serve.wait(60) == 0, (data.parent / "serve.log").read_text()[-3000:]
     assert not (data / "redis" / "redis.sock").exists() or not _answers(data / "redis" / "redis.sock")
 
 
