@@ -16,7 +16,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
@@ -49,12 +49,15 @@ class Bell:
     def __init__(self) -> None:
         self.rings = 0
         self.users = 0
+        self.echoes: set[Bell] = set()  # bells that ring with this one (`Hub.any_of`)
         self._rang = anyio.Event()
 
     def ring(self) -> None:
         self.rings += 1
         self._rang.set()
         self._rang = anyio.Event()
+        for echo in self.echoes:
+            echo.ring()
 
     async def wait(self, seen: int, timeout: float = POLL_SECONDS) -> int:
         if self.rings == seen:
@@ -168,6 +171,17 @@ class Hub:
             if not self.bells and self.listener is not None:
                 self.listener.cancel()
                 self.listener = None
+
+    @asynccontextmanager
+    async def any_of(self, channels: list[str]) -> AsyncIterator[Bell]:
+        """One bell that rings when any of the channels' bells does (a list page follows many jobs)."""
+        combined = Bell()
+        async with AsyncExitStack() as stack:
+            for channel in channels:
+                bell = await stack.enter_async_context(self.bell(channel))
+                bell.echoes.add(combined)
+                stack.callback(bell.echoes.discard, combined)
+            yield combined
 
     @asynccontextmanager
     async def follow(

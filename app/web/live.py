@@ -21,6 +21,7 @@ from app.core import fanout
 from app.core.db import Database
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.jobs import JobStatus
+from app.core.redis import job_channel
 from app.core.settings import get_settings
 from app.models import TrainingJob
 from app.observability.metrics import SSE_CLIENTS
@@ -126,6 +127,9 @@ def job_live(
     return EventSourceResponse(messages(), ping=get_settings().sse_ping_seconds)
 
 
+ROW_REFRESH_SECONDS = 0.25
+
+
 def row_state(job: TrainingJob) -> tuple[object, ...]:
     return (job.status, job.attempt, job.current_epoch, job.last_event_seq)
 
@@ -150,16 +154,19 @@ def jobs_live(
             return [(row.job, fragment("_job_row.html", row=row)) for row in rows]
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
-        # The rows are re-read every POLL_SECONDS (one query for the page's jobs, and only the events
-        # since the last read): a list follows dozens of jobs, more than one feed each is worth.
+        # The rows are re-read (one query for the page's jobs, and only the events since the last read)
+        # when an event of any of them is published, or after POLL_SECONDS without one (a lost publish).
         seen: dict[int, tuple[object, ...]] = {}
-        while not await request.is_disconnected():
-            # The first read sends every row: whatever changed since the page was rendered.
-            for job, html in await anyio.to_thread.run_sync(load):
-                state = row_state(job)
-                if seen.get(job.id) != state:
-                    yield {"event": f"job-{job.id}", "data": html.replace("\n", " ")}
-                seen[job.id] = state
-            await anyio.sleep(fanout.POLL_SECONDS)
+        async with fanout.get_hub().any_of([job_channel(i) for i in job_ids]) as bell:
+            while not await request.is_disconnected():
+                rings = bell.rings
+                # The first read sends every row: whatever changed since the page was rendered.
+                for job, html in await anyio.to_thread.run_sync(load):
+                    state = row_state(job)
+                    if seen.get(job.id) != state:
+                        yield {"event": f"job-{job.id}", "data": html.replace("\n", " ")}
+                    seen[job.id] = state
+                await bell.wait(rings, fanout.POLL_SECONDS)
+                await anyio.sleep(ROW_REFRESH_SECONDS)  # a busy page: one read for a burst of events
 
     return EventSourceResponse(messages(), ping=get_settings().sse_ping_seconds)

@@ -156,3 +156,31 @@ def test_without_redis_the_streams_poll_and_miss_nothing(
     received = anyio.run(follow)
     assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
     assert received[-1]["data"]["status"] == "completed"
+
+
+def test_one_bell_over_many_jobs_rings_when_any_of_them_has_an_event(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a jobs list page waits on: with the fallback read minutes away, an event of any listed job
+    still wakes it at once, and the jobs' own bells are gone once the page is."""
+    monkeypatch.setattr(fanout, "POLL_SECONDS", 300.0)
+    with db.session() as s:
+        first, second = make_job(s, "first").id, make_job(s, "second").id
+
+    def cancel(job_id: int) -> None:
+        with db.session() as s:
+            state.cancel_job(s, job_id)
+
+    async def scenario() -> list[int]:
+        hub = fanout.Hub()
+        rings = []
+        async with hub.any_of([job_channel(first), job_channel(second)]) as bell:
+            for job_id in (second, first):
+                seen = bell.rings
+                await anyio.to_thread.run_sync(cancel, job_id)
+                with anyio.fail_after(20):  # far below POLL_SECONDS: only the event can wake it
+                    rings.append(await bell.wait(seen, fanout.POLL_SECONDS) - seen)
+        assert not hub.bells
+        return rings
+
+    assert all(rung >= 1 for rung in anyio.run(scenario))
