@@ -11,8 +11,6 @@ import threading
 import time
 from typing import Any
 
-import redis
-
 from app.core.db import Database
 from app.core.events import EventType, StaleAttempt
 from app.core.jobs import JobStatus
@@ -90,7 +88,7 @@ class StopBell:
         try:
             self.pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
             self.pubsub.subscribe(job_channel(job_id))
-        except redis.RedisError:
+        except Exception:  # Redis away (or anything else): the beats alone see a stop, as they always may
             log.warning("job %s: stop requests are seen at each heartbeat only (no Redis)", job_id)
             self.pubsub = None
 
@@ -103,7 +101,8 @@ class StopBell:
                 continue
             try:
                 message = self.pubsub.get_message(timeout=min(left, self.SLICE))
-            except redis.RedisError:
+            except Exception:  # the connection broke or was closed under it: the beats go on regardless
+                log.warning("stop bell of a job went silent; stops are seen at each beat", exc_info=True)
                 self.close()
                 continue
             if message is not None and asks_to_stop(message.get("data")):
@@ -111,7 +110,7 @@ class StopBell:
 
     def close(self) -> None:
         if self.pubsub is not None:
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(Exception):  # closing a broken connection may fail in any way
                 self.pubsub.close()
             self.pubsub = None
 

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -12,6 +13,7 @@ from app.core.redis import job_channel
 from app.models import TrainingJob
 from app.training import state
 from tests.factories import make_job
+from workers import heartbeat
 from workers.heartbeat import Heartbeat
 from workers.lock import GpuLease, LeaseLost
 
@@ -151,3 +153,33 @@ def test_a_stop_reaches_the_heartbeat_at_once_not_at_its_next_beat(
         beat.join(5)
         lease.release()
     assert not beat.is_alive()
+
+
+def test_a_broken_stop_bell_leaves_the_heartbeat_beating(
+    db: Database, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class ClosedUnderIt:  # a pub/sub connection closed by another thread, as once seen in CI
+        def subscribe(self, *channels: str) -> None:
+            pass
+
+        def get_message(self, timeout: float) -> None:
+            raise ValueError("I/O operation on closed file.")
+
+        def close(self) -> None:
+            raise ValueError("I/O operation on closed file.")
+
+    monkeypatch.setattr(heartbeat, "get_redis", lambda: SimpleNamespace(pubsub=lambda **_: ClosedUnderIt()))
+    lease = GpuLease(redis_client, "host:gpu6", "worker-a", ttl_seconds=60)
+    assert lease.acquire(timeout=1)
+    job_id = _running_job(db, "worker-a")
+    beat = Heartbeat(db, lease, job_id, attempt=1, interval=0.2, ttl=60)
+    beat.start()
+    try:
+        with db.session() as s:
+            state.stop_job(s, job_id)
+        assert beat.stop_requested.wait(10), "the heartbeat died with its bell"
+        assert beat.is_alive() and not beat.lost.is_set()
+    finally:
+        beat.stop()
+        beat.join(5)
+        lease.release()
