@@ -14,10 +14,7 @@ arrival -> DOM < 500 ms at p99.
 import argparse
 import json
 import multiprocessing
-import os
-import shutil
 import sys
-import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -28,13 +25,9 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core import migrate
-from app.core.db import Database
 from app.training import reports, state
-from bench.suite import emit, percentile
-from tests.conftest import make_api_key
+from bench.suite import emit, percentile, recording_stack
 from tests.factories import make_job
-from tests.support.fleet import PrivateRedis
 from tests.support.stack import TRAINYARD, free_port, running, wait_for
 from trainyard_sdk.reports import LogReport, ProgressReport
 
@@ -116,29 +109,16 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between two events")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    database_url = f"sqlite:///{root / 'trainyard.db'}"
-    migrate.upgrade(database_url)
-    redis_server = PrivateRedis(root)
-    redis_server.start()
-    os.environ["REDIS_URL"] = redis_server.url  # this process records and publishes like a worker
-    os.environ["DATABASE_URL"] = database_url
-    db = Database(database_url)
-    key = make_api_key(db)
-    with db.session() as session:
-        job_id = make_job(session, name="live").id
-    with db.session() as session:
-        after = state.claim(session, job_id, 1, "bench", ttl_seconds=3600).last_event_seq  # type: ignore[union-attr]
-    env = {
-        "TRAINYARD_DATA_DIR": str(root / "data"),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-    }
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    recorded: dict[int, float] = {}  # just before its transaction (commit, then publish)
-    arrived: dict[int, float] = {}
-    try:
+    with recording_stack("bench-live-") as stack:
+        db, key, root, env = stack.db, stack.key, stack.root, stack.env
+        with db.session() as session:
+            job_id = make_job(session, name="live").id
+        with db.session() as session:
+            after = state.claim(session, job_id, 1, "bench", ttl_seconds=3600).last_event_seq  # type: ignore[union-attr]
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        recorded: dict[int, float] = {}  # just before its transaction (commit, then publish)
+        arrived: dict[int, float] = {}
         with (
             running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
             sync_playwright() as playwright,
@@ -174,10 +154,6 @@ def main() -> None:
                 arrived = results.recv()
             reader.join(10)
             browser.close()
-    finally:
-        redis_server.stop()
-        db.dispose()
-        shutil.rmtree(root, ignore_errors=True)
     missing = sorted(set(range(1, args.events + 1)) - set(arrived))
     assert not missing, f"the raw client missed events {missing[:10]}"
     numbers = range(1, args.events + 1)

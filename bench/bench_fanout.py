@@ -13,7 +13,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,14 +21,11 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core import migrate
 from app.core.db import Database
 from app.core.redis import job_channel
 from app.training import state
-from bench.suite import emit, percentile
-from tests.conftest import make_api_key
+from bench.suite import emit, percentile, recording_stack
 from tests.factories import make_job
-from tests.support.fleet import PrivateRedis
 from tests.support.stack import TRAINYARD, free_port, running, wait_for
 
 MAX_CLIENTS = 2000  # the bench bounds its own load
@@ -117,35 +113,20 @@ def main() -> None:
     args = parser.parse_args()
     clients = min(args.clients, MAX_CLIENTS)
 
-    root = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
-    database_url = f"sqlite:///{root / 'trainyard.db'}"
-    migrate.upgrade(database_url)
-    redis_server = PrivateRedis(root)
-    redis_server.start()
-    os.environ["REDIS_URL"] = redis_server.url  # this process records and publishes like the API
-    os.environ["DATABASE_URL"] = database_url
-    db = Database(database_url)
-    key = make_api_key(db)
-    env = {
-        "TRAINYARD_DATA_DIR": str(root / "data"),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-    }
-    port = free_port()
-    client_ms: list[float] = []
-    subscriptions = 0
-    raw_ms: list[float] = []
-    try:
+    with recording_stack("bench-fanout-") as stack:
+        db, key, env = stack.db, stack.key, stack.env
+        redis_url, root = env["REDIS_URL"], stack.root
+        port = free_port()
+        client_ms: list[float] = []
+        subscriptions = 0
+        raw_ms: list[float] = []
         with running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"):
             wait_for(f"http://127.0.0.1:{port}/health", root / "api.log")
             for _ in range(args.rounds):
-                times, raw, listening = asyncio.run(one_round(db, port, key, redis_server.url, clients))
+                times, raw, listening = asyncio.run(one_round(db, port, key, redis_url, clients))
                 client_ms += times
                 raw_ms.append(raw)
                 subscriptions = max(subscriptions, listening)
-    finally:
-        redis_server.stop()
-        db.dispose()
     p50, p99, worst = percentile(client_ms, 50), percentile(client_ms, 99), max(client_ms)
     raw = statistics.median(raw_ms)
     print(f"{clients} SSE clients on one job, one API process, {args.rounds} rounds; {os.cpu_count()} cores")

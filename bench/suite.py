@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,42 @@ def embedded_workdir(prefix: str, parent: Path | None, keep: bool) -> Iterator[P
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class RecordingStack:
+    """A scratch SQLite database and a Redis server of its own that this process records events into and
+    publishes on, as a worker does, with an admin key; `env` is what an API process next to it needs."""
+
+    root: Path
+    db: Any
+    key: str
+    env: dict[str, str]
+
+
+@contextmanager
+def recording_stack(prefix: str) -> Iterator[RecordingStack]:
+    from app.core import migrate
+    from app.core.db import Database
+    from tests.conftest import make_api_key
+    from tests.support.fleet import own_redis
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    database_url = f"sqlite:///{root / 'trainyard.db'}"
+    migrate.upgrade(database_url)
+    try:
+        with own_redis(root) as redis_url:
+            os.environ["REDIS_URL"] = redis_url
+            os.environ["DATABASE_URL"] = database_url
+            db = Database(database_url)
+            env = {
+                "TRAINYARD_DATA_DIR": str(root / "data"),
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+            }
+            try:
+                yield RecordingStack(root, db, make_api_key(db), env)
+            finally:
+                db.dispose()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
