@@ -73,22 +73,27 @@ def check(items: list[Source], root: Path, pre: Preprocessing) -> None:
     errors = errors[:_LISTED] + (
         [FieldError("images", f"and {len(errors) - _LISTED} more")] if len(errors) > _LISTED else []
     )
-    if pre.tile and pre.resize and smallest is not None:
-        w, h = (int(v) for v in pre.resize.split("x"))
-        for _, window, _, _ in windows(smallest[0], smallest[1], pre.model_copy(update={"resize": None})):
-            tw, th = int(window.x1 - window.x0), int(window.y1 - window.y0)
-            if tw < w or th < h:
-                errors.append(
-                    FieldError(
-                        "preprocessing.tile",
-                        f"{pre.tile} tiles of {smallest[2]} ({smallest[0]}x{smallest[1]}) are {tw}x{th}, "
-                        f"smaller than the {pre.resize} input: use fewer tiles or a smaller resize",
-                    )
-                )
-                break
+    if smallest is not None and (problem := tile_problem(*smallest, pre)):
+        errors.append(FieldError("preprocessing.tile", problem))
     if errors:
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors[:3])
         raise AppError(422, ErrorCode.VALIDATION_ERROR, detail, errors)
+
+
+def tile_problem(width: int, height: int, name: str, pre: Preprocessing) -> str | None:
+    """Why `pre`'s tiles of an image this size would be smaller than its resize target (the model
+    input), or None."""
+    if not (pre.tile and pre.resize):
+        return None
+    w, h = (int(v) for v in pre.resize.split("x"))
+    for _, window, _, _ in windows(width, height, pre.model_copy(update={"resize": None})):
+        tw, th = int(window.x1 - window.x0), int(window.y1 - window.y0)
+        if tw < w or th < h:
+            return (
+                f"{pre.tile} tiles of {name} ({width}x{height}) are {tw}x{th}, "
+                f"smaller than the {pre.resize} input: use fewer tiles or a smaller resize"
+            )
+    return None
 
 
 @dataclass

@@ -1,7 +1,9 @@
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasPath, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.core.inputs import Id
 
@@ -20,6 +22,11 @@ class Splits(BaseModel):
         if self.train <= 0 or self.val <= 0:
             raise ValueError("train and val must both be above 0")
         return self
+
+
+# The smallest image (width, height, path) of the dataset a version request is about, set by the versions
+# routes before the request body is validated (app/versions/router.py), unset elsewhere.
+SMALLEST_IMAGE: ContextVar[tuple[int, int, str] | None] = ContextVar("smallest_image", default=None)
 
 
 class Preprocessing(BaseModel):
@@ -43,6 +50,19 @@ class Preprocessing(BaseModel):
     @property
     def active(self) -> bool:
         return self.auto_orient or self.tile is not None or self.resize is not None
+
+    @model_validator(mode="after")
+    def _tiles_fit_the_input(self) -> "Preprocessing":
+        """Tiles smaller than the resize target, judged on the dataset's smallest image when the route
+        knows it (SMALLEST_IMAGE), so that this error comes in the same 422 as every other field's."""
+        from app.versions.derive import tile_problem  # pixels and tiles: imported when needed
+
+        smallest = SMALLEST_IMAGE.get()
+        if smallest is not None and (problem := tile_problem(*smallest, self)):
+            kind = PydanticCustomError("tiles_too_small", "{problem}", {"problem": problem})
+            error = InitErrorDetails(type=kind, loc=("tile",), input=self.tile)
+            raise ValidationError.from_exception_data(type(self).__name__, [error])
+        return self
 
 
 class Augmentation(BaseModel):

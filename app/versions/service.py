@@ -30,6 +30,7 @@ from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.pagination import paginate
 from app.core.storage import get_local_storage
 from app.core.visibility import get_visible
+from app.datasets.dice import load_dice
 from app.models import Dataset, DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
 from app.projects.service import get_project
@@ -80,6 +81,20 @@ def locate(db: Database, project_id: int, dataset_id: int | None) -> Located:
         return Located(
             dataset.id, dataset.slug, dataset.storage_prefix, get_local_storage().path(dataset.source_key)
         )
+
+
+def smallest_image(db: Database, project_id: int, dataset_id: int | None) -> tuple[int, int, str] | None:
+    """The smallest image (width, height, path) the dataset declares, or None when the request names no
+    usable dataset (it is refused for that later, with its own error)."""
+    try:
+        dice = load_dice(locate(db, project_id, dataset_id).source, check_files=False)
+    except (AppError, ValueError, OSError):
+        return None
+    images = [image for annotations in dice.tasks.values() for image in annotations.images]
+    if not images:
+        return None
+    image = min(images, key=lambda i: (i.width * i.height, i.path))
+    return image.width, image.height, image.path
 
 
 def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -> tuple[DatasetVersion, bool]:

@@ -25,9 +25,10 @@ from app.projects.service import get_project
 from app.versions import preview
 from app.versions import service as version_service
 from app.versions.manifest import annotation_json
+from app.versions.router import note_smallest_image
 from app.versions.schemas import VersionCreate
 from app.web import actions
-from app.web.deps import UserDep, WriterDep, templates
+from app.web.deps import UserDep, WebUser, WriterDep, templates
 from app.web.errors import is_htmx
 
 router = APIRouter(include_in_schema=False)
@@ -183,19 +184,23 @@ AUGMENTATION = (
 )  # fmt: skip
 
 
-def version_request(form: FormData) -> VersionCreate:
+async def version_request(form: FormData, db: Database, user: WebUser, project_id: int) -> VersionCreate:
     """The version form as the API's request: empty fields take their defaults, a ticked box is true;
-    a bad value is the API's 422, naming the field (`augmentation.rotation`)."""
+    bad values are the API's one 422, naming the fields (`augmentation.rotation`)."""
 
     def part(names: tuple[str, ...]) -> dict[str, Any]:
         return {n: form[n] for n in names if isinstance(form.get(n), str) and form[n] != ""}
 
+    dataset_id = form.get("dataset_id")
     fields = {
-        "dataset_id": form.get("dataset_id") or None,
+        "dataset_id": int(dataset_id)
+        if isinstance(dataset_id, str) and dataset_id.isdigit()
+        else dataset_id or None,
         "display_name": form.get("display_name") or None,
         "preprocessing": part(PREPROCESSING),
         "augmentation": part(AUGMENTATION),
     }
+    await note_smallest_image(db, user.principal, project_id, fields)
     try:
         return VersionCreate.model_validate(fields)
     except ValidationError as exc:
@@ -211,7 +216,7 @@ def class_names(db: Database, project_id: int, dataset_id: int | None) -> dict[s
 async def preview_version(request: Request, project_id: int, db: DatabaseDep, user: UserDep) -> Response:
     """What the form would freeze: counts per split and class, sample images with their labels drawn."""
     ensure_project_visible(user.principal, project_id)
-    body = version_request(await request.form())
+    body = await version_request(await request.form(), db, user, project_id)
 
     def render() -> dict[str, Any]:  # reads and renders images: off the event loop
         result = preview.preview(db, project_id, body)
@@ -235,6 +240,6 @@ async def preview_version(request: Request, project_id: int, db: DatabaseDep, us
 
 @router.post("/projects/{project_id:int}/versions")
 async def freeze(request: Request, project_id: int, db: DatabaseDep, user: WriterDep) -> Response:
-    body = version_request(await request.form())
+    body = await version_request(await request.form(), db, user, project_id)
     await anyio.to_thread.run_sync(actions.freeze_version, db, user.principal, project_id, body)
     return RedirectResponse(f"/projects/{project_id}/versions", status_code=303)

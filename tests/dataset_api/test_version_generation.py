@@ -142,6 +142,11 @@ def test_one_422_lists_every_bad_setting_and_nothing_is_written(
         versions(client, project_id, **too_small), 422, "8x8, smaller than the 16x16 input"
     )
     assert [e["field"] for e in problem["errors"]] == ["preprocessing.tile"]
+    # Beside a bad field of its own, in the same 422.
+    both = {**too_small, "augmentation": {"rotation": 500}}
+    for path in ("", "/preview"):
+        problem = assert_problem(versions(client, project_id, path, **both), 422)
+        assert {e["field"] for e in problem["errors"]} == {"preprocessing.tile", "augmentation.rotation"}
     with db.session() as session:
         assert session.query(DatasetVersion).count() == 0
     assert (

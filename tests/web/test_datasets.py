@@ -134,6 +134,11 @@ def test_a_bad_setting_in_the_version_form_names_the_field_and_freezes_nothing(
         refused = admin.post(path, data=form, headers={"HX-Request": "true"})
         assert refused.status_code == 422, refused.text
         assert "rotation" in refused.text and "tile" in refused.text
+        # 4x4 tiles of its 32x32 images are 8x8, smaller than the 16x16 input: said beside the rotation.
+        form = {"csrf_token": csrf_of(admin), "rotation": "999", "tile": "4x4", "resize": "16x16"}
+        refused = admin.post(path, data=form, headers={"HX-Request": "true"})
+        assert refused.status_code == 422, refused.text
+        assert "rotation" in refused.text and "smaller than the 16x16 input" in refused.text
     assert "No versions yet." in admin.get(f"/projects/{alpha}/versions").text
 
 
