@@ -5,8 +5,9 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 VENDOR = "/static/vendor"
-# Redoc's footer links a logo on its CDN: the policy keeps every request on this origin (Redoc runs its
-# search in a blob: worker; both pages start with a small inline script).
+# Nothing here reaches off this origin (scripts/vendor-web.sh points Redoc's CDN logo at a data: URL, and
+# Swagger's online validator badge is off); the policy makes sure (Redoc runs its search in a blob:
+# worker; both pages start with a small inline script).
 POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
     "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:; connect-src 'self'"
@@ -24,6 +25,7 @@ def install(app: FastAPI) -> None:
             swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
             swagger_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # its badge is an image from validator.swagger.io
         )
         page.headers["Content-Security-Policy"] = POLICY
         return page

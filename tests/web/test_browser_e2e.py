@@ -339,18 +339,17 @@ def test_another_projects_job_is_a_404_page(stack: Stack, signed_in: Any) -> Non
 
 def test_the_api_docs_render_offline(stack: Stack, browser: Any) -> None:
     page = browser.new_page()
-    # Redoc's footer names a logo on its CDN: the page's policy must block it before it leaves.
+    # Nothing leaves this origin (Redoc's CDN logo is patched out when vendored, Swagger's validator badge
+    # is off); the pages' policy would block it if it did.
     outside: list[str] = []
     page.on(
         "request",
         lambda r: r.url.startswith("http") and not r.url.startswith(stack.url) and outside.append(r.url),
     )
-    blocked: list[str] = []
-    page.on("requestfailed", lambda r: print("FAILED", r.url, r.failure) or blocked.append(r.url))
     page.goto(f"{stack.url}/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
     page.goto(f"{stack.url}/redoc")
     page.wait_for_selector("redoc .api-content, [role=navigation]", timeout=30_000)
     page.wait_for_timeout(500)
-    assert sorted(outside) == sorted(blocked)
+    assert outside == []
     page.close()
