@@ -18,11 +18,14 @@ import pytest
 from httpx_sse import connect_sse
 from PIL import Image
 
-from app.core import migrate
-from app.core.db import Database
-from tests.conftest import make_api_key
 from tests.factories import make_yolo_dataset
-from tests.support.stack import TRAINYARD, free_port, running, tail, wait_for, wait_until
+from tests.support.stack import (
+    TRAINYARD,
+    api_and_worker,
+    sqlite_env,
+    tail,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -68,29 +71,16 @@ def jpeg(size: tuple[int, int] = (64, 64), colour: tuple[int, int, int] = (200, 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("inference")
-    database_url = f"sqlite:///{root / 'trainyard.db'}"
-    migrate.upgrade(database_url)
-    db = Database(database_url)
-    key = make_api_key(db)
-    db.dispose()
     env = {
-        "TRAINYARD_DATA_DIR": str(root / "data"),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": stack_redis_url,
-        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+        **sqlite_env(root, stack_redis_url, tmp_path_factory.getbasetemp()),
         "TRAINYARD_MODEL_CACHE_SIZE": "1",  # so the two models evict each other
         "TRAINYARD_INFERENCE_MAX_PIXELS": "1000000",
     }
-    port = free_port()
     with (
-        running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
-        running([*TRAINYARD, "worker", "--device", "cpu", "--name", WORKER], env, root / "worker.log"),
+        api_and_worker(root, env, WORKER) as (url, key),
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as http,
     ):
-        url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/health", root / "worker.log", workers=1)
-        headers = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
-            yield Stack(url, http, root / "data" / "storage", root)
+        yield Stack(url, http, root / "data" / "storage", root)
 
 
 def train(stack: Stack, name: str, task: str, model: str, dataset: Path, imgsz: int) -> dict[str, Any]:

@@ -95,6 +95,21 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def sqlite_env(root: Path, redis_url: str, import_root: Path) -> dict[str, str]:
+    """The environment of a stack on a migrated SQLite file and a data dir under `root`, the given Redis,
+    and datasets from under `import_root`."""
+    from app.core import migrate
+
+    database_url = f"sqlite:///{root / 'trainyard.db'}"
+    migrate.upgrade(database_url)
+    return {
+        "TRAINYARD_DATA_DIR": str(root / "data"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TRAINYARD_IMPORT_ROOTS": str(import_root),
+    }
+
+
 @contextmanager
 def api_and_worker(root: Path, env: dict[str, str], worker: str) -> Iterator[tuple[str, str]]:
     """`trainyard api` + one `trainyard worker --device cpu` on a migrated database: (url, admin key)."""

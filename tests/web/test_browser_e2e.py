@@ -11,10 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.core import migrate
-from tests.conftest import REDIS_URL
 from tests.factories import make_yolo_dataset
-from tests.support.stack import api_and_worker, auth, create_key, tail, wait_until
+from tests.support.stack import api_and_worker, auth, create_key, sqlite_env, tail, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -46,16 +44,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("web-e2e")
-    database_url = f"sqlite:///{root / 'trainyard.db'}"
-    migrate.upgrade(database_url)
-    env = {
-        "TRAINYARD_DATA_DIR": str(root / "data"),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
-        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
-    }
+    env = sqlite_env(root, stack_redis_url, tmp_path_factory.getbasetemp())
     dataset = make_yolo_dataset(root / "shapes", train=16, val=4, size=64)
     with api_and_worker(root, env, f"web-{root.name}") as (url, key):
         yield Stack(url, key, env, dataset, tail(root / "worker.log"))

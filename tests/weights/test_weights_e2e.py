@@ -16,20 +16,19 @@ import pytest
 
 from app.cli.demo import PALETTE, shapes_zip
 from app.cli.demo import TRAINING as DEMO_TRAINING
-from app.core import migrate
 from app.core.db import Database
 from app.core.naming import slugify
 from app.models import Project, RegisteredModel
 from app.weights.checkpoint import inspect_checkpoint
 from tests.factories import make_yolo_dataset
-from tests.support.stack import TRAINYARD, api_and_worker, tail, wait_until
+from tests.support.stack import TRAINYARD, api_and_worker, sqlite_env, tail, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 class Stack:
-    def __init__(self, root: Path, url: str, key: str, env: dict[str, str], database_url: str) -> None:
-        self.root, self.url, self.key, self.env, self.database_url = root, url, key, env, database_url
+    def __init__(self, root: Path, url: str, key: str, env: dict[str, str]) -> None:
+        self.root, self.url, self.key, self.env = root, url, key, env
         self.storage = root / "data" / "storage"
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
 
@@ -58,16 +57,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, stack_redis_url: str) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("weights")
-    database_url = f"sqlite:///{root / 'trainyard.db'}"
-    migrate.upgrade(database_url)
-    env = {
-        "TRAINYARD_DATA_DIR": str(root / "data"),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": stack_redis_url,
-        "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
-    }
+    env = sqlite_env(root, stack_redis_url, tmp_path_factory.getbasetemp())
     with api_and_worker(root, env, "weights-e2e") as (url, key):
-        stack = Stack(root, url, key, env, database_url)
+        stack = Stack(root, url, key, env)
         yield stack
         stack.http.close()
 
@@ -193,7 +185,7 @@ def test_an_export_is_checked_against_the_pt_stored_and_downloadable(
 
 
 def test_a_failed_export_says_why(stack: Stack) -> None:
-    db = Database(stack.database_url)
+    db = Database(stack.env["DATABASE_URL"])
     with db.session() as session:
         project = session.query(Project).filter_by(name="broken").one_or_none() or Project(
             name="broken", slug=slugify("broken")
