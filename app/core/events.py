@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.auth import Principal
 from app.core.db import on_commit
-from app.core.errors import not_found
 from app.core.redis import get_redis, job_channel
+from app.core.visibility import get_visible
 from app.models import JobEvent, TrainingJob, TrainingLog
 from app.models.base import utcnow
 from trainyard_sdk.reports import finite_or_none
@@ -44,17 +45,12 @@ class StaleAttempt(Exception):
         self.current = current
 
 
-def lock_job(session: Session, job_id: int, attempt: int | None = None) -> TrainingJob:
-    """Load the job row for update; with `attempt`, refuse if another attempt owns the job now."""
-    stmt = (
-        select(TrainingJob)
-        .where(TrainingJob.id == job_id)
-        .with_for_update(of=TrainingJob)
-        .execution_options(populate_existing=True)
-    )
-    job = session.execute(stmt).unique().scalar_one_or_none()
-    if job is None:
-        raise not_found("training job", job_id)
+def lock_job(
+    session: Session, job_id: int, attempt: int | None = None, principal: Principal | None = None
+) -> TrainingJob:
+    """Load the job row for update (for a user's `principal`, a job it may not see is missing like one that
+    does not exist); with `attempt`, refuse if another attempt owns the job now."""
+    job = get_visible(session, principal, TrainingJob, job_id, for_update=True)
     if attempt is not None and job.attempt != attempt:
         raise StaleAttempt(job_id, attempt, job.attempt)
     return job

@@ -21,7 +21,6 @@ from app.core.events import EventType, StaleAttempt, lock_job, record_event
 from app.core.jobs import ACTIVE, TERMINAL, JobStatus
 from app.core.security import job_token, token_hash
 from app.core.tasks import Queue, TaskName, send_task
-from app.core.visibility import get_visible
 from app.model_registry.service import register_job
 from app.models import TrainingJob
 from app.models.base import utcnow
@@ -154,14 +153,9 @@ def queue_new(session: Session, job: TrainingJob) -> None:
     send_after_commit(session, job)
 
 
-def lock_visible(session: Session, job_id: int, principal: Principal | None) -> TrainingJob:
-    """`lock_job` for a user's action: a job the key may not see is the same 404 as a missing one."""
-    return get_visible(session, principal, TrainingJob, job_id, for_update=True)
-
-
 def stop_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
     """Running: ask its worker to stop after the current step (keeps `last.pt`). Queued: cancel it."""
-    job = lock_visible(session, job_id, principal)
+    job = lock_job(session, job_id, principal=principal)
     if job.status == Q:
         transition(session, job, JobStatus.CANCELLED, reason="stopped before it started")
     elif job.status == R:
@@ -173,7 +167,7 @@ def stop_job(session: Session, job_id: int, principal: Principal | None = None) 
 
 def cancel_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
     """A queued job never starts: the worker that gets its message finds it cancelled."""
-    job = lock_visible(session, job_id, principal)
+    job = lock_job(session, job_id, principal=principal)
     if job.status != Q:
         raise refusal(job, "cancelled", "stop a running job instead" if job.status == R else "")
     transition(session, job, JobStatus.CANCELLED, reason="cancelled by user")
@@ -182,7 +176,7 @@ def cancel_job(session: Session, job_id: int, principal: Principal | None = None
 
 def resume_job(session: Session, job_id: int, principal: Principal | None = None) -> TrainingJob:
     """A stopped or failed job continues as a new attempt of the same job, from its `last.pt`."""
-    job = lock_visible(session, job_id, principal)
+    job = lock_job(session, job_id, principal=principal)
     if job.status not in {JobStatus.STOPPED, JobStatus.FAILED}:
         raise refusal(job, "resumed", "only a stopped or failed job can")
     transition(session, job, Q, resumed=True, from_checkpoint=job.last_checkpoint)
