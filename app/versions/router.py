@@ -1,10 +1,6 @@
-from typing import Any
-
-import anyio
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.core.auth import Principal, PrincipalDep, read_only
-from app.core.db import Database
+from app.core.auth import PrincipalDep, read_only
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.inputs import Id
 from app.core.pagination import PageDep
@@ -17,28 +13,12 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}/versions", tags=["datas
 async def known_smallest_image(
     project_id: Id, request: Request, db: DatabaseDep, principal: PrincipalDep
 ) -> None:
-    """Before the body is validated: see `note_smallest_image`."""
+    """Before the body is validated: see `service.note_smallest_image`."""
     try:
         raw = await request.json()
     except ValueError:
         return
-    await note_smallest_image(db, principal, project_id, raw)
-
-
-async def note_smallest_image(db: Database, principal: Principal, project_id: int, raw: Any) -> None:
-    """For a version request (still unvalidated) with tiles and a resize on a project the key sees: the
-    dataset's smallest image, so that tiles too small for the input come in the same 422 as every other
-    field's (schemas.SMALLEST_IMAGE). Whatever else is wrong with the request is left to the route."""
-    if not principal.can_read(project_id):
-        return
-    pre = raw.get("preprocessing") if isinstance(raw, dict) else None
-    if not isinstance(pre, dict) or not all(isinstance(pre.get(k), str) for k in ("tile", "resize")):
-        return
-    dataset_id = raw.get("dataset_id")
-    if dataset_id is not None and not (type(dataset_id) is int and 0 < dataset_id < 2**63):
-        return
-    smallest = await anyio.to_thread.run_sync(service.smallest_image, db, project_id, dataset_id)
-    schemas.SMALLEST_IMAGE.set(smallest)
+    await service.note_smallest_image(db, principal, project_id, raw)
 
 
 @router.post(

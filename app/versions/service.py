@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.auth import Principal
 from app.core.db import Database
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.pagination import paginate
@@ -95,6 +97,22 @@ def smallest_image(db: Database, project_id: int, dataset_id: int | None) -> tup
         return None
     image = min(images, key=lambda i: (i.width * i.height, i.path))
     return image.width, image.height, image.path
+
+
+async def note_smallest_image(db: Database, principal: Principal, project_id: int, raw: Any) -> None:
+    """For a version request (still unvalidated) with tiles and a resize on a project the key sees: the
+    dataset's smallest image, so that tiles too small for the input come in the same 422 as every other
+    field's (schemas.SMALLEST_IMAGE). Whatever else is wrong with the request is left to the route."""
+    if not principal.can_read(project_id):
+        return
+    pre = raw.get("preprocessing") if isinstance(raw, dict) else None
+    if not isinstance(pre, dict) or not all(isinstance(pre.get(k), str) for k in ("tile", "resize")):
+        return
+    dataset_id = raw.get("dataset_id")
+    if dataset_id is not None and not (type(dataset_id) is int and 0 < dataset_id < 2**63):
+        return
+    smallest = await anyio.to_thread.run_sync(smallest_image, db, project_id, dataset_id)
+    schemas.SMALLEST_IMAGE.set(smallest)
 
 
 def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -> tuple[DatasetVersion, bool]:

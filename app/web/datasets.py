@@ -25,7 +25,6 @@ from app.projects.service import get_project
 from app.versions import preview
 from app.versions import service as version_service
 from app.versions.manifest import annotation_json
-from app.versions.router import note_smallest_image
 from app.versions.schemas import VersionCreate
 from app.web import actions
 from app.web.deps import UserDep, WebUser, WriterDep, templates
@@ -200,7 +199,7 @@ async def version_request(form: FormData, db: Database, user: WebUser, project_i
         "preprocessing": part(PREPROCESSING),
         "augmentation": part(AUGMENTATION),
     }
-    await note_smallest_image(db, user.principal, project_id, fields)
+    await version_service.note_smallest_image(db, user.principal, project_id, fields)
     try:
         return VersionCreate.model_validate(fields)
     except ValidationError as exc:
