@@ -44,4 +44,5 @@ psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='tes
   psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null
 # The dashboard's browser tests drive the system Chromium (Playwright cannot download a browser here).
 [ -x /usr/bin/chromium ] || apt_install chromium
+"$(dirname "$0")/ensure-compose.sh"  # `docker compose` for tests/ops/test_compose.py; never fails
 echo "services: redis and postgresql are up; chromium is installed"
