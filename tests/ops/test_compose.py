@@ -1,84 +1,117 @@
-"""docker-compose.yml renders and validates (`docker compose config`); no Docker engine is needed."""
+"""The compose files render and validate with the real Compose CLI (`docker compose config`, no Docker
+engine needed; scripts/ensure-compose.sh installs the CLI), and the image builds where an engine runs."""
 
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 
+from app.cli.main import cli
+
 ROOT = Path(__file__).resolve().parents[2]
+MAIN = "docker-compose.yml"
+WORKER = "docker-compose.worker.yml"
 LONG_RUNNING = {"redis", "postgres", "minio", "api", "worker-gpu0", "scheduler", "flower"}
+
+# Every variable each file requires (`${VAR:?...}`): no secret and no address of the fleet has a default.
+MAIN_ENV = {
+    "TRAINYARD_SECRET_KEY": "test-secret",
+    "POSTGRES_PASSWORD": "pg-secret",
+    "REDIS_PASSWORD": "redis-secret",
+    "MINIO_ROOT_PASSWORD": "minio-secret",
+    "FLOWER_BASIC_AUTH": "admin:flower-secret",
+}
+WORKER_ENV = {
+    "TRAINYARD_HOST": "gpu-host-2",
+    "TRAINYARD_SECRET_KEY": "test-secret",
+    "TRAINYARD_API_URL": "http://main-host:8000",
+    "REDIS_URL": "redis://:redis-secret@main-host:6379/0",
+    "DATABASE_URL": "postgresql+psycopg://trainyard:pg-secret@main-host:5432/trainyard",
+    "TRAINYARD_S3_ENDPOINT_URL": "http://main-host:9000",
+    "AWS_ACCESS_KEY_ID": "trainyard",
+    "AWS_SECRET_ACCESS_KEY": "minio-secret",
+}
+FILE_ENV = {MAIN: MAIN_ENV, WORKER: WORKER_ENV}
+ALL_GPUS = {"COMPOSE_PROFILES": "gpu1,gpu2,gpu3"}
 
 
 def compose_command() -> list[str]:
-    """`docker compose` (v2 plugin), else the standalone `docker-compose`; skip when neither exists."""
+    """`docker compose` (the v2 plugin), else a standalone v2 `docker-compose`; skip when neither exists."""
     if shutil.which("docker"):
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
         if probe.returncode == 0:
             return ["docker", "compose"]
     if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    pytest.skip("neither the docker compose plugin nor docker-compose is installed; cannot validate the file")
+        short = subprocess.run(["docker-compose", "version", "--short"], capture_output=True, text=True, timeout=30)
+        if short.stdout.startswith("2."):
+            return ["docker-compose"]
+    pytest.skip(
+        "the Compose v2 CLI is not installed (scripts/ensure-compose.sh installs it, or says why it could "
+        "not); cannot validate the compose files"
+    )
 
 
-SECRETS = {
-    "TRAINYARD_SECRET_KEY": "test-secret",
-    "POSTGRES_PASSWORD": "pg-secret",
-    "MINIO_ROOT_PASSWORD": "minio-secret",
-    "FLOWER_BASIC_AUTH": "admin:flower-secret",
-}
-
-
-def compose(
-    *args: str, secret: str | None = "test-secret", without: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
-    env.update({k: v for k, v in SECRETS.items() if k != without})
-    if secret is None:
-        env.pop("TRAINYARD_SECRET_KEY")
-    else:
-        env["TRAINYARD_SECRET_KEY"] = secret
+def compose(file: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`docker compose -f FILE ARGS` that sees `env` and nothing else the files read (no .env either)."""
+    own = {k: os.environ[k] for k in ("PATH", "HOME", "DOCKER_CONFIG") if k in os.environ}
     return subprocess.run(
-        [*compose_command(), "-f", str(ROOT / "docker-compose.yml"), *args],
+        [*compose_command(), "--env-file", os.devnull, "-f", str(ROOT / file), *args],
         cwd=ROOT,
-        env=env,
+        env={**own, **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, Any]:
-    result = compose("config")
+def rendered(file: str, env: dict[str, str]) -> dict[str, Any]:
+    result = compose(file, env, "config")
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
 
 
-def test_compose_file_is_valid() -> None:
-    result = compose("config", "-q")
+@pytest.fixture(scope="module")
+def fleet() -> dict[str, Any]:
+    return rendered(MAIN, MAIN_ENV)
+
+
+@pytest.fixture(scope="module")
+def gpu_host() -> dict[str, Any]:
+    """A GPU host with four GPUs: worker-gpu0 and the profiles of the other three."""
+    return rendered(WORKER, {**WORKER_ENV, **ALL_GPUS})
+
+
+def accepted_by_the_cli(command: list[str]) -> None:
+    """The real `trainyard` CLI parses the command (an unknown flag or a bad value raises)."""
+    assert command[0] == "trainyard"
+    group = typer.main.get_command(cli)
+    subcommand = group.commands[command[1]]  # type: ignore[attr-defined]
+    subcommand.make_context(command[1], command[2:])
+
+
+@pytest.mark.parametrize("file", [MAIN, WORKER])
+def test_compose_files_are_valid(file: str) -> None:
+    result = compose(file, FILE_ENV[file], "config", "-q")
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_refuses_to_run_without_a_secret_key() -> None:
-    result = compose("config", "-q", secret=None)
+@pytest.mark.parametrize(("file", "variable"), [(f, v) for f, env in FILE_ENV.items() for v in env])
+def test_compose_refuses_a_missing_variable_by_name(file: str, variable: str) -> None:
+    env = {k: v for k, v in FILE_ENV[file].items() if k != variable}
+    result = compose(file, env, "config", "-q")
     assert result.returncode != 0
-    assert "TRAINYARD_SECRET_KEY" in result.stderr
+    assert f"required variable {variable} is missing" in result.stderr
 
 
-@pytest.mark.parametrize("secret", ["POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "FLOWER_BASIC_AUTH"])
-def test_no_secret_has_a_default(secret: str) -> None:
-    result = compose("config", "-q", without=secret)
-    assert result.returncode != 0
-    assert secret in result.stderr
-
-
-def test_every_part_of_the_fleet_is_there_with_a_health_check(rendered: dict[str, Any]) -> None:
-    services = rendered["services"]
+def test_every_part_of_the_fleet_is_there_with_a_health_check(fleet: dict[str, Any]) -> None:
+    services = fleet["services"]
     assert set(services) >= LONG_RUNNING | {"migrate", "minio-setup"}
     for name in LONG_RUNNING:
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
@@ -88,23 +121,120 @@ def test_every_part_of_the_fleet_is_there_with_a_health_check(rendered: dict[str
     assert services["flower"]["command"][:4] == ["celery", "-A", "workers.celery_app", "flower"]
 
 
-def test_redis_keeps_queued_jobs(rendered: dict[str, Any]) -> None:
-    command = " ".join(rendered["services"]["redis"]["command"])
+def test_redis_keeps_queued_jobs(fleet: dict[str, Any]) -> None:
+    command = " ".join(fleet["services"]["redis"]["command"])
     assert "--appendonly yes" in command
     assert "--maxmemory-policy noeviction" in command
 
 
-def test_the_gpu_worker_reserves_its_gpu(rendered: dict[str, Any]) -> None:
-    worker = rendered["services"]["worker-gpu0"]
+def test_redis_wants_its_password(fleet: dict[str, Any]) -> None:
+    redis = fleet["services"]["redis"]
+    assert " ".join(redis["command"]).endswith("--requirepass redis-secret")
+    assert redis["environment"]["REDISCLI_AUTH"] == "redis-secret"  # the health check's redis-cli
+
+
+def test_the_gpu_worker_reserves_its_gpu(fleet: dict[str, Any]) -> None:
+    worker = fleet["services"]["worker-gpu0"]
     [device] = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and device["device_ids"] == ["0"]
     assert worker["command"][:4] == ["trainyard", "worker", "--gpu", "0"]
+    accepted_by_the_cli(worker["command"])
 
 
-def test_the_services_share_postgres_redis_and_s3(rendered: dict[str, Any]) -> None:
+def test_the_services_share_postgres_redis_and_s3(fleet: dict[str, Any]) -> None:
     for name in ("api", "worker-gpu0", "scheduler", "migrate"):
-        env = rendered["services"][name]["environment"]
+        env = fleet["services"][name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
-        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        assert env["REDIS_URL"] == "redis://:redis-secret@redis:6379/0"
         assert env["TRAINYARD_STORAGE"] == "s3"
         assert env["TRAINYARD_ENV"] == "production"
+
+
+def published(service: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(port["host_ip"], port["published"]) for port in service["ports"]]
+
+
+def test_redis_and_postgres_are_published_to_gpu_hosts_only_when_asked(fleet: dict[str, Any]) -> None:
+    assert published(fleet["services"]["redis"]) == [("127.0.0.1", "6379")]
+    assert published(fleet["services"]["postgres"]) == [("127.0.0.1", "5432")]
+    shared = rendered(MAIN, {**MAIN_ENV, "TRAINYARD_FLEET_ADDRESS": "192.0.2.10"})["services"]
+    assert published(shared["redis"]) == [("192.0.2.10", "6379")]
+    assert published(shared["postgres"]) == [("192.0.2.10", "5432")]
+
+
+def test_a_gpu_host_runs_one_worker_per_gpu_and_nothing_else(gpu_host: dict[str, Any]) -> None:
+    services = gpu_host["services"]
+    assert set(services) == {f"worker-gpu{n}" for n in range(4)}
+    assert not any(service.get("ports") for service in services.values())
+    only_gpu0 = rendered(WORKER, WORKER_ENV)["services"]
+    assert set(only_gpu0) == {"worker-gpu0"}
+
+
+@pytest.mark.parametrize("gpu", range(4))
+def test_each_worker_of_a_gpu_host_has_its_gpu_and_name(gpu_host: dict[str, Any], gpu: int) -> None:
+    worker = gpu_host["services"][f"worker-gpu{gpu}"]
+    name = f"gpu-host-2-gpu{gpu}"
+    # The container sees only its reserved GPU, as device 0.
+    assert worker["command"] == [
+        "trainyard", "worker", "--gpu", "0", "--queues", "training,inference", "--name", name
+    ]  # fmt: skip
+    accepted_by_the_cli(worker["command"])
+    [device] = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "device_ids": [str(gpu)], "capabilities": ["gpu"]}
+    assert worker["hostname"] == name  # the health check and the GPU lease key read it
+    assert worker["healthcheck"]["test"]
+    assert worker["stop_grace_period"]
+
+
+def test_a_gpu_host_uses_the_main_hosts_services(gpu_host: dict[str, Any]) -> None:
+    for worker in gpu_host["services"].values():
+        env = worker["environment"]
+        for variable in ("REDIS_URL", "DATABASE_URL", "TRAINYARD_S3_ENDPOINT_URL", "TRAINYARD_API_URL"):
+            assert env[variable] == WORKER_ENV[variable]
+        assert env["TRAINYARD_SECRET_KEY"] == WORKER_ENV["TRAINYARD_SECRET_KEY"]
+        assert env["TRAINYARD_STORAGE"] == "s3" and env["TRAINYARD_S3_BUCKET"] == "trainyard"
+        assert env["TRAINYARD_ENV"] == "production"
+        assert env["TRAINYARD_CACHE_MAX_GB"] == "50"
+        [volume] = worker["volumes"]
+        assert (volume["type"], volume["source"], volume["target"]) == ("volume", "worker-data", "/data")
+    assert "worker-data" in gpu_host["volumes"]
+
+
+def test_a_gpu_host_takes_its_queues_and_cache_size() -> None:
+    env = {**WORKER_ENV, "TRAINYARD_QUEUES": "inference", "TRAINYARD_CACHE_MAX_GB": "200"}
+    worker = rendered(WORKER, env)["services"]["worker-gpu0"]
+    assert worker["command"][4:6] == ["--queues", "inference"]
+    assert worker["environment"]["TRAINYARD_CACHE_MAX_GB"] == "200"
+
+
+def require_docker_engine() -> None:
+    """Skip, saying why, where no Docker engine answers (the CLI alone cannot build)."""
+    if not shutil.which("docker"):
+        pytest.skip("no Docker engine here: the docker CLI is not installed")
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+    if info.returncode != 0:
+        lines = [line.strip() for line in info.stderr.splitlines() if line.strip()]
+        pytest.skip(f"no Docker engine here: `docker info` says {lines[-1] if lines else info.returncode}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_image_builds_and_runs_the_cli_as_its_own_user() -> None:
+    require_docker_engine()
+    tag = f"trainyard:test-{uuid.uuid4().hex[:8]}"
+    try:
+        build = subprocess.run(
+            ["docker", "build", "--tag", tag, str(ROOT)], capture_output=True, text=True, timeout=3300
+        )
+        assert build.returncode == 0, build.stderr[-4000:]
+        run = subprocess.run(
+            ["docker", "run", "--rm", tag, "sh", "-c", "id -u && trainyard --version"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        uid, version = run.stdout.split("\n", 1)
+        assert uid == "1000" and version.startswith("trainyard ")
+    finally:
+        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, timeout=120)
