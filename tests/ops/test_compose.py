@@ -48,7 +48,9 @@ def compose_command() -> list[str]:
         if probe.returncode == 0:
             return ["docker", "compose"]
     if shutil.which("docker-compose"):
-        short = subprocess.run(["docker-compose", "version", "--short"], capture_output=True, text=True, timeout=30)
+        short = subprocess.run(
+            ["docker-compose", "version", "--short"], capture_output=True, text=True, timeout=30
+        )
         if short.stdout.startswith("2."):
             return ["docker-compose"]
     pytest.skip(
