@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     model_cache_mb: float = Field(default=2048.0, validation_alias="TRAINYARD_MODEL_CACHE_MB")
     # The worker's disk cache of weight files by sha256 (base weights); least recently used evicted.
     weights_cache_mb: float = Field(default=10240.0, validation_alias="TRAINYARD_WEIGHTS_CACHE_MB")
+    # The worker's disk cache of dataset folders by content (workers/dataset_cache.py): least recently
+    # used evicted, never one a running job uses (so only what is in use can exceed this bound).
+    cache_max_gb: float = Field(default=50.0, gt=0, validation_alias="TRAINYARD_CACHE_MAX_GB")
     # GPU sharing between processes: before a trainer starts on a GPU, the other workers on that GPU drop
     # their warm models; the trainer waits this long at most for them (bounded by a third of the lease).
     gpu_evict_timeout_seconds: float = Field(default=10.0, validation_alias="TRAINYARD_GPU_EVICT_TIMEOUT")
