@@ -43,6 +43,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     from app.core import migrate
     from app.core.db import Database
     from app.core.settings import get_settings
+    from app.core.storage import LocalStorage
     from app.datasets.dice import load_dice, summarize
     from app.models import Dataset, Project
     from app.versions import schemas, service
@@ -87,9 +88,13 @@ def run(work: Path, args: argparse.Namespace) -> None:
         ),
     )
     folder = timed(
-        "convert (worker, miss)", lambda: materialize_version(db, version.id, "detection", storage)
+        "convert (worker, miss)",
+        lambda: materialize_version(db, version.id, "detection", LocalStorage(storage)),
     )
-    timed("convert (worker, hit)", lambda: materialize_version(db, version.id, "detection", storage))
+    timed(
+        "convert (worker, hit)",
+        lambda: materialize_version(db, version.id, "detection", LocalStorage(storage)),
+    )
     manifest_mb = (storage / version.manifest_key).stat().st_size / 1e6
     print(
         f"manifest: {manifest_mb:.1f} MB, sha256 {version.manifest_sha256[:16]}..., yolo folder {folder.name}"

@@ -1,6 +1,9 @@
 """Small typed factories: rows for the database and tiny datasets on disk."""
 
+import io
+import json
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +100,38 @@ def register_untrained_model(
     session.add(model)
     session.flush()
     return model.id
+
+
+def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
+    """Red and blue rectangles on grey, as a DICE detection dataset in a ZIP."""
+    rng = random.Random(3)
+    images, buffer, aid = [], io.BytesIO(), 0
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for iid in range(1, train + val + 1):
+            split = "train" if iid <= train else "val"
+            picture = Image.new("RGB", (size, size), (rng.randint(0, 80),) * 3)
+            draw, anns = ImageDraw.Draw(picture), []
+            for _ in range(rng.randint(1, 2)):
+                cls = rng.randint(0, 1)
+                w, h = rng.randint(12, 30), rng.randint(12, 30)
+                x, y = rng.randint(0, size - w), rng.randint(0, size - h)
+                draw.rectangle([x, y, x + w - 1, y + h - 1], fill=(255, 0, 0) if cls == 0 else (0, 0, 255))
+                aid += 1
+                anns.append({"id": aid, "image_id": iid, "class_id": cls, "bbox": [x, y, w, h]})
+            data = io.BytesIO()
+            picture.save(data, "PNG")
+            archive.writestr(f"images/{split}/{iid}.png", data.getvalue())
+            images.append(
+                {
+                    "id": iid,
+                    "file_name": f"{iid}.png",
+                    "width": size,
+                    "height": size,
+                    "split": split,
+                    "annotations": anns,
+                }
+            )
+        classes = [{"id": 0, "name": "red"}, {"id": 1, "name": "blue"}]
+        body = {"task_type": "object_detection", "classes": classes, "images": images}
+        archive.writestr("annotations_detection.json", json.dumps(body))
+    return buffer.getvalue()

@@ -57,6 +57,10 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
     def _ready(**_: object) -> None:
         log.info("worker %s is up, consuming %s", identity.name, ",".join(queues))
         rejoin(presence.client, identity.name)
+        try:
+            context.get_runner().sweep_scratch()
+        except Exception:  # a database hiccup must not keep the worker from serving
+            log.warning("could not sweep old scratch folders", exc_info=True)
         presence.start()
         context.get_inference().start_control()  # GET/POST /api/v1/workers/{id}/models
 

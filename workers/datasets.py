@@ -1,45 +1,270 @@
-"""The YOLO folder of a frozen dataset version, materialized on the worker when a job is claimed.
+"""A job's dataset as a local folder on the worker's host, whatever the storage backend.
 
-Converted once per (version manifest checksum, task) into
+Local storage (the embedded default): the worker shares the storage folder, so a version is converted
+in place, once per (version manifest checksum, task), into
 `projects/<p>/datasets/<d>/versions/v<N>/yolo/<task>-<sha256>-c<converter>/` (app.datasets.convert's
-cache), so a second job on the same version does no work. The manifest is checked against the
-checksum recorded at freeze time before it is trusted.
+cache), and a `dataset_path` folder is read where it is. Nothing is copied.
+
+S3 (a fleet): the host keeps a content-addressed cache (workers/dataset_cache.py). A version's entry is
+keyed by its manifest checksum and task. The first host to need it downloads the version's images
+(checked against the manifest's sha256), converts them, and stores the conversion back under that same
+`yolo/...` key: labels, data.yaml and a `files.json` listing the storage key and checksum of every image.
+Any other host then fetches that listing and the images straight into its cache: DICE to YOLO runs
+once per version and task in the whole fleet. A `dataset_path` that names a storage folder is cached by
+the hash of its listing. A second job on the same data finds the entry and downloads nothing.
 """
 
 import hashlib
 import json
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from app.core.db import Database
-from app.datasets.convert import convert_cached
+from app.core.storage import TRANSFER_THREADS, LocalStorage, Storage
+from app.datasets.convert import CONVERTER_VERSION, cache_dir, convert_cached, convert_to_yolo
 from app.datasets.types import DiceDataset, TaskType
 from app.models import DatasetVersion
 from app.versions.manifest import dataset_from_manifest
+from workers.dataset_cache import FolderCache, Pinned, fetch_all, get_dataset_cache
+from workers.weights_cache import file_sha256
+
+FILES_LISTING = "files.json"  # written last: a stored conversion without it is unfinished
 
 
 class VersionUnavailable(RuntimeError):
     pass
 
 
-def materialize_version(db: Database, version_id: int, task_type: str, storage_root: Path) -> Path:
-    """The folder (with data.yaml, or the ImageFolder layout) to train `task_type` from the version."""
+@dataclass
+class Materialized:
+    """The local folder a trainer reads, held (not evictable) until `release`, and what it took."""
+
+    path: Path
+    origin: str  # "in place" (local storage), "cache" (nothing downloaded), "storage", "converted"
+    files: int = 0  # downloaded
+    bytes: int = 0
+    seconds: float = 0.0
+    pin: Pinned | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        if self.pin is not None:
+            self.pin.close()
+
+    def describe(self) -> str:
+        if self.origin == "in place":
+            return "dataset read in place"
+        if self.origin == "cache":
+            return "dataset read from this host's cache: nothing downloaded"
+        verb = "downloaded and converted" if self.origin == "converted" else "downloaded"
+        return f"dataset {verb}: {self.files} files, {self.bytes / 2**20:.1f} MiB in {self.seconds:.1f} s"
+
+
+@dataclass(frozen=True)
+class _Version:
+    id: int
+    manifest_key: str
+    manifest_sha256: str
+    dataset_prefix: str  # the images' keys start here (`source/...` and `generated/...`)
+    yolo_key: str  # where the conversion of this task lives in storage
+
+
+def _version(db: Database, version_id: int, task: TaskType) -> _Version:
     with db.session() as session:
         version = session.get(DatasetVersion, version_id)
         if version is None or version.manifest_key is None or version.manifest_sha256 is None:
             raise VersionUnavailable(f"dataset version {version_id} has no manifest")
-        manifest_file = storage_root / version.manifest_key
-        source = storage_root / version.dataset.source_key
-        cache_root = storage_root / version.storage_prefix / "yolo"
-        expected = version.manifest_sha256
+        yolo = cache_dir(Path(version.storage_prefix) / "yolo", task, version.manifest_sha256)
+        return _Version(
+            version.id,
+            version.manifest_key,
+            version.manifest_sha256,
+            version.dataset.storage_prefix,
+            yolo.as_posix(),
+        )
 
-    def load() -> DiceDataset:
-        data = manifest_file.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise VersionUnavailable(
-                f"{manifest_file.name} of version {version_id} has sha256 {actual}, "
-                f"recorded {expected}: the manifest changed after freezing"
-            )
-        return dataset_from_manifest(json.loads(data), source)
 
-    return convert_cached(load, TaskType(task_type), cache_root, expected)
+def _checked_manifest(storage: Storage, version: _Version) -> dict[str, Any]:
+    data = storage.get_bytes(version.manifest_key)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != version.manifest_sha256:
+        raise VersionUnavailable(
+            f"the manifest of version {version.id} has sha256 {actual}, recorded {version.manifest_sha256}: "
+            "it changed after freezing"
+        )
+    manifest: dict[str, Any] = json.loads(data)
+    return manifest
+
+
+def materialize_version(
+    db: Database, version_id: int, task_type: str, storage: Storage, cache: FolderCache | None = None
+) -> Materialized:
+    """The folder (with data.yaml, or the ImageFolder layout) to train `task_type` from the version."""
+    task = TaskType(task_type)
+    version = _version(db, version_id, task)
+    if isinstance(storage, LocalStorage):
+
+        def load() -> DiceDataset:
+            manifest = _checked_manifest(storage, version)
+            return dataset_from_manifest(manifest, storage.path(f"{version.dataset_prefix}/source"))
+
+        folder = convert_cached(load, task, storage.path(version.yolo_key).parent, version.manifest_sha256)
+        return Materialized(folder, "in place")
+    key = f"version-{version.manifest_sha256}-{task.value}-c{CONVERTER_VERSION}"
+    tally = _Tally()
+    pin = (cache or get_dataset_cache()).open(
+        key, lambda folder: _fill_version(storage, version, task, folder, tally)
+    )
+    return tally.result(pin)
+
+
+def materialize_folder(raw: str, storage: Storage, cache: FolderCache | None = None) -> Materialized:
+    """A `dataset_path`: an absolute folder (an import root on this host) is read in place, as is a
+    storage key when storage is this host's folder; a key in S3 is cached by its listing's hash."""
+    if Path(raw).is_absolute():
+        return Materialized(Path(raw), "in place")
+    if isinstance(storage, LocalStorage):
+        return Materialized(storage.path(raw), "in place")
+    listing = storage.listing(raw)
+    if not listing:
+        raise VersionUnavailable(f"storage has no folder {raw!r}")
+    digest = hashlib.sha256("\n".join(f"{i.key}\t{i.size}\t{i.tag}" for i in listing).encode()).hexdigest()
+    start = len(raw.rstrip("/")) + 1
+    items = [(item.key[start:], None) for item in listing]
+    tally = _Tally()
+
+    def fill(folder: Path) -> Mapping[str, str]:
+        return tally.fetch(storage, folder, items, lambda rel: f"{raw.rstrip('/')}/{rel}")
+
+    return tally.result((cache or get_dataset_cache()).open(f"folder-{digest}", fill))
+
+
+class _Tally:
+    """Downloads into a cache entry, counted for the job's log."""
+
+    def __init__(self) -> None:
+        self.origin = "cache"
+        self.files = self.bytes = 0
+        self.started = time.monotonic()
+
+    def fetch(
+        self,
+        storage: Storage,
+        folder: Path,
+        items: Iterable[tuple[str, str | None]],
+        key_of: Callable[[str], str],
+    ) -> dict[str, str]:
+        """Download what `folder` lacks of `items` (relative path, sha256 or None), in parallel, each
+        checked against its sha256; the checksums of what was fetched."""
+        fetched = fetch_all(
+            folder, items, lambda rel, target: storage.get_file(key_of(rel), target), TRANSFER_THREADS
+        )
+        self.files += len(fetched)
+        self.bytes += sum((folder / rel).stat().st_size for rel in fetched)
+        if self.origin == "cache":
+            self.origin = "storage"
+        return fetched
+
+    def result(self, pin: Pinned) -> Materialized:
+        if not pin.filled:
+            return Materialized(pin.path, "cache", pin=pin)
+        return Materialized(
+            pin.path, self.origin, self.files, self.bytes, time.monotonic() - self.started, pin
+        )
+
+
+def _fill_version(
+    storage: Storage, version: _Version, task: TaskType, folder: Path, tally: _Tally
+) -> Mapping[str, str]:
+    """Fill (or repair) a cache entry: from the stored conversion when one exists, else convert here."""
+    try:
+        stored = json.loads(storage.get_bytes(f"{version.yolo_key}/{FILES_LISTING}"))
+    except Exception:
+        stored = None
+    if stored is None:
+        _convert_here(storage, version, task, folder, tally)
+        tally.origin = "converted"
+        return {}
+    for rel in stored.get("folders", []):  # a classification class may have no image in a split
+        (folder / rel).mkdir(parents=True, exist_ok=True)
+    images: dict[str, dict[str, str]] = stored["images"]
+    labels: dict[str, str] = stored["files"]
+    items = [(rel, entry["sha256"]) for rel, entry in images.items()]
+    items += [(rel, sha) for rel, sha in labels.items()]
+    keys = {rel: entry["key"] for rel, entry in images.items()} | {
+        rel: f"{version.yolo_key}/{rel}" for rel in labels
+    }
+    return tally.fetch(storage, folder, items, keys.__getitem__)
+
+
+def _convert_here(storage: Storage, version: _Version, task: TaskType, folder: Path, tally: _Tally) -> None:
+    """Download the version's images, convert them into `folder`, store the conversion back."""
+    manifest = _checked_manifest(storage, version)
+    for child in folder.iterdir():  # a repair converts again from scratch
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    dice = folder / ".dice"
+    wanted = {i["path"] for i in manifest["tasks"][task.value]["images"]}
+
+    def rel_of(image: dict[str, Any]) -> str:  # as dataset_from_manifest places it under the dataset
+        return image["path"] if "lineage" in image else f"source/{image['path']}"
+
+    items = [(rel_of(i), i["sha256"]) for i in manifest["images"] if i["path"] in wanted]
+    try:
+        tally.fetch(storage, dice, items, lambda rel: f"{version.dataset_prefix}/{rel}")
+        built = folder / ".build"
+        # The converter hard-links the images from `dice`: same file system, no second copy.
+        convert_to_yolo(dataset_from_manifest(manifest, dice / "source"), task, built)
+        for child in built.iterdir():
+            child.rename(folder / child.name)
+        built.rmdir()
+    finally:
+        shutil.rmtree(dice, ignore_errors=True)
+    _store_back(storage, version, manifest, task, folder)
+
+
+def _store_back(
+    storage: Storage, version: _Version, manifest: dict[str, Any], task: TaskType, folder: Path
+) -> None:
+    """Labels and data.yaml (without this host's `path:`) under the version's yolo key; the images are
+    named by their own keys in `files.json`, written last."""
+    data = yaml.safe_load((folder / "data.yaml").read_text(encoding="utf-8"))
+    data.pop("path", None)  # the data.yaml's folder, wherever a host puts it (app/training/data_yaml.py)
+    (folder / "data.yaml").write_text(
+        yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    by_name = {}
+    for image in manifest["images"]:
+        rel = image["path"] if "lineage" in image else f"source/{image['path']}"
+        by_name[(image["split"], image["file_name"])] = (f"{version.dataset_prefix}/{rel}", image["sha256"])
+    images, files, folders = {}, {}, []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        located = _image_key(rel, task, by_name)
+        if path.is_dir():
+            folders.append(rel)
+        elif located is not None:
+            images[rel] = {"key": located[0], "sha256": located[1]}
+        else:
+            files[rel] = file_sha256(path)
+    with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+        list(pool.map(lambda rel: storage.put_file(f"{version.yolo_key}/{rel}", folder / rel), files))
+    listing = {"converter_version": CONVERTER_VERSION, "images": images, "files": files, "folders": folders}
+    storage.put_bytes(f"{version.yolo_key}/{FILES_LISTING}", json.dumps(listing, sort_keys=True).encode())
+
+
+def _image_key(
+    rel: str, task: TaskType, by_name: dict[tuple[str, str], tuple[str, str]]
+) -> tuple[str, str] | None:
+    """The storage key and sha256 of the image at `rel` in the YOLO layout, or None for a label/yaml."""
+    parts = rel.split("/")
+    if task is TaskType.CLASSIFICATION:  # <split>/<class>/<file name>
+        return by_name.get((parts[0], parts[-1])) if len(parts) == 3 else None
+    if len(parts) == 3 and parts[0] == "images":  # images/<split>/<file name>
+        return by_name.get((parts[1], parts[2]))
+    return None

@@ -1,6 +1,6 @@
-"""Preparing an attempt's inputs, one explicit step before its trainer starts: the dataset version
-materialized as a local folder, the weights to start from and the checkpoint to resume downloaded,
-a large config written to a file. The result is the attempt's TrainerContext
+"""Preparing an attempt's inputs, one explicit step before its trainer starts: the dataset
+materialized as a local folder (workers/datasets.py), the weights to start from and the checkpoint to
+resume downloaded, a large config written to a file. The result is the attempt's TrainerContext
 (trainyard_sdk/context.py; docs/trainer-contract.md), which the trainer reads back from its environment.
 """
 
@@ -18,7 +18,7 @@ from app.core.storage import Storage
 from app.models import BaseWeights, TrainingJob
 from app.training.frameworks import framework
 from trainyard_sdk.context import TrainerContext
-from workers.datasets import materialize_version
+from workers.datasets import Materialized, materialize_folder, materialize_version
 from workers.weights_cache import get_weights_cache
 
 
@@ -73,15 +73,24 @@ def _starting_weights(key: str, target: Path, storage: Storage) -> Path:
     return target
 
 
-def prepare(
-    spec: JobSpec, run_dir: Path, device: str, db: Database, storage: Storage, settings: Settings
-) -> TrainerContext:
-    """Fetch or build every input the attempt needs into `run_dir`; its context, ready to hand over."""
-    dataset = Path(spec.dataset_path) if spec.dataset_path else None
+def materialize_dataset(spec: JobSpec, db: Database, storage: Storage) -> Materialized | None:
+    """The job's dataset as a folder on this host (workers/datasets.py), held until released."""
     if spec.dataset_version_id is not None:
-        dataset = materialize_version(
-            db, spec.dataset_version_id, spec.task_type, settings.resolved_storage_root
-        )
+        return materialize_version(db, spec.dataset_version_id, spec.task_type, storage)
+    if spec.dataset_path is not None:
+        return materialize_folder(spec.dataset_path, storage)
+    return None
+
+
+def prepare(
+    spec: JobSpec,
+    run_dir: Path,
+    device: str,
+    dataset: Path | None,
+    storage: Storage,
+    settings: Settings,
+) -> TrainerContext:
+    """Fetch every other input the attempt needs into `run_dir`; its context, ready to hand over."""
     model_source = framework(spec.framework).model_source(spec.model_name, spec.task_type)
     if spec.checkpoint_path is not None:
         # Fine-tuning: a fresh run (new optimizer, epoch 1) that starts from these weights.

@@ -4,6 +4,7 @@ The database is the truth: the attempt is claimed there (a duplicate or stale me
 nothing), every write is fenced by the attempt, and a lost lease stops the trainer at once.
 """
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -46,10 +47,11 @@ from trainyard_sdk.reports import (
     ReportType,
     parse_report,
 )
+from workers.datasets import Materialized
 from workers.heartbeat import Heartbeat
 from workers.identity import WorkerIdentity
 from workers.inference import sharing
-from workers.inputs import JobSpec, prepare
+from workers.inputs import JobSpec, materialize_dataset, prepare
 from workers.lock import GpuLease
 
 log = logging.getLogger("operations.training")
@@ -57,6 +59,8 @@ log = logging.getLogger("operations.training")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LOG_BATCH = 200
 WRITE_RETRIES = 3
+# A run folder of a job in these states may belong to a live attempt (of another worker process here).
+ACTIVE = (JobStatus.RUNNING, JobStatus.STOPPING)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,24 @@ class TrainingRunner:
                 self._set_current_job(None)
             self.lease.release()
 
+    def sweep_scratch(self) -> None:
+        """Remove the scratch folders of attempts that are over. A worker killed mid-attempt leaves its
+        folder (checkpoints, a copy of the dataset's data.yaml) behind; the job went on elsewhere. A
+        folder of a job's current, running attempt stays: another worker process of this host has it."""
+        for folder in sorted(self.settings.runs_dir.glob("job-*/attempt-*")):
+            try:
+                job_id, attempt = int(folder.parent.name[4:]), int(folder.name[8:])
+            except ValueError:
+                continue
+            with self.db.session() as session:
+                job = session.get(TrainingJob, job_id)
+                live = job is not None and job.attempt == attempt and job.status in ACTIVE
+            if not live:
+                log.info("removing the scratch folder of job %s attempt %s, which is over", job_id, attempt)
+                shutil.rmtree(folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    folder.parent.rmdir()  # the job's folder, once no attempt is left in it
+
     def _set_current_job(self, job_id: int | None) -> None:
         self.current_job = job_id
         try:
@@ -184,33 +206,50 @@ class Attempt:
 
     def run(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._fit_config()
-            self._store_resolved_config()
-            context = prepare(
-                self.spec,
-                self.run_dir,
-                self.runner.worker.trainer_device,
-                self.db,
-                self.storage,
-                self.runner.settings,
-            )
-            child = self._start_trainer(context)
-        except Exception as exc:
-            self._write(state.fail, ErrorCode.INTERNAL_ERROR, f"could not start the trainer: {exc}")
-            return
+        # Fetching a dataset may outlast the lease: the heartbeat beats from the start.
         self.heartbeat.start()
+        dataset: Materialized | None = None
+        child: subprocess.Popen[bytes] | None = None
         try:
+            try:
+                self._fit_config()
+                self._store_resolved_config()
+                dataset = materialize_dataset(self.spec, self.db, self.storage)
+                if dataset is not None and dataset.origin != "in place":
+                    self._note(dataset.describe())
+                context = prepare(
+                    self.spec,
+                    self.run_dir,
+                    self.runner.worker.trainer_device,
+                    dataset.path if dataset is not None else None,
+                    self.storage,
+                    self.runner.settings,
+                )
+                child = self._start_trainer(context)
+            except StaleAttempt:
+                raise
+            except Exception as exc:
+                self._write(state.fail, ErrorCode.INTERNAL_ERROR, f"could not start the trainer: {exc}")
+                return
             if self._pump(child):
                 self._finish(child.wait())
         except StaleAttempt as exc:
             log.error("%s; stopping the trainer", exc)
-            self._kill(child)
+            if child is not None:
+                self._kill(child)
         finally:
             self.heartbeat.stop()
-            if child.poll() is None:
+            if child is not None and child.poll() is None:
                 self._kill(child)
+            if dataset is not None:
+                dataset.release()  # the cache may evict it once no job uses it
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _note(self, message: str) -> None:
+        """A line of the worker's own in the job's log (what it fetched, from where)."""
+        self._write(
+            apply_report, LogReport.model_validate({"level": "info", "message": message, "source": "system"})
+        )
 
     # The trainer ---------------------------------------------------------------------------------
     def _fit_config(self) -> None:

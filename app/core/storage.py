@@ -7,7 +7,9 @@ new one, never a torn one. `TRAINYARD_STORAGE=local|s3` picks the backend.
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -44,6 +46,16 @@ def check_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class Listed:
+    """An object found under a prefix: its key, size, and a tag that changes when its content does
+    (S3's ETag; size and modification time in a local folder)."""
+
+    key: str
+    size: int
+    tag: str
+
+
 class Storage(Protocol):
     """What callers may rely on whatever the backend: no local paths (see get_local_storage)."""
 
@@ -52,7 +64,10 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
     def get_file(self, key: str, target: Path) -> Path: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def listing(self, prefix: str) -> list[Listed]: ...
     def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
 
 
 class LocalStorage:
@@ -101,9 +116,26 @@ class LocalStorage:
         shutil.copyfile(self.path(key), target)
         return target
 
+    def get_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def listing(self, prefix: str) -> list[Listed]:
+        """Every file under the folder `prefix` (hidden temp files of unfinished writes left out)."""
+        folder = self.path(prefix)
+        found = []
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.is_file() and not path.name.startswith("."):
+                stat = path.stat()
+                key = path.relative_to(self.root).as_posix()
+                found.append(Listed(key, stat.st_size, f"{stat.st_size}-{stat.st_mtime_ns}"))
+        return found
+
     def delete(self, key: str) -> None:
         """Remove the object; a key that names none is already deleted."""
         self.path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self.path(prefix), ignore_errors=True)
 
 
 class S3Storage:
@@ -177,8 +209,27 @@ class S3Storage:
             raise
         return target
 
+    def get_bytes(self, key: str) -> bytes:
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
+        return body
+
+    def listing(self, prefix: str) -> list[Listed]:
+        """Every object under the folder `prefix` (a `/` is added: `a/b` does not list `a/bc`)."""
+        folder = check_key(prefix).rstrip("/") + "/"
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder):
+            for item in page.get("Contents", []):
+                found.append(Listed(item["Key"], int(item["Size"]), str(item["ETag"]).strip('"')))
+        return found
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [item.key for item in self.listing(prefix)]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def presigned_url(self, key: str, expires: int = 3600) -> str:
         """A GET URL that works without credentials for `expires` seconds (weights, artifacts)."""
@@ -191,6 +242,41 @@ class S3Storage:
 def get_local_storage() -> LocalStorage:
     """The local storage folder, for code that needs real paths (it does not follow TRAINYARD_STORAGE)."""
     return LocalStorage(get_settings().resolved_storage_root)
+
+
+# Parallel transfers: S3 latency, not bandwidth, bounds a folder of small images.
+TRANSFER_THREADS = 16
+
+
+def publish(local: LocalStorage, keys: Iterable[str], storage: Storage | None = None) -> None:
+    """Make the configured backend hold what the API's local folder holds at `keys` (copied, or deleted
+    where the local file is gone), in parallel; nothing to do when the backend is that folder. The API
+    builds datasets, versions and extracted releases locally; workers on other hosts read the backend."""
+    target = storage or get_storage()
+    if isinstance(target, LocalStorage) and target.root == local.root:
+        return
+
+    def one(key: str) -> None:
+        path = local.path(key)
+        if path.is_file():
+            target.put_file(key, path)
+        else:
+            target.delete(key)
+
+    with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+        list(pool.map(one, keys))
+
+
+def publish_tree(local: LocalStorage, prefix: str, storage: Storage | None = None) -> None:
+    """`publish` every file under the folder `prefix`."""
+    publish(local, [item.key for item in local.listing(prefix)], storage)
+
+
+def unpublish_tree(local: LocalStorage, prefix: str, storage: Storage | None = None) -> None:
+    """Remove `prefix` from the backend when it is not the local folder itself (which callers clear)."""
+    target = storage or get_storage()
+    if not (isinstance(target, LocalStorage) and target.root == local.root):
+        target.delete_prefix(prefix)
 
 
 @lru_cache

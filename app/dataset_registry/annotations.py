@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.core.db import on_rollback
 from app.core.errors import AppError, ErrorCode, FieldError, invalid, invalid_fields
+from app.core.storage import get_local_storage, publish
 from app.dataset_registry import files, schemas, service
 from app.datasets.dice import load_dice
 from app.datasets.dice_parse import ErrorLog, TaskFileParser
@@ -61,6 +62,7 @@ def upload(
     on_rollback(session, lambda: _undo(task_file, old_bytes, written))
     try:
         service.refresh_summary(dataset, source)
+        _publish(task_file, written)
     except BaseException:
         _undo(task_file, old_bytes, written)
         raise
@@ -229,6 +231,13 @@ def _undo(task_file: Path, old_bytes: bytes | None, written: list[Path]) -> None
         task_file.unlink(missing_ok=True)
     else:
         files.write_atomic(task_file, old_bytes)
+    _publish(task_file, written)
+
+
+def _publish(task_file: Path, written: list[Path]) -> None:
+    """The storage backend follows the local folder (app.core.storage.publish)."""
+    local = get_local_storage()
+    publish(local, [path.relative_to(local.root).as_posix() for path in [task_file, *written]])
 
 
 def stats(session: Session, dataset_id: int) -> schemas.AnnotationStats:

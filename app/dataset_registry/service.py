@@ -2,10 +2,13 @@
 
 A dataset's files live under `projects/<project slug>/datasets/<dataset slug>/source/`, a folder the
 platform owns (a registered folder is copied in, with hard links where possible), so a frozen version
-can trust that what it hashed does not change. Registration is all or nothing: a refused archive or
-dataset, a name conflict, or a rolled-back transaction removes every file written for it.
+can trust that what it hashed does not change. The API works on them in its local storage folder and
+publishes them to the storage backend (app.core.storage.publish) when that is S3, for workers elsewhere.
+Registration is all or nothing: a refused archive or dataset, a name conflict, or a rolled-back
+transaction removes every file written for it, here and in the backend.
 """
 
+import logging
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,7 +21,7 @@ from app.core.db import on_rollback
 from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.naming import is_valid_name, slugify
 from app.core.pagination import paginate
-from app.core.storage import LocalStorage, get_local_storage
+from app.core.storage import LocalStorage, get_local_storage, publish_tree, unpublish_tree
 from app.core.visibility import get_visible, missing, path_visible
 from app.dataset_registry import files, schemas
 from app.datasets.dice import load_dice, summarize
@@ -27,6 +30,8 @@ from app.datasets.types import TaskType
 from app.models import Dataset, Project
 from app.projects.service import get_project
 
+log = logging.getLogger("app.backend")
+
 # Uploads are untrusted: the archive limits of app.datasets.extract, and a cap on the upload itself.
 EXTRACT_LIMITS = ExtractLimits()
 MAX_UPLOAD_BYTES = 20 * 1024**3
@@ -34,7 +39,12 @@ UPLOAD_TMP = ".uploads"
 
 
 def _discard(folder: Path) -> None:
-    files.remove_folder(folder, get_local_storage().root)
+    local = get_local_storage()
+    files.remove_folder(folder, local.root)
+    try:
+        unpublish_tree(local, folder.relative_to(local.root).as_posix())
+    except Exception:
+        log.warning("could not remove %s from the storage backend", folder.name, exc_info=True)
 
 
 def _conflict(name: str) -> AppError:
@@ -75,6 +85,8 @@ def _finish(
                 session.add(dataset)
         except IntegrityError as exc:
             raise _conflict(name) from exc
+        # Workers on other hosts read the files from the storage backend (a no-op when it is this folder).
+        publish_tree(get_local_storage(), dataset.source_key)
     except BaseException:
         _discard(folder)
         raise

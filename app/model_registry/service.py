@@ -156,21 +156,29 @@ def installed_versions() -> dict[str, str]:
 
 
 def dataset_class_names(job: TrainingJob) -> list[str]:
-    """Class names from the job's dataset: data.yaml `names`, or the train/<class> folders."""
+    """Class names from the job's dataset: data.yaml `names` (through storage for a folder named by its
+    key, as a worker on another host stored it), or the train/<class> folders."""
     if not job.dataset_path:
         return []
     folder = Path(job.dataset_path)
+    try:
+        if folder.is_absolute():
+            text = (folder / "data.yaml").read_bytes()
+        else:
+            text = get_storage().get_bytes(f"{job.dataset_path}/data.yaml")
+        names = yaml.safe_load(text).get("names")
+    except Exception:
+        names = None
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    if isinstance(names, list):
+        return [str(n) for n in names]
     if not folder.is_absolute():
         folder = get_settings().resolved_storage_root / folder
     try:
-        if job.task_type == "classification":
-            return sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
-        names = yaml.safe_load((folder / "data.yaml").read_text()).get("names")
-    except (OSError, yaml.YAMLError, AttributeError):
+        return sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    except OSError:
         return []
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def get_model(

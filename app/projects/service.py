@@ -17,7 +17,7 @@ from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.jobs import TERMINAL
 from app.core.naming import is_valid_name, slugify
 from app.core.pagination import paginate
-from app.core.storage import get_local_storage
+from app.core.storage import get_local_storage, unpublish_tree
 from app.core.visibility import get_visible
 from app.models import Dataset, DatasetVersion, Project, TrainingJob
 from app.projects import schemas
@@ -88,11 +88,15 @@ def delete_project(session: Session, project_id: int) -> None:
         raise AppError(
             409, ErrorCode.CONFLICT, f"project {project_id} has {active} unfinished training job(s)"
         )
-    folder = get_local_storage().path(f"projects/{project.slug}")
+    local, prefix = get_local_storage(), f"projects/{project.slug}"
     session.execute(delete(Project).where(Project.id == project_id))
     session.expunge(project)
-    # Files go only once the rows are gone for good.
-    on_commit(session, lambda: shutil.rmtree(folder, ignore_errors=True))
+
+    def remove_files() -> None:  # only once the rows are gone for good
+        shutil.rmtree(local.path(prefix), ignore_errors=True)
+        unpublish_tree(local, prefix)
+
+    on_commit(session, remove_files)
 
 
 def to_read(session: Session, project: Project) -> schemas.ProjectRead:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
 from app.core.errors import invalid, not_found
-from app.core.storage import get_local_storage
+from app.core.storage import LocalStorage, get_local_storage, get_storage, publish, unpublish_tree
 from app.core.visibility import key_visible
 from app.dataset_registry.files import storage_path
 from app.datasets.extract import ExtractLimits, check_extracted, extract_release, release_slug
@@ -54,8 +54,22 @@ def resolve(session: Session, zip_path: str, principal: Principal | None = None)
     return Release(zip_path, zip_file, slug, target_key, storage.path(target_key))
 
 
+def _fetch(release: Release) -> None:
+    """With S3 storage, the ZIP is in the bucket: bring it (again, if it changed) to the local folder,
+    where it is checked and extracted; nothing to do when the backend is that folder."""
+    storage = get_storage()
+    if isinstance(storage, LocalStorage) and storage.root == get_local_storage().root:
+        return
+    if not storage.exists(release.key):
+        release.zip_file.unlink(missing_ok=True)
+        return
+    if not release.zip_file.is_file() or release.zip_file.stat().st_size != storage.size(release.key):
+        storage.get_file(release.key, release.zip_file)
+
+
 def status(session: Session, zip_path: str, principal: Principal | None = None) -> schemas.ExtractionRead:
     release = resolve(session, zip_path, principal)
+    _fetch(release)
     if not release.zip_file.is_file():
         raise not_found("release ZIP", zip_path)
     found = check_extracted(release.zip_file, release.target)
@@ -65,6 +79,7 @@ def status(session: Session, zip_path: str, principal: Principal | None = None) 
 def extract(session: Session, zip_path: str, principal: Principal | None = None) -> schemas.ExtractionRead:
     """Extract the release; an up-to-date extraction is left as is, a stale one is replaced."""
     release = resolve(session, zip_path, principal)
+    _fetch(release)
     found = check_extracted(release.zip_file, release.target) if release.zip_file.is_file() else None
     if found is not None and found.extracted and found.up_to_date:
         return _read(release, True, True, found.files, found.bytes)
@@ -79,6 +94,11 @@ def extract(session: Session, zip_path: str, principal: Principal | None = None)
         shutil.rmtree(old, ignore_errors=True)
     else:
         extract_release(release.zip_file, release.target, LIMITS)
+    # Workers elsewhere read the extracted folder through the backend: stale objects go too.
+    local = get_local_storage()
+    keep = {item.key for item in local.listing(release.target_key)}
+    stale = [item.key for item in get_storage().listing(release.target_key) if item.key not in keep]
+    publish(local, [*keep, *stale])
     done = check_extracted(release.zip_file, release.target)
     return _read(release, True, done.up_to_date, done.files, done.bytes)
 
@@ -86,10 +106,14 @@ def extract(session: Session, zip_path: str, principal: Principal | None = None)
 def delete(session: Session, zip_path: str, principal: Principal | None = None) -> None:
     """Delete the release ZIP and its extracted folder (training outputs are elsewhere and stay)."""
     release = resolve(session, zip_path, principal)
+    _fetch(release)
     if not release.zip_file.is_file() and not release.target.exists():
         raise not_found("release ZIP", zip_path)
     shutil.rmtree(release.target, ignore_errors=True)
     release.zip_file.unlink(missing_ok=True)
+    local = get_local_storage()
+    unpublish_tree(local, release.target_key)
+    publish(local, [release.key])  # gone locally: gone from the backend
 
 
 def _read(

@@ -57,6 +57,13 @@ def locate_dataset_path(raw: str, server_paths: bool = False) -> Path:
     return path
 
 
+def dataset_ref(path: Path) -> str:
+    """How a job names its folder: inside storage by its key, which every host resolves through its own
+    storage (workers/datasets.py); in an import root by its absolute path, as on the worker's host."""
+    root = get_settings().resolved_storage_root
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
 def check_dataset_folder(path: Path, raw: str, task_type: str, server_paths: bool = False) -> Path:
     """The located folder exists and has the layout `task_type` trains from (422 naming the field)."""
     try:

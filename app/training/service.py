@@ -20,7 +20,7 @@ from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas, state
 from app.training.checkpoints import resolve_starting_point, starting_config
-from app.training.dataset_check import check_dataset_folder, locate_dataset_path
+from app.training.dataset_check import check_dataset_folder, dataset_ref, locate_dataset_path
 from app.training.frameworks import framework
 from app.training.results import events_of_type, recorded_epochs
 from app.versions.usage import claim_for_job, yolo_dir
@@ -132,7 +132,7 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
         framework=body.framework,
         task_type=body.task_type,
         model_name=body.model_name,
-        dataset_path=str(dataset) if dataset is not None else None,
+        dataset_path=None if dataset is None else dataset_ref(dataset),
         dataset_version_id=version.id if version is not None else None,
         dataset_manifest_sha256=version.manifest_sha256 if version is not None else None,
         config=starting_config(resolved.values, start),

@@ -15,6 +15,7 @@ The unique constraints (project, number) and (project, idempotency_key) back the
 therefore opens its own sessions on the Database instead of using the request's.
 """
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from app.core.auth import Principal
 from app.core.db import Database
 from app.core.errors import AppError, ErrorCode, invalid, not_found
 from app.core.pagination import paginate
-from app.core.storage import get_local_storage
+from app.core.storage import LocalStorage, get_local_storage, get_storage, publish
 from app.core.visibility import get_visible
 from app.datasets.dice import load_dice
 from app.models import Dataset, DatasetVersion, TrainingJob, VersionStatus
@@ -117,7 +118,7 @@ async def note_smallest_image(db: Database, principal: Principal, project_id: in
 
 def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -> tuple[DatasetVersion, bool]:
     """Freeze a version; returns (version, created). An idempotency key already used returns its version."""
-    storage = get_local_storage()
+    local = get_local_storage()
     with db.session() as session:
         get_project(session, project_id)
         existing = _by_key(session, project_id, body.idempotency_key)
@@ -141,16 +142,21 @@ def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -
         selection, hashes, placed, lineage = planned.selection, planned.hashes, planned.placed, None
         if planned.renderer is not None:
             made = derive.Generated([])
-            derive.generate(planned.items, planned.renderer, storage.path(where.prefix), made)
+            derive.generate(planned.items, planned.renderer, local.path(where.prefix), made)
             selection, hashes, placed, lineage = derive.rebuild(selection, made.outputs, derive.key_of)
         frozen = manifest.freeze(selection, header=header, hashes=hashes, placed=placed, lineage=lineage)
-        storage.put_bytes(key, frozen.manifest)
-        storage.put_bytes(f"{key}.sha256", f"{frozen.sha256}  {manifest.MANIFEST_FILE}\n".encode())
+        local.put_bytes(key, frozen.manifest)
+        local.put_bytes(f"{key}.sha256", f"{frozen.sha256}  {manifest.MANIFEST_FILE}\n".encode())
+        # The manifest last: a worker elsewhere finds every image it names (app.core.storage.publish).
+        publish(local, [_key_of(local, path) for path in (made.created if made else [])])
+        publish(local, [f"{key}.sha256", key])
     except Exception as exc:
         log.exception("freezing version %s of project %s failed", version.number, project_id)
-        leftovers = [storage.path(k) for k in (key, f"{key}.sha256")] + (made.created if made else [])
+        leftovers = [local.path(k) for k in (key, f"{key}.sha256")] + (made.created if made else [])
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
+        with contextlib.suppress(Exception):  # the backend follows; the first error is the one to tell
+            publish(local, [_key_of(local, path) for path in leftovers])
         _mark_failed(db, version.id, f"{type(exc).__name__}: {exc}")
         if isinstance(exc, UnreadableImage):
             raise invalid(f"images.{exc.path}", "is not a readable image") from exc
@@ -169,6 +175,10 @@ def create_version(db: Database, project_id: int, body: schemas.VersionCreate) -
         row.manifest_key = key
         row.manifest_sha256 = frozen.sha256
     return row, True
+
+
+def _key_of(local: LocalStorage, path: Path) -> str:
+    return path.relative_to(local.root).as_posix()
 
 
 def _allocate(
@@ -257,7 +267,7 @@ def read_manifest(version: DatasetVersion) -> dict[str, Any]:
         raise AppError(
             409, ErrorCode.CONFLICT, f"version v{version.number} has no manifest ({version.status})"
         )
-    data: dict[str, Any] = json.loads(get_local_storage().path(version.manifest_key).read_bytes())
+    data: dict[str, Any] = json.loads(get_storage().get_bytes(version.manifest_key))
     return data
 
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.core.db import Database
 from app.core.settings import get_settings
+from app.core.storage import LocalStorage
 from app.models import DatasetVersion, TrainingJob
 from app.training import state
 from tests.dataset_api.conftest import assert_problem, make_dataset, make_project
@@ -98,17 +99,17 @@ def test_worker_materializes_the_version_once(
     client: TestClient, db: Database, version: dict[str, Any]
 ) -> None:
     root = get_settings().resolved_storage_root
-    folder = materialize_version(db, version["id"], "detection", root)
+    folder = materialize_version(db, version["id"], "detection", LocalStorage(root)).path
     data = yaml.safe_load((folder / "data.yaml").read_text())
     assert data["names"] == {0: "cat", 1: "dog"}
     labels = sorted((folder / "labels").rglob("*.txt"))
     assert len(labels) == 20 and len(list((folder / "images" / "val").iterdir())) == 5
     job = client.post("/api/v1/training/jobs", json=job_body(version["id"])).json()
-    assert Path(job["dataset_path"]) == folder
+    assert root / job["dataset_path"] == folder  # a storage key: every host resolves it
     # A second materialization is a cache hit: nothing is rewritten.
     marker = folder / ".trainyard-convert.json"
     mtime = marker.stat().st_mtime_ns
-    assert materialize_version(db, version["id"], "detection", root) == folder
+    assert materialize_version(db, version["id"], "detection", LocalStorage(root)).path == folder
     assert marker.stat().st_mtime_ns == mtime
 
 
@@ -120,4 +121,4 @@ def test_worker_refuses_a_manifest_changed_after_freezing(
     manifest.write_bytes(manifest.read_bytes().replace(b'"cat"', b'"cow"'))
     assert hashlib.sha256(manifest.read_bytes()).hexdigest() != version["manifest_sha256"]
     with pytest.raises(VersionUnavailable, match="changed after freezing"):
-        materialize_version(db, version["id"], "detection", root)
+        materialize_version(db, version["id"], "detection", LocalStorage(root))

@@ -55,7 +55,7 @@ def test_a_freeze_generates_the_images_it_describes(
     # The worker's YOLO folder: every generated image linked in, one label file each.
     with db.session() as session:
         version_id = session.query(DatasetVersion).one().id
-    yolo = materialize_version(db, version_id, "detection", storage)
+    yolo = materialize_version(db, version_id, "detection", LocalStorage(storage)).path
     assert len(list((yolo / "images/train").rglob("*.png"))) == 120
     assert len(list((yolo / "labels/val").rglob("*.txt"))) == 20
 

@@ -204,3 +204,23 @@ def assert_contiguous(events: list[dict[str, Any]]) -> None:
 
 def terminal_count(events: list[dict[str, Any]]) -> int:
     return sum(1 for s in statuses(events) if s in {"completed", "failed", "stopped", "cancelled"})
+
+
+def is_epoch_end(event: dict) -> bool:
+    """A `progress` event at an epoch's end (no batch); setup reports come before any epoch."""
+    data = event["data"]
+    return event["type"] == "progress" and data["batch"] is None and data["phase"] != "setup"
+
+
+def epoch_done(epoch: int) -> Callable[[dict], bool]:
+    return lambda e: is_epoch_end(e) and e["data"]["epoch"] == epoch
+
+
+def progress_epochs(events: list[dict]) -> list[int]:
+    return [e["data"]["epoch"] for e in events if is_epoch_end(e)]
+
+
+def running_worker(events: list[dict]) -> str:
+    return next(e for e in reversed(events) if e["type"] == "status" and e["data"]["status"] == "running")[
+        "data"
+    ]["worker"]

@@ -134,9 +134,16 @@ def test_relative_dataset_paths_resolve_inside_storage(
         "/api/v1/training/jobs", json=job_body(yolo_dataset, dataset_path="datasets/shapes")
     )
     assert response.status_code == 201, response.text
-    assert response.json()["dataset_path"] == str(
-        (env / "data" / "storage" / "datasets" / "shapes").resolve()
+    # Recorded as the storage key it is, which a worker on any host resolves through its own storage.
+    assert response.json()["dataset_path"] == "datasets/shapes"
+    absolute = client.post(
+        "/api/v1/training/jobs",
+        json=job_body(
+            yolo_dataset, name="absolute", dataset_path=str(env / "data" / "storage" / "datasets" / "shapes")
+        ),
     )
+    assert absolute.status_code == 201, absolute.text
+    assert absolute.json()["dataset_path"] == "datasets/shapes"
 
 
 def test_list_filters_and_paginates(client: TestClient, yolo_dataset: Path) -> None:

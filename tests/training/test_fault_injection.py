@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +15,18 @@ from celery import Celery
 
 from tests.conftest import fresh_postgres
 from tests.factories import make_yolo_dataset
-from tests.support.fleet import LEASE, Fleet, PrivateRedis, assert_contiguous, statuses, terminal_count
+from tests.support.fleet import (
+    LEASE,
+    Fleet,
+    PrivateRedis,
+    assert_contiguous,
+    epoch_done,
+    is_epoch_end,
+    progress_epochs,
+    running_worker,
+    statuses,
+    terminal_count,
+)
 from tests.support.stack import create_key, free_port, stop, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -71,26 +82,6 @@ def workers(fleet: Fleet) -> Iterator[Fleet]:
             os.killpg(process.pid, signal.SIGCONT)
         stop(process, grace=15)
     fleet.workers.clear()
-
-
-def is_epoch_end(event: dict) -> bool:
-    """A `progress` event at an epoch's end (no batch); setup reports come before any epoch."""
-    data = event["data"]
-    return event["type"] == "progress" and data["batch"] is None and data["phase"] != "setup"
-
-
-def epoch_done(epoch: int) -> Callable[[dict], bool]:
-    return lambda e: is_epoch_end(e) and e["data"]["epoch"] == epoch
-
-
-def progress_epochs(events: list[dict]) -> list[int]:
-    return [e["data"]["epoch"] for e in events if is_epoch_end(e)]
-
-
-def running_worker(events: list[dict]) -> str:
-    return next(e for e in reversed(events) if e["type"] == "status" and e["data"]["status"] == "running")[
-        "data"
-    ]["worker"]
 
 
 def test_sigkill_mid_training_resumes_on_another_worker(workers: Fleet, dataset: Path) -> None:

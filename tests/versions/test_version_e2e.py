@@ -3,58 +3,20 @@ PostgreSQL and Redis (db 12). The dataset is registered, a version frozen, a 1-e
 the version; the worker converts the version to YOLO itself, and the job, the version and the model
 point at each other."""
 
-import io
 import json
-import random
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
 
 from tests.conftest import fresh_postgres
+from tests.factories import dice_zip
 from tests.support.stack import api_and_worker, auth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
-    """Red and blue rectangles on grey, as a DICE detection dataset in a ZIP."""
-    rng = random.Random(3)
-    images, buffer, aid = [], io.BytesIO(), 0
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for iid in range(1, train + val + 1):
-            split = "train" if iid <= train else "val"
-            picture = Image.new("RGB", (size, size), (rng.randint(0, 80),) * 3)
-            draw, anns = ImageDraw.Draw(picture), []
-            for _ in range(rng.randint(1, 2)):
-                cls = rng.randint(0, 1)
-                w, h = rng.randint(12, 30), rng.randint(12, 30)
-                x, y = rng.randint(0, size - w), rng.randint(0, size - h)
-                draw.rectangle([x, y, x + w - 1, y + h - 1], fill=(255, 0, 0) if cls == 0 else (0, 0, 255))
-                aid += 1
-                anns.append({"id": aid, "image_id": iid, "class_id": cls, "bbox": [x, y, w, h]})
-            data = io.BytesIO()
-            picture.save(data, "PNG")
-            archive.writestr(f"images/{split}/{iid}.png", data.getvalue())
-            images.append(
-                {
-                    "id": iid,
-                    "file_name": f"{iid}.png",
-                    "width": size,
-                    "height": size,
-                    "split": split,
-                    "annotations": anns,
-                }
-            )
-        classes = [{"id": 0, "name": "red"}, {"id": 1, "name": "blue"}]
-        body = {"task_type": "object_detection", "classes": classes, "images": images}
-        archive.writestr("annotations_detection.json", json.dumps(body))
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -126,11 +88,15 @@ def test_train_one_epoch_from_a_frozen_version(stack: tuple[str, Path, str]) -> 
             / f"projects/shapes/datasets/shapes/versions/v1/yolo/detection-{version['manifest_sha256']}-c1"
         )
         assert (yolo / "data.yaml").is_file() and len(list((yolo / "labels" / "train").iterdir())) == 12
+        # Local storage: the worker read it in place, with no copy in a dataset cache.
+        assert not (storage.parent / "cache").exists()
+        logs = [e["message"] for e in http.get(f"/api/v1/training/jobs/{job['id']}/logs").json()["logs"]]
+        assert not [m for m in logs if m.startswith("dataset ")], logs
 
 
 def test_train_from_a_tiled_and_augmented_version(stack: tuple[str, Path, str]) -> None:
     """2x2 tiles and 2x augmentation: the preview, the manifest and what the worker trained on agree."""
-    url, _, key = stack
+    url, storage, key = stack
     request = {
         "preprocessing": {"tile": "2x2"},
         "augmentation": {"multiplier": 2, "horizontal_flip": True, "rotation": 10, "seed": 1},
@@ -165,7 +131,7 @@ def test_train_from_a_tiled_and_augmented_version(stack: tuple[str, Path, str]) 
         assert submitted.status_code == 201, submitted.text
         job = wait_terminal(http, submitted.json()["id"])
         assert job["status"] == "completed", job
-        yolo = Path(job["dataset_path"])
+        yolo = storage / job["dataset_path"]  # a storage key
         converted = json.loads((yolo / ".trainyard-convert.json").read_text())
         assert converted["images"] == 112
         assert len(list((yolo / "images/train").iterdir())) == 96
