@@ -15,8 +15,10 @@ import yaml
 from app.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN = "docker-compose.yml"
-WORKER = "docker-compose.worker.yml"
+# The compose files of each setup: one host; the main host of a fleet; a GPU host joining it.
+MAIN = ("docker-compose.yml",)
+FLEET = (*MAIN, "docker-compose.fleet.yml")
+WORKER = ("docker-compose.worker.yml",)
 LONG_RUNNING = {"redis", "postgres", "minio", "api", "worker-gpu0", "scheduler", "flower"}
 
 # Every variable each file requires (`${VAR:?...}`): no secret and no address of the fleet has a default.
@@ -27,6 +29,7 @@ MAIN_ENV = {
     "MINIO_ROOT_PASSWORD": "minio-secret",
     "FLOWER_BASIC_AUTH": "admin:flower-secret",
 }
+FLEET_ENV = {**MAIN_ENV, "TRAINYARD_FLEET_ADDRESS": "192.0.2.10"}
 WORKER_ENV = {
     "TRAINYARD_HOST": "gpu-host-2",
     "TRAINYARD_SECRET_KEY": "test-secret",
@@ -37,7 +40,7 @@ WORKER_ENV = {
     "AWS_ACCESS_KEY_ID": "trainyard",
     "AWS_SECRET_ACCESS_KEY": "minio-secret",
 }
-FILE_ENV = {MAIN: MAIN_ENV, WORKER: WORKER_ENV}
+SETUP_ENV = {MAIN: MAIN_ENV, FLEET: FLEET_ENV, WORKER: WORKER_ENV}
 ALL_GPUS = {"COMPOSE_PROFILES": "gpu1,gpu2,gpu3"}
 
 
@@ -59,11 +62,12 @@ def compose_command() -> list[str]:
     )
 
 
-def compose(file: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`docker compose -f FILE ARGS` that sees `env` and nothing else the files read (no .env either)."""
+def compose(files: tuple[str, ...], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`docker compose -f FILE... ARGS` that sees `env` and nothing else the files read (no .env either)."""
     own = {k: os.environ[k] for k in ("PATH", "HOME", "DOCKER_CONFIG") if k in os.environ}
+    chosen = [arg for file in files for arg in ("-f", str(ROOT / file))]
     return subprocess.run(
-        [*compose_command(), "--env-file", os.devnull, "-f", str(ROOT / file), *args],
+        [*compose_command(), "--env-file", os.devnull, *chosen, *args],
         cwd=ROOT,
         env={**own, **env},
         capture_output=True,
@@ -72,15 +76,15 @@ def compose(file: str, env: dict[str, str], *args: str) -> subprocess.CompletedP
     )
 
 
-def rendered(file: str, env: dict[str, str]) -> dict[str, Any]:
-    result = compose(file, env, "config")
+def rendered(files: tuple[str, ...], env: dict[str, str]) -> dict[str, Any]:
+    result = compose(files, env, "config")
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
 
 
 @pytest.fixture(scope="module")
-def fleet() -> dict[str, Any]:
+def one_host() -> dict[str, Any]:
     return rendered(MAIN, MAIN_ENV)
 
 
@@ -98,22 +102,26 @@ def accepted_by_the_cli(command: list[str]) -> None:
     subcommand.make_context(command[1], command[2:])
 
 
-@pytest.mark.parametrize("file", [MAIN, WORKER])
-def test_compose_files_are_valid(file: str) -> None:
-    result = compose(file, FILE_ENV[file], "config", "-q")
+@pytest.mark.parametrize("files", SETUP_ENV, ids="+".join)
+def test_compose_files_are_valid(files: tuple[str, ...]) -> None:
+    result = compose(files, SETUP_ENV[files], "config", "-q")
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(("file", "variable"), [(f, v) for f, env in FILE_ENV.items() for v in env])
-def test_compose_refuses_a_missing_variable_by_name(file: str, variable: str) -> None:
-    env = {k: v for k, v in FILE_ENV[file].items() if k != variable}
-    result = compose(file, env, "config", "-q")
+@pytest.mark.parametrize(
+    ("files", "variable"),
+    [(files, v) for files, env in SETUP_ENV.items() for v in env],
+    ids=lambda value: "+".join(value) if isinstance(value, tuple) else value,
+)
+def test_compose_refuses_a_missing_variable_by_name(files: tuple[str, ...], variable: str) -> None:
+    env = {k: v for k, v in SETUP_ENV[files].items() if k != variable}
+    result = compose(files, env, "config", "-q")
     assert result.returncode != 0
     assert f"required variable {variable} is missing" in result.stderr
 
 
-def test_every_part_of_the_fleet_is_there_with_a_health_check(fleet: dict[str, Any]) -> None:
-    services = fleet["services"]
+def test_every_part_of_the_fleet_is_there_with_a_health_check(one_host: dict[str, Any]) -> None:
+    services = one_host["services"]
     assert set(services) >= LONG_RUNNING | {"migrate", "minio-setup"}
     for name in LONG_RUNNING:
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
@@ -123,29 +131,35 @@ def test_every_part_of_the_fleet_is_there_with_a_health_check(fleet: dict[str, A
     assert services["flower"]["command"][:4] == ["celery", "-A", "workers.celery_app", "flower"]
 
 
-def test_redis_keeps_queued_jobs(fleet: dict[str, Any]) -> None:
-    command = " ".join(fleet["services"]["redis"]["command"])
+def test_redis_keeps_queued_jobs(one_host: dict[str, Any]) -> None:
+    command = " ".join(one_host["services"]["redis"]["command"])
     assert "--appendonly yes" in command
     assert "--maxmemory-policy noeviction" in command
 
 
-def test_redis_wants_its_password(fleet: dict[str, Any]) -> None:
-    redis = fleet["services"]["redis"]
+def test_redis_wants_its_password(one_host: dict[str, Any]) -> None:
+    redis = one_host["services"]["redis"]
     assert " ".join(redis["command"]).endswith("--requirepass redis-secret")
     assert redis["environment"]["REDISCLI_AUTH"] == "redis-secret"  # the health check's redis-cli
 
 
-def test_the_gpu_worker_reserves_its_gpu(fleet: dict[str, Any]) -> None:
-    worker = fleet["services"]["worker-gpu0"]
+def test_the_gpu_worker_reserves_its_gpu_under_a_stable_name(one_host: dict[str, Any]) -> None:
+    worker = one_host["services"]["worker-gpu0"]
     [device] = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and device["device_ids"] == ["0"]
-    assert worker["command"][:4] == ["trainyard", "worker", "--gpu", "0"]
+    assert worker["command"] == ["trainyard", "worker", "--gpu", "0", "--name", "compose-gpu0"]
     accepted_by_the_cli(worker["command"])
+    assert worker["hostname"] == "compose-gpu0"  # the health check and the GPU lease key read it
+    assert worker["environment"]["TRAINYARD_CACHE_MAX_GB"] == "50"
+    env = {**MAIN_ENV, "TRAINYARD_HOST": "main-host", "TRAINYARD_CACHE_MAX_GB": "200"}
+    named = rendered(MAIN, env)["services"]["worker-gpu0"]
+    assert named["command"][-1] == named["hostname"] == "main-host-gpu0"
+    assert named["environment"]["TRAINYARD_CACHE_MAX_GB"] == "200"
 
 
-def test_the_services_share_postgres_redis_and_s3(fleet: dict[str, Any]) -> None:
+def test_the_services_share_postgres_redis_and_s3(one_host: dict[str, Any]) -> None:
     for name in ("api", "worker-gpu0", "scheduler", "migrate"):
-        env = fleet["services"][name]["environment"]
+        env = one_host["services"][name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["REDIS_URL"] == "redis://:redis-secret@redis:6379/0"
         assert env["TRAINYARD_STORAGE"] == "s3"
@@ -153,15 +167,23 @@ def test_the_services_share_postgres_redis_and_s3(fleet: dict[str, Any]) -> None
 
 
 def published(service: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(port["host_ip"], port["published"]) for port in service["ports"]]
+    return [(port.get("host_ip", ""), port["published"]) for port in service["ports"]]
 
 
-def test_redis_and_postgres_are_published_to_gpu_hosts_only_when_asked(fleet: dict[str, Any]) -> None:
-    assert published(fleet["services"]["redis"]) == [("127.0.0.1", "6379")]
-    assert published(fleet["services"]["postgres"]) == [("127.0.0.1", "5432")]
-    shared = rendered(MAIN, {**MAIN_ENV, "TRAINYARD_FLEET_ADDRESS": "192.0.2.10"})["services"]
-    assert published(shared["redis"]) == [("192.0.2.10", "6379")]
-    assert published(shared["postgres"]) == [("192.0.2.10", "5432")]
+def unpublished(services: dict[str, Any]) -> dict[str, Any]:
+    return {name: {k: v for k, v in service.items() if k != "ports"} for name, service in services.items()}
+
+
+def test_only_the_fleet_publishes_what_gpu_hosts_reach_on_its_address(one_host: dict[str, Any]) -> None:
+    # One host needs none of these ports free; a fleet's main host publishes them to its GPU hosts only.
+    services = one_host["services"]
+    assert "ports" not in services["redis"] and "ports" not in services["postgres"]
+    assert published(services["minio"]) == [("", "9001")]  # the console
+    fleet = rendered(FLEET, FLEET_ENV)["services"]
+    assert published(fleet["redis"]) == [("192.0.2.10", "6379")]
+    assert published(fleet["postgres"]) == [("192.0.2.10", "5432")]
+    assert published(fleet["minio"]) == [("", "9001"), ("192.0.2.10", "9000")]
+    assert unpublished(fleet) == unpublished(services)  # and changes nothing else
 
 
 def test_a_gpu_host_runs_one_worker_per_gpu_and_nothing_else(gpu_host: dict[str, Any]) -> None:
