@@ -13,6 +13,7 @@ from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from app.core.tasks import Queue
 from app.core.workers import announce, rejoin, withdraw
+from workers.disk import DiskMeter
 from workers.identity import WorkerIdentity
 
 log = logging.getLogger("app.backend")
@@ -32,7 +33,7 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
         # The GPU serves inference only: this worker never takes a training job.
         queues = [q for q in queues if q != Queue.TRAINING]
     identity = WorkerIdentity(
-        name=name or f"{os.uname().nodename}-{'cpu' if gpu is None else f'gpu{gpu}'}",
+        name=name or f"{settings.resolved_host}-{'cpu' if gpu is None else f'gpu{gpu}'}",
         device=device,
         queues=tuple(queues),
         simulated=simulated,
@@ -82,7 +83,8 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
             "--prefetch-multiplier",
             "1",
             "--hostname",
-            f"{identity.name}@%h",
+            # The node name the workers API drains by (app/fleet/router.py): the worker's id and host.
+            f"{identity.name}@{identity.host}",
             "--task-events",
             "--without-gossip",
             "--without-mingle",
@@ -140,7 +142,9 @@ class _Presence(threading.Thread):
     def __init__(self, identity: WorkerIdentity) -> None:
         super().__init__(name="presence", daemon=True)
         self.identity = identity
-        self.client = redis.Redis.from_url(get_settings().resolved_redis_url)
+        settings = get_settings()
+        self.client = redis.Redis.from_url(settings.resolved_redis_url)
+        self.disk = DiskMeter(settings.resolved_data_dir)
         self._done = threading.Event()
         self._lock = threading.Lock()  # the runner's thread announces too
 
@@ -152,14 +156,15 @@ class _Presence(threading.Thread):
                 return  # withdrawn: a job ending during shutdown must not bring the worker back
             try:
                 current_job = context.get_runner().current_job
-                announce(
-                    self.client, self.identity.name, {**self.identity.info(), "current_job": current_job}
-                )
+                info = {**self.identity.info(), **self.disk.report(), "current_job": current_job}
+                announce(self.client, self.identity.name, info)
             except redis.RedisError:
                 log.warning("could not announce worker presence", exc_info=True)
 
     def run(self) -> None:
         while True:
+            # Here, not in `announce`: the runner's thread announces too, and must not wait for a walk.
+            self.disk.walk_if_due()
             self.announce()
             if self._done.wait(PRESENCE_EVERY_SECONDS):
                 break

@@ -7,20 +7,31 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import version
 
+from app.core.settings import get_settings
+
+
+def this_host() -> str:
+    """The machine's name: TRAINYARD_HOST, else the hostname (a container's is random)."""
+    return get_settings().resolved_host
+
 
 @dataclass(frozen=True)
 class WorkerIdentity:
     name: str
     device: str  # "cpu" or the GPU index the process is pinned to
     queues: tuple[str, ...]
-    host: str = field(default_factory=socket.gethostname)
+    host: str = field(default_factory=this_host)
+    # The hostname the OS gives this process. Not `host`: in a container the GPU index is the container's
+    # own (its only GPU is device 0) while TRAINYARD_HOST names the whole machine, so the hostname, one
+    # per container (docker-compose.worker.yml makes it the worker's name), tells a machine's GPUs apart.
+    node: str = field(default_factory=socket.gethostname)
     # TRAINYARD_SIMULATE_GPU: a GPU worker in name, lease and cache policy, computing on the CPU.
     simulated: bool = False
 
     @property
     def device_key(self) -> str:
         """The lock key of the device: one per physical GPU; a CPU worker only excludes itself."""
-        return f"{self.host}:{self.name}" if self.device == "cpu" else f"{self.host}:gpu{self.device}"
+        return f"{self.node}:{self.name}" if self.device == "cpu" else f"{self.node}:gpu{self.device}"
 
     @property
     def trainer_device(self) -> str:
@@ -32,6 +43,7 @@ class WorkerIdentity:
             "id": self.name,
             "host": self.host,
             "device": self.device,
+            "device_key": self.device_key,  # who shares its GPU (workers/inference/sharing.py)
             **device_details(self.device, self.simulated),
             "queues": list(self.queues),
             "pid": os.getpid(),

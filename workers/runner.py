@@ -174,7 +174,8 @@ class TrainingRunner:
 
     def _claim(self, job_id: int, attempt: int) -> JobSpec | None:
         with self.db.session() as session:
-            job = state.claim(session, job_id, attempt, self.worker.name, self.settings.lease_ttl_seconds)
+            ttl = self.settings.lease_ttl_seconds
+            job = state.claim(session, job_id, attempt, self.worker.name, ttl, host=self.worker.host)
             return None if job is None else JobSpec.of(job)
 
 

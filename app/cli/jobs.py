@@ -240,6 +240,8 @@ def show(job_id: int, as_json: Json = False, api: ApiUrl = None, api_key: ApiKey
         return
     for key in ("id", "name", "project", "task_type", "model_name", "status", "attempt"):
         console.print(f"{key:>14}: {job[key]}", markup=False)
+    for placed in job.get("attempts") or []:
+        console.print(f"{'attempt ' + str(placed['attempt']):>14}: {live.ran_on(placed)}", markup=False)
     console.print(f"{'epoch':>14}: {job['current_epoch']}/{job['total_epochs']}")
     source = job.get("dataset_path") or f"version {job.get('dataset_version_id')}"
     console.print(f"{'dataset':>14}: {source}", markup=False)

@@ -155,11 +155,20 @@ def follow(client: ApiClient, job_id: int, console: Console) -> tuple[WatchState
     return state, client.get_job(job_id)
 
 
+def ran_on(attempt: dict[str, Any]) -> str:
+    """Where an attempt of the job record ran: "box-a (worker box-a-gpu0), requeued"."""
+    where = f"{attempt.get('host') or 'unknown host'} (worker {attempt.get('worker')})"
+    return f"{where}, {attempt['outcome']}" if attempt.get("outcome") else f"{where}, running"
+
+
 def summary(state: WatchState, job: dict[str, Any], model: dict[str, Any] | None) -> list[str]:
     """The lines printed once when the job ends: outcome, best metrics, model, next command."""
     status = job["status"]
     results = job.get("results") or {}
     lines = [f"job {job['id']} {status} after {job['current_epoch']}/{job['total_epochs']} epochs"]
+    placed = job.get("attempts") or []
+    if placed:
+        lines.append("  ran on: " + "; ".join(f"{a['attempt']}. {ran_on(a)}" for a in placed))
     if job.get("error_message"):
         lines.append(f"  error: {job.get('error_code')}: {job['error_message']}")
     best = results.get("best_metrics") or {}

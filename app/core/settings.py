@@ -1,6 +1,7 @@
 """Settings, read from the environment (and `.env`): one object for API, workers and CLI."""
 
 import os
+import socket
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
@@ -62,6 +63,15 @@ class Settings(BaseSettings):
     # GPU sharing between processes: before a trainer starts on a GPU, the other workers on that GPU drop
     # their warm models; the trainer waits this long at most for them (bounded by a third of the lease).
     gpu_evict_timeout_seconds: float = Field(default=10.0, validation_alias="TRAINYARD_GPU_EVICT_TIMEOUT")
+    host: str | None = Field(
+        default=None,
+        validation_alias="TRAINYARD_HOST",
+        description=(
+            "The name of the machine a worker runs on, as the workers API and each job's attempts show it: "
+            "set it where the hostname is not the machine's (a container has its own). Default: the "
+            "hostname. GPU leases stay keyed by the hostname (workers/identity.py)."
+        ),
+    )
     simulate_gpu: bool = Field(
         default=False,
         validation_alias="TRAINYARD_SIMULATE_GPU",
@@ -91,6 +101,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_host(self) -> str:
+        return self.host or socket.gethostname()
 
     @property
     def resolved_database_url(self) -> str:

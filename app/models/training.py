@@ -43,6 +43,9 @@ class TrainingJob(Base):
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     # sha256 of the current attempt's callback token (app/core/security.py); the token itself is never stored.
     callback_token_hash: Mapped[str | None] = mapped_column(String(64))
+    # Where each attempt ran, one entry per claim: attempt, worker, host, started_at, ended_at, outcome
+    # (app/training/state.py writes it with the status; None on jobs older than the column).
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=list)
 
     current_epoch: Mapped[int] = mapped_column(Integer, default=0)
     total_epochs: Mapped[int] = mapped_column(Integer, default=0)
@@ -66,6 +69,12 @@ class TrainingJob(Base):
     def checkpoints(self) -> dict[str, str | None]:
         """The storage keys of its best and last weights, as the API shows them."""
         return {"best": self.best_checkpoint, "last": self.last_checkpoint}
+
+    @property
+    def host(self) -> str | None:
+        """The host that runs (or last ran) the current attempt; None until a worker claims it."""
+        current = [a for a in self.attempts or [] if a.get("attempt") == self.attempt]
+        return current[-1].get("host") if current else None
 
     @property
     def storage_prefix(self) -> str:

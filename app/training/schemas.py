@@ -48,6 +48,19 @@ class Progress(BaseModel):
     phase: str
 
 
+class AttemptRead(BaseModel):
+    """Where one attempt of a job ran (recorded when a worker claims it, closed when it ends)."""
+
+    attempt: int
+    worker: str | None = Field(description="the worker that claimed it (its id in the workers API)")
+    host: str | None = Field(description="the machine that worker runs on (null: an external trainer)")
+    started_at: datetime
+    ended_at: datetime | None = Field(default=None, description="null while it runs")
+    outcome: str | None = Field(
+        default=None, description="completed, failed, stopped, or requeued (the job went on in a new attempt)"
+    )
+
+
 class JobRead(BaseModel):
     # Read from a TrainingJob row: `JobRead.model_validate(job)`. (A docstring would show in the OpenAPI.)
     model_config = ConfigDict(from_attributes=True, validate_by_name=True, protected_namespaces=())
@@ -66,6 +79,8 @@ class JobRead(BaseModel):
     parent_job_id: int | None = None
     status: str
     attempt: int
+    host: str | None = Field(default=None, description="the host that runs (or ran) the current attempt")
+    attempts: list[AttemptRead] = Field(default_factory=list, description="each attempt so far, oldest first")
     current_epoch: int
     total_epochs: int
     progress: Progress | None = None
@@ -85,6 +100,11 @@ class JobRead(BaseModel):
     @classmethod
     def _no_results_yet(cls, value: Any) -> Any:
         return value or None  # a job that has not finished has `{}`
+
+    @field_validator("attempts", mode="before")
+    @classmethod
+    def _none_recorded(cls, value: Any) -> Any:
+        return value or []  # jobs older than the record have null
 
 
 class JobPage(BaseModel):

@@ -77,6 +77,7 @@ def transition(
     target: JobStatus,
     *,
     owner: str | None = None,
+    host: str | None = None,
     ttl_seconds: float = 0.0,
     delay: float | None = None,
     error: tuple[str, str] | None = None,
@@ -87,11 +88,14 @@ def transition(
     current = JobStatus(job.status)
     if not can_transition(current, target):
         raise InvalidTransition(current, target)
+    if current in ACTIVE and target not in ACTIVE:
+        _end_attempt(job, target)  # before a requeue moves on to the next attempt
     if target == Q:
         _enter_queued(session, job, current)
     elif target == R:
-        _enter_running(job, owner, ttl_seconds)
+        _enter_running(job, owner, host, ttl_seconds)
         data["worker"] = owner
+        data["host"] = host
     if error is not None:
         job.error_code, job.error_message = error
         record_event(session, job, EventType.ERROR, {"code": error[0], "message": error[1]})
@@ -124,12 +128,25 @@ def _enter_queued(session: Session, job: TrainingJob, current: JobStatus) -> Non
     job.finished_at = None
 
 
-def _enter_running(job: TrainingJob, owner: str | None, ttl_seconds: float) -> None:
+def _enter_running(job: TrainingJob, owner: str | None, host: str | None, ttl_seconds: float) -> None:
+    now = utcnow()
     job.lease_owner = owner
-    job.lease_expires_at = utcnow() + timedelta(seconds=ttl_seconds)
-    job.started_at = job.started_at or utcnow()
+    job.lease_expires_at = now + timedelta(seconds=ttl_seconds)
+    job.started_at = job.started_at or now
     # The attempt's callback token goes live with it; tokens of earlier attempts stop matching.
     job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
+    placed = {"attempt": job.attempt, "worker": owner, "host": host, "started_at": now.isoformat()}
+    # A new list, not an append: SQLAlchemy sees a JSON column change only when it is assigned.
+    job.attempts = [*(job.attempts or []), {**placed, "ended_at": None, "outcome": None}]
+
+
+def _end_attempt(job: TrainingJob, target: JobStatus) -> None:
+    """Close the running attempt's entry: when it ended and how (`requeued` when the job goes on)."""
+    outcome = "requeued" if target == Q else str(target)
+    ended = {"ended_at": utcnow().isoformat(), "outcome": outcome}
+    job.attempts = [
+        {**entry, **ended} if entry.get("attempt") == job.attempt else entry for entry in job.attempts or []
+    ]
 
 
 def dispatch(session: Session, job: TrainingJob, delay: float | None = None) -> None:
@@ -192,15 +209,17 @@ def active_job(session: Session, job_id: int, attempt: int) -> TrainingJob:
     return job
 
 
-def claim(session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: float) -> TrainingJob | None:
-    """Take a queued job for this attempt; None when the message is stale, a duplicate, or for a
-    job that no longer exists."""
+def claim(
+    session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: float, host: str | None = None
+) -> TrainingJob | None:
+    """Take a queued job for this attempt, recording which worker on which host runs it; None when the
+    message is stale, a duplicate, or for a job that no longer exists."""
     if session.get(TrainingJob, job_id) is None:
         return None
     job = lock_job(session, job_id)
     if job.attempt != attempt or job.status != Q:
         return None
-    transition(session, job, R, owner=owner, ttl_seconds=ttl_seconds)
+    transition(session, job, R, owner=owner, host=host, ttl_seconds=ttl_seconds)
     return job
 
 

@@ -14,6 +14,7 @@ from app.core.settings import get_settings
 from app.core.visibility import ensure_project_usable, ensure_project_visible
 from app.dataset_registry import service as dataset_service
 from app.fleet import router as fleet_router
+from app.fleet.schemas import WorkerRead
 from app.inference import router as inference_router
 from app.inference.schemas import WorkerModelsAction
 from app.model_registry import deployments
@@ -60,7 +61,7 @@ def revert(session: Session, principal: Principal, project_id: int, task: str) -
     return deployments.revert(session, project_id, task)
 
 
-def drain(principal: Principal, worker_id: str) -> dict[str, Any]:
+def drain(principal: Principal, worker_id: str) -> WorkerRead:
     """`POST /api/v1/workers/{id}/drain`: the fleet's writes live in its endpoint functions."""
     principal.require_write()
     return fleet_router.drain_worker(worker_id, principal)

@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from app.core.auth import SAFE_METHODS, Principal, forbidden
 from app.core.deps import DatabaseDep
 from app.core.errors import AppError, ErrorCode
+from app.core.sizes import human_bytes
 from app.keys import service as keys
 from app.models import Role
 from app.web import session as web_session
@@ -23,6 +24,7 @@ from app.web import views
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")  # autoescapes .html
 templates.env.globals["eta_text"] = views.eta_text
+templates.env.filters["bytes"] = human_bytes
 
 
 class SignInRequired(Exception):

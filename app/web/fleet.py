@@ -66,7 +66,7 @@ def done(request: Request, message: str) -> Response:
 @router.post("/fleet/{worker_id}/drain")
 def drain(request: Request, worker_id: str, user: WriterDep) -> Response:
     worker = actions.drain(user.principal, worker_id)
-    return done(request, f"worker {worker_id} is {worker['status']}")
+    return done(request, f"worker {worker_id} is {worker.status}")
 
 
 @router.post("/fleet/{worker_id}/models")

@@ -95,7 +95,7 @@ def job_page(request: Request, job_id: int, session: SessionDep, user: UserDep) 
         "checkpoints": service.checkpoints(session, job_id),
         "config_yaml": yaml.safe_dump(job.config, sort_keys=False),
         "cli_preview": cli_preview(job),
-        "attempts": views.attempts(session, job_id),
+        "attempts": views.attempts(session, job),
         "actions": views.actions_for(job.status),
         "status": job.status,
         "attempt": job.attempt,

@@ -227,16 +227,23 @@ class Attempt:
     number: int
     statuses: list[tuple[str, str]] = field(default_factory=list)  # (ts, status)
     errors: list[str] = field(default_factory=list)
+    worker: str | None = None  # where it ran (the job's `attempts` record), once claimed
+    host: str | None = None
 
 
-def attempts(session: Session, job_id: int) -> list[Attempt]:
-    """Each attempt of a job with the statuses it went through and its errors."""
+def attempts(session: Session, job: TrainingJob) -> list[Attempt]:
+    """Each attempt of a job with the statuses it went through, its errors and where it ran."""
     stmt = (
         select(JobEvent)
-        .where(JobEvent.job_id == job_id, JobEvent.type.in_([EventType.STATUS, EventType.ERROR]))
+        .where(JobEvent.job_id == job.id, JobEvent.type.in_([EventType.STATUS, EventType.ERROR]))
         .order_by(JobEvent.seq)
     )
-    by_number: dict[int, Attempt] = {}
+    by_number: dict[int, Attempt] = {
+        int(placed["attempt"]): Attempt(
+            int(placed["attempt"]), worker=placed.get("worker"), host=placed.get("host")
+        )
+        for placed in job.attempts or []
+    }
     number = 1
     for event in session.scalars(stmt):
         number = int(event.data.get("attempt") or number)

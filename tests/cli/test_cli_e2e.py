@@ -156,6 +156,10 @@ def test_stop_resume_watch_reports_completed_and_each_outcome_its_code(stack: St
 
     shown = json.loads(stack.run("models", "show", str(model_id), "--json").stdout)
     assert shown["lineage"]["job_id"] == job["id"]
+    (worker,) = json.loads(stack.run("workers", "list", "--json").stdout)["items"]
+    ran_on = f"{worker['host']} (worker {worker['id']})"
+    described = stack.run("jobs", "show", str(job["id"]), columns=200).stdout
+    assert f"attempt 1: {ran_on}, stopped" in described and f"attempt 2: {ran_on}, completed" in described
     listed = json.loads(stack.run("jobs", "list", "--project", "cli", "--json").stdout)
     assert {j["status"] for j in listed["items"]} >= {"completed", "cancelled"}
 
@@ -269,6 +273,9 @@ def test_a_drained_worker_shows_draining_and_takes_no_new_job(stack: Stack, shap
     assert drained.returncode == 0 and drained.stdout.strip() == f"worker {worker['id']} draining"
     listed = stack.run("workers", "list", columns=200)
     assert re.search(rf"{worker['id']} .* draining", listed.stdout), listed.stdout
+    # Its caches and the free space of its disk, in sizes a person reads.
+    size = r"(\d+ B|\d+\.\d [KMGTP]B)"
+    assert re.search(rf"draining\b.*\b{size}\b.*\b{size}", listed.stdout), listed.stdout
     job = submit(stack, "after drain", shapes, epochs=1)
     time.sleep(5)  # an idle worker would have taken it by now (this can only miss a fault, not invent one)
     shown = json.loads(stack.run("jobs", "show", str(job["id"]), "--json").stdout)

@@ -70,9 +70,14 @@ def test_the_summary_names_the_model_and_the_next_commands() -> None:
         "results": {"best_epoch": 3, "best_metrics": {"mAP50": 0.5, "mAP50-95": 0.3}},
         "checkpoints": {"best": "projects/p/model/training/r/weights/best.pt"},
     }  # fmt: skip
+    job["attempts"] = [
+        {"attempt": 1, "worker": "a-gpu0", "host": "box-a", "outcome": "requeued"},
+        {"attempt": 2, "worker": "b-gpu0", "host": "box-b", "outcome": "stopped"},
+    ]
     model = {"id": 12, "name": "r", "status": "ready"}
     lines = summary(WatchState(7, "detection"), job, model)
     assert lines[0] == "job 7 stopped after 4/10 epochs"
+    assert lines[1] == "  ran on: 1. box-a (worker a-gpu0), requeued; 2. box-b (worker b-gpu0), stopped"
     assert "  best: mAP50 0.500, mAP50-95 0.300 (epoch 3)" in lines
     assert "  deploy:  trainyard models deploy 12" in lines and "  resume:  trainyard jobs resume 7" in lines
 

@@ -167,11 +167,18 @@ def test_a_silent_co_tenant_delays_a_trainer_only_for_the_bound(tmp_path: Path) 
     server.start()
     try:
         client = redis.Redis.from_url(server.url)
-        for worker_id, host, device in [("dead", "box", "0"), ("gpu1", "box", "1"), ("far", "other", "0")]:
-            announce(client, worker_id, {"id": worker_id, "host": host, "device": device})
-        trainer = WorkerIdentity("gpu0-train", "0", ("training",), host="box", simulated=True)
+        # (id, hostname, device): "box-gpu1" is another container of the same machine, its GPU device 0 too.
+        for worker_id, node, device in [
+            ("dead", "box", "0"),
+            ("gpu1", "box", "1"),
+            ("far", "other", "0"),
+            ("container", "box-gpu1", "0"),
+        ]:
+            worker = WorkerIdentity(worker_id, device, (), host="box", node=node, simulated=True)
+            announce(client, worker_id, {"id": worker_id, "host": "box", "device_key": worker.device_key})
+        trainer = WorkerIdentity("gpu0-train", "0", ("training",), host="box", node="box", simulated=True)
         assert co_tenants(client, trainer) == ["dead"]
-        assert co_tenants(client, WorkerIdentity("cpu", "cpu", ("training",), host="box")) == []
+        assert co_tenants(client, WorkerIdentity("cpu", "cpu", ("training",), node="box")) == []
         started = time.monotonic()
         assert evict_co_tenants(client, trainer, timeout=1.0) == {}
         assert 0.9 <= time.monotonic() - started < 5

@@ -157,6 +157,16 @@ def test_the_gpu_worker_reserves_its_gpu_under_a_stable_name(one_host: dict[str,
     assert named["environment"]["TRAINYARD_CACHE_MAX_GB"] == "200"
 
 
+@pytest.mark.parametrize(
+    ("env", "host"), [(MAIN_ENV, "compose"), ({**MAIN_ENV, "TRAINYARD_HOST": "box-1"}, "box-1")]
+)
+def test_the_worker_reports_the_machine_it_runs_on_not_its_container(env: dict[str, str], host: str) -> None:
+    """A container's hostname is not the machine's: the worker reports TRAINYARD_HOST, as in its --name."""
+    worker = rendered(MAIN, env)["services"]["worker-gpu0"]
+    assert worker["environment"]["TRAINYARD_HOST"] == host
+    assert worker["command"][-2:] == ["--name", f"{host}-gpu0"]
+
+
 def test_the_services_share_postgres_redis_and_s3(one_host: dict[str, Any]) -> None:
     for name in ("api", "worker-gpu0", "scheduler", "migrate"):
         env = one_host["services"][name]["environment"]
@@ -219,6 +229,7 @@ def test_a_gpu_host_uses_the_main_hosts_services(gpu_host: dict[str, Any]) -> No
         assert env["TRAINYARD_STORAGE"] == "s3" and env["TRAINYARD_S3_BUCKET"] == "trainyard"
         assert env["TRAINYARD_ENV"] == "production"
         assert env["TRAINYARD_CACHE_MAX_GB"] == "50"
+        assert env["TRAINYARD_HOST"] == "gpu-host-2"  # the machine, as each of its workers reports it
         [volume] = worker["volumes"]
         assert (volume["type"], volume["source"], volume["target"]) == ("volume", "worker-data", "/data")
     assert "worker-data" in gpu_host["volumes"]

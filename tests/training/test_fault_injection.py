@@ -86,8 +86,9 @@ def workers(fleet: Fleet) -> Iterator[Fleet]:
 
 def test_sigkill_mid_training_resumes_on_another_worker(workers: Fleet, dataset: Path) -> None:
     fleet = workers
-    fleet.start_worker("kill-a")
-    fleet.start_worker("kill-b")
+    hosts = {"kill-a": "rack-a", "kill-b": "rack-b"}  # TRAINYARD_HOST: the name a machine goes by
+    for name, host in hosts.items():
+        fleet.start_worker(name, {"TRAINYARD_HOST": host})
     job = fleet.submit("sigkill", dataset, epochs=5)
     early = fleet.follow(job["id"], until=epoch_done(1))
     victim = running_worker(early)
@@ -117,6 +118,11 @@ def test_sigkill_mid_training_resumes_on_another_worker(workers: Fleet, dataset:
     assert resumed and resumed[0]["data"]["metadata"]["resumed_from"], "attempt 2 did not resume from last.pt"
     final = fleet.job(job["id"])
     assert (final["status"], final["attempt"], final["current_epoch"]) == ("completed", 2, 5)
+    # The job says where each attempt ran, and how it ended.
+    survivor = running_worker(events)
+    placed = [(a["attempt"], a["worker"], a["host"], a["outcome"]) for a in final["attempts"]]
+    assert placed == [(1, victim, hosts[victim], "requeued"), (2, survivor, hosts[survivor], "completed")]
+    assert final["host"] == hosts[survivor]
     print(f"\nrecovery: worker SIGKILL -> job running again in {recovery:.1f} s")
     assert recovery < 30
 
@@ -146,6 +152,9 @@ def test_a_paused_worker_past_its_lease_is_fenced_out(workers: Fleet, dataset: P
     while "stale" not in fleet.log("pause-a") and "lost its lease" not in fleet.log("pause-a"):
         assert time.monotonic() < deadline, "the stale worker never noticed"
         time.sleep(0.5)
+    # Its record of attempt 1 was closed when the job was requeued; attempt 2's is pause-b's alone.
+    placed = [(a["attempt"], a["worker"], a["outcome"]) for a in fleet.job(job["id"])["attempts"]]
+    assert placed == [(1, "pause-a", "requeued"), (2, "pause-b", "completed")]
 
 
 def test_stop_then_resume_completes_without_retraining(workers: Fleet, dataset: Path) -> None:
@@ -233,11 +242,18 @@ def test_duplicate_delivery_runs_one_attempt(
 
 def test_workers_registry_drain_and_graceful_shutdown(workers: Fleet, dataset: Path) -> None:
     fleet = workers
-    fleet.start_worker("drain-a")
+    cached = fleet.root / "data" / "cache" / "datasets" / "v1" / "images.bin"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(b"\0" * 300_000)
+    fleet.start_worker("drain-a", {"TRAINYARD_HOST": "rack-d"})
     listed = httpx.get(f"{fleet.url}/api/v1/workers", headers=fleet.headers, timeout=10).json()["items"]
     mine = next(w for w in listed if w["id"] == "drain-a")
     assert mine["status"] == "online" and mine["device"] == "cpu" and mine["memory_total_mb"] > 0
     assert set(mine["queues"]) == {"training", "inference"} and mine["heartbeat_age_seconds"] < 30
+    # Where it runs and what it keeps: its host by TRAINYARD_HOST (the drain below reaches it by that
+    # name too), its caches and the disk of its data dir.
+    assert mine["host"] == "rack-d" and mine["cache_bytes"] >= cached.stat().st_size
+    assert 0 < mine["disk_free_bytes"] <= mine["disk_total_bytes"]
 
     first = fleet.submit("drain-first", dataset, epochs=2)
     fleet.follow(first["id"], until=lambda e: e["type"] == "status" and e["data"]["status"] == "running")

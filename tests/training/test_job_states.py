@@ -4,6 +4,7 @@ named refusals of users' actions, on a real database (both parametrizations), wi
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.core.db import Database
@@ -98,7 +99,7 @@ def test_to_queued_starts_the_next_attempt_clean(db: Database, current: JobStatu
 
 def test_to_running_takes_the_lease_and_rotates_the_token(db: Database) -> None:
     job_id = job_in(db, Q, attempt=3)
-    job = move(db, job_id, R, owner="worker-b", ttl_seconds=30)
+    job = move(db, job_id, R, owner="worker-b", host="box-b", ttl_seconds=30)
     assert job.lease_owner == "worker-b" and job.lease_expires_at is not None
     assert job.started_at is not None
     assert job.callback_token_hash == token_hash(job_token(job_id, 3))
@@ -107,7 +108,12 @@ def test_to_running_takes_the_lease_and_rotates_the_token(db: Database) -> None:
         "status": "running",
         "attempt": 3,
         "worker": "worker-b",
+        "host": "box-b",
     }
+    (placed,) = job.attempts or []
+    assert placed["started_at"] == job.started_at.isoformat()
+    assert placed == {**placed, "attempt": 3, "worker": "worker-b", "host": "box-b", "ended_at": None}
+    assert job.host == "box-b"
 
 
 @pytest.mark.parametrize(("current", "target"), sorted((a, b) for a, b in ALLOWED if b in TERMINAL))
@@ -205,6 +211,41 @@ def test_a_claim_for_another_attempt_or_a_missing_job_takes_nothing(db: Database
         assert state.claim(s, job_id, 1, "worker-a", 30) is not None
     with db.session() as s:
         assert state.claim(s, job_id, 1, "worker-b", 30) is None  # a duplicate message
+
+
+def test_each_attempt_records_where_it_ran_and_how_it_ended(db: Database, client: TestClient) -> None:
+    """Attempt 1 is lost (requeued by the reconciler), attempt 2 completes elsewhere; the stale worker of
+    attempt 1 can no longer write, so the record of attempt 2 stays as its worker left it."""
+    job_id = job_in(db, Q)
+    with db.session() as s:
+        state.claim(s, job_id, 1, "worker-a", 30, host="box-a")
+    with db.session() as s:
+        state.requeue(s, lock_job(s, job_id), "lease of worker worker-a expired", max_attempts=3)
+    queued = client.get(f"/api/v1/training/jobs/{job_id}").json()
+    assert queued["host"] is None  # attempt 2 has not been claimed yet
+    with db.session() as s:
+        state.claim(s, job_id, 2, "worker-b", 30, host="box-b")
+    with pytest.raises(StaleAttempt), db.session() as s:
+        state.complete(s, job_id, 1, {})  # the worker of attempt 1 wakes up
+    with db.session() as s:
+        state.complete(s, job_id, 2, {})
+
+    job = client.get(f"/api/v1/training/jobs/{job_id}").json()
+    assert job["host"] == "box-b"
+    placed = [(a["attempt"], a["worker"], a["host"], a["outcome"]) for a in job["attempts"]]
+    assert placed == [(1, "worker-a", "box-a", "requeued"), (2, "worker-b", "box-b", "completed")]
+    first, second = job["attempts"]
+    assert first["started_at"] <= first["ended_at"] <= second["started_at"] <= second["ended_at"]
+
+
+def test_a_job_older_than_the_record_reads_as_no_attempts(db: Database, client: TestClient) -> None:
+    job_id = job_in(db, R)  # what the migration leaves on a running job: no record
+    with db.session() as s:
+        s.get_one(TrainingJob, job_id).attempts = None
+    assert client.get(f"/api/v1/training/jobs/{job_id}").json()["attempts"] == []
+    move(db, job_id, C, results={})  # ending an attempt nobody recorded changes nothing
+    job = client.get(f"/api/v1/training/jobs/{job_id}").json()
+    assert (job["status"], job["attempts"], job["host"]) == ("completed", [], None)
 
 
 def test_only_the_lease_owner_renews(db: Database) -> None:

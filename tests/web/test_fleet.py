@@ -22,6 +22,9 @@ def worker(jobs: Jobs) -> str:
         "memory_total_mb": 81920,
         "queues": ["training", "inference"],
         "current_job": jobs.alpha,
+        "cache_bytes": 3 * 2**30 + 2**29,
+        "disk_free_bytes": 120 * 2**30,
+        "disk_total_bytes": 2**40,
     }
     announce(get_redis(), "gpu0-box", info)
     return "gpu0-box"
@@ -32,6 +35,7 @@ def test_the_fleet_shows_workers_queues_and_the_oldest_waiting_job(
 ) -> None:
     page = admin.get("/fleet").text
     assert 'id="worker-gpu0-box"' in page and "Test GPU" in page and "80.0 GB" in page
+    assert "120.0 GB free <small>of 1.0 TB</small>" in page and "caches 3.5 GB" in page
     assert f'<a href="/jobs/{jobs.alpha}">#{jobs.alpha}</a>' in page  # its current job
     assert "training: 0 waiting" in page
     assert f'oldest queued job <a href="/jobs/{jobs.beta}">#{jobs.beta} b-run</a>' in page

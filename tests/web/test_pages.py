@@ -9,10 +9,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.core.db import Database
-from app.core.events import EventType
+from app.core.events import EventType, lock_job
 from app.core.jobs import JobStatus
 from app.keys.service import revoke_key
 from app.models import JobEvent, TrainingJob
+from app.training import state
 from app.web.jobs import LOG_TAIL
 from tests.conftest import clear_caches
 from tests.web.conftest import Jobs, add_event, csrf_of, set_status, sign_in
@@ -162,6 +163,20 @@ def test_the_job_page_shows_everything_so_far(admin: TestClient, db: Database, j
     assert "mAP50-95" in page and "training 2 epochs" in page
     assert "act-stop" in page and "act-resume" not in page
     assert "yolo" in page and "epochs: 2" in page  # CLI preview and resolved YAML
+
+
+def test_the_job_page_says_where_each_attempt_ran(admin: TestClient, db: Database, jobs: Jobs) -> None:
+    with db.session() as session:
+        state.claim(session, jobs.beta, 1, "box-a-gpu0", 30, host="box-a")
+    with db.session() as session:
+        state.requeue(session, lock_job(session, jobs.beta), "lease expired", max_attempts=3)
+    with db.session() as session:
+        state.claim(session, jobs.beta, 2, "box-b-gpu1", 30, host="box-b")
+    page = admin.get(f"/jobs/{jobs.beta}").text
+    ran_on = re.findall(
+        r"<strong>attempt (\d)</strong> <span class=\"ran-on\">on ([\w-]+) <small>\(worker ([\w-]+)\)", page
+    )
+    assert ran_on == [("1", "box-a", "box-a-gpu0"), ("2", "box-b", "box-b-gpu1")]
 
 
 def test_the_job_page_shows_the_newest_log_lines_oldest_first(

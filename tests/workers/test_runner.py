@@ -45,11 +45,12 @@ class Run:
 def run_trainer(
     db: Database, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., Run]]:
-    """Run a queued job of `framework` whose trainer is `script`, on a CPU worker."""
-    identity = WorkerIdentity(name="runner-test", device="cpu", queues=("training",))
-    lease = GpuLease(redis_client, identity.device_key, identity.name, ttl_seconds=30)
+    """Run a queued job of `framework` whose trainer is `script`, on a CPU worker (on the host that the
+    settings name when it runs)."""
 
     def run(script: str, framework: Framework = Framework.PYTORCH, **job: Any) -> Run:
+        identity = WorkerIdentity(name="runner-test", device="cpu", queues=("training",))
+        lease = GpuLease(redis_client, identity.device_key, identity.name, ttl_seconds=30)
         trainer = tmp_path / "trainer.py"
         trainer.write_text(script)
         spec = dataclasses.replace(frameworks.FRAMEWORKS[framework], trainer_args=(str(trainer),))
@@ -118,6 +119,25 @@ def test_the_registry_is_told_the_current_job_at_the_claim_and_at_the_end(
     check_outcome(run.outcome)  # a completed job is a successful task
 
 
+def test_the_job_records_the_worker_and_the_host_that_ran_each_attempt(
+    run_trainer: Callable[..., Run], db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINYARD_HOST", "rack-9")  # a container's hostname says nothing
+    get_settings.cache_clear()
+    run = run_trainer(GOOD_START + "sdk.report_completed({'epochs_completed': 1})\nsdk.close()\n")
+    job, events = job_and_events(db, run.job_id)
+    (placed,) = job.attempts or []
+    assert (placed["attempt"], placed["worker"], placed["host"], placed["outcome"]) == (
+        1,
+        "runner-test",
+        "rack-9",
+        "completed",
+    )
+    assert placed["ended_at"] is not None and job.host == "rack-9"
+    running = next(e.data for e in events if e.data.get("status") == "running")
+    assert (running["worker"], running["host"]) == ("runner-test", "rack-9")
+
+
 def test_a_trainer_crash_is_retried_with_the_outputs_tail(
     run_trainer: Callable[..., Run], db: Database
 ) -> None:
@@ -127,6 +147,8 @@ def test_a_trainer_crash_is_retried_with_the_outputs_tail(
     assert error["code"] == "TRAINER_CRASHED" and error["retrying"] is True
     assert "trainer exited with code 3" in error["message"] and "about to fail" in error["message"]
     assert (job.status, job.attempt) == (JobStatus.QUEUED, 2)
+    assert [(a["attempt"], a["outcome"]) for a in job.attempts or []] == [(1, "requeued")]
+    assert job.host is None  # attempt 2 waits for a worker
     check_outcome(run.outcome)  # retried: not a failure of the task
 
 

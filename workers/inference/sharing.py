@@ -30,9 +30,7 @@ def co_tenants(client: redis.Redis, identity: WorkerIdentity) -> list[str]:
     return [
         str(worker["id"])
         for worker in live_workers(client)
-        if worker.get("id") != identity.name
-        and worker.get("host") == identity.host
-        and str(worker.get("device")) == identity.device
+        if worker.get("id") != identity.name and worker.get("device_key") == identity.device_key
     ]
 
 
