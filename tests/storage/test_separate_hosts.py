@@ -136,6 +136,8 @@ def test_a_job_crosses_hosts_through_storage_alone(fleet: Fleet) -> None:
         fleet.root / "gpu-host-2.log"
     )()
     assert running_worker(events) == "gpu-host-2"
+    attempts = http.get(f"/api/v1/training/jobs/{job}").json()["attempts"]
+    assert [(a["attempt"], a["host"]) for a in attempts] == [(1, "gpu-host-1"), (2, "gpu-host-2")]
     assert progress_epochs(events) == [1, 2, 3, 4], "an epoch was trained twice or skipped"
     resumed = [e for e in events if e["type"] == "log" and "trainer started" in e["data"]["message"]]
     assert resumed[-1]["data"]["metadata"]["resumed_from"], "host 2 did not resume from host 1's checkpoint"
