@@ -20,7 +20,7 @@ from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
 from app.training import schemas, state
 from app.training.checkpoints import resolve_starting_point, starting_config
-from app.training.dataset_check import check_dataset_folder, dataset_ref, locate_dataset_path
+from app.training.dataset_check import CheckedFolder, check_dataset_folder, dataset_ref, locate_dataset_path
 from app.training.frameworks import framework
 from app.training.results import events_of_type, recorded_epochs
 from app.versions.usage import claim_for_job, yolo_dir
@@ -83,7 +83,7 @@ def check_dataset_given(body: schemas.JobCreate) -> None:
 
 def check_dataset(
     session: Session, body: schemas.JobCreate, principal: Principal | None = None
-) -> Path | None:
+) -> CheckedFolder | None:
     """The folder `dataset_path` names, checked. One the key may not see is a 404 before anything is said
     about it (whether it exists, what it holds), as for a folder of a project that does not exist."""
     check_dataset_given(body)
@@ -101,7 +101,7 @@ def validate(session: Session, body: schemas.JobCreate, principal: Principal | N
     dataset = check_dataset(session, body, principal)
     framework(body.framework).model_source(body.model_name, body.task_type)  # a known model?
     config = resolve_job_config(body)
-    return ValidJob(config=config, dataset=dataset)
+    return ValidJob(config=config, dataset=None if dataset is None else dataset.path)
 
 
 def job_name_taken(session: Session, project: str, name: str) -> bool:
