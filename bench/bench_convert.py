@@ -26,8 +26,11 @@ from app.datasets.types import TaskType
 from bench.suite import emit
 
 
-def generate(root: Path, n_images: int, per_image: int, seed: int = 0) -> int:
-    """Write a seed-shaped detection file (nested annotations, labeler metadata) and placeholder images."""
+def generate(
+    root: Path, n_images: int, per_image: int, seed: int = 0, size: tuple[int, int] = (1280, 720)
+) -> int:
+    """Write a seed-shaped detection file (nested annotations, labeler metadata) and placeholder images
+    of `size` (width, height) as the JSON declares it; boxes fit in the image."""
     rng = random.Random(seed)
     classes = [
         {"id": i, "name": f"class_{i}", "color": "#d96826", "supercategory": "object"} for i in range(20)
@@ -35,11 +38,12 @@ def generate(root: Path, n_images: int, per_image: int, seed: int = 0) -> int:
     images, aid = [], 0
     for iid in range(1, n_images + 1):
         split = "val" if iid % 5 == 0 else "test" if iid % 17 == 0 else "train"
-        width, height = 1280, 720
+        width, height = size
         anns = []
         for _ in range(per_image):
             aid += 1
-            w, h = round(rng.uniform(4, 300), 2), round(rng.uniform(4, 300), 2)
+            w = round(rng.uniform(4, min(300, width / 2)), 2)
+            h = round(rng.uniform(4, min(300, height / 2)), 2)
             x, y = round(rng.uniform(0, width - w), 2), round(rng.uniform(0, height - h), 2)
             c = rng.randrange(len(classes))
             anns.append(
