@@ -102,8 +102,9 @@ def register_untrained_model(
     return model.id
 
 
-def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
-    """Red and blue rectangles on grey, as a DICE detection dataset in a ZIP."""
+def dice_zip(train: int = 12, val: int = 4, size: int = 64, folder: str = "") -> bytes:
+    """Red and blue rectangles on grey, as a DICE detection dataset in a ZIP; `folder` ("cam0/") puts the
+    images in a folder of each split, which their file names then include."""
     rng = random.Random(3)
     images, buffer, aid = [], io.BytesIO(), 0
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -120,11 +121,11 @@ def dice_zip(train: int = 12, val: int = 4, size: int = 64) -> bytes:
                 anns.append({"id": aid, "image_id": iid, "class_id": cls, "bbox": [x, y, w, h]})
             data = io.BytesIO()
             picture.save(data, "PNG")
-            archive.writestr(f"images/{split}/{iid}.png", data.getvalue())
+            archive.writestr(f"images/{split}/{folder}{iid}.png", data.getvalue())
             images.append(
                 {
                     "id": iid,
-                    "file_name": f"{iid}.png",
+                    "file_name": f"{folder}{iid}.png",
                     "width": size,
                     "height": size,
                     "split": split,

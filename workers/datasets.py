@@ -277,10 +277,13 @@ def _store_back(
 def _image_key(
     rel: str, task: TaskType, by_name: dict[tuple[str, str], tuple[str, str]]
 ) -> tuple[str, str] | None:
-    """The storage key and sha256 of the image at `rel` in the YOLO layout, or None for a label/yaml."""
+    """The storage key and sha256 of the image at `rel` in the YOLO layout, or None for a label/yaml.
+    A file name may have folders of its own (`cam0/frame_1.jpg`); a class name has none (dice_parse)."""
     parts = rel.split("/")
+    if len(parts) < 3:
+        return None
     if task is TaskType.CLASSIFICATION:  # <split>/<class>/<file name>
-        return by_name.get((parts[0], parts[-1])) if len(parts) == 3 else None
-    if len(parts) == 3 and parts[0] == "images":  # images/<split>/<file name>
-        return by_name.get((parts[1], parts[2]))
+        return by_name.get((parts[0], "/".join(parts[2:])))
+    if parts[0] == "images":  # images/<split>/<file name>
+        return by_name.get((parts[1], "/".join(parts[2:])))
     return None
