@@ -8,18 +8,21 @@ cache), and a `dataset_path` folder is read where it is. Nothing is copied.
 S3 (a fleet): the host keeps a content-addressed cache (workers/dataset_cache.py). A version's entry is
 keyed by its manifest checksum and task. The first host to need it downloads the version's images
 (checked against the manifest's sha256), converts them, and stores the conversion back under that same
-`yolo/...` key: labels, data.yaml and a `files.json` listing the storage key and checksum of every image.
-Any other host then fetches that listing and the images straight into its cache: DICE to YOLO runs
-once per version and task in the whole fleet. A `dataset_path` that names a storage folder is cached by
-the hash of its listing. A second job on the same data finds the entry and downloads nothing.
+`yolo/...` key: its own files (labels, data.yaml) in one archive, and a `files.json` listing the storage
+key and checksum of every image, the checksum of every file in the archive and of the archive itself.
+Any other host then fetches that listing, the archive and the images straight into its cache: DICE to
+YOLO runs once per version and task in the whole fleet. (One archive, not one object per label: a
+request per small object is what a download of many small files costs.) A `dataset_path` that names
+a storage folder is cached by the hash of its listing. A second job on the same data finds the entry and
+downloads nothing.
 """
 
 import hashlib
 import json
 import shutil
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +35,11 @@ from app.datasets.convert import CONVERTER_VERSION, cache_dir, convert_cached, c
 from app.datasets.types import DiceDataset, TaskType
 from app.models import DatasetVersion
 from app.versions.manifest import dataset_from_manifest
-from workers.dataset_cache import FolderCache, Pinned, fetch_all, get_dataset_cache
+from workers.dataset_cache import CacheCorrupt, FolderCache, Pinned, fetch_all, get_dataset_cache
 from workers.weights_cache import file_sha256
 
 FILES_LISTING = "files.json"  # written last: a stored conversion without it is unfinished
+BUNDLE = "files.tar.gz"  # the conversion's own files (labels, data.yaml)
 
 
 class VersionUnavailable(RuntimeError):
@@ -178,9 +182,19 @@ class _Tally:
     ) -> dict[str, str]:
         """Download what `folder` lacks of `items` (relative path, sha256 or None), in parallel, each
         checked against its sha256; the checksums of what was fetched."""
-        fetched = fetch_all(
+        return self.collect(
             folder, items, lambda rel, target: storage.get_file(key_of(rel), target), TRANSFER_THREADS
         )
+
+    def collect(
+        self,
+        folder: Path,
+        items: Iterable[tuple[str, str | None]],
+        fetch_one: Callable[[str, Path], object],
+        workers: int = 1,
+    ) -> dict[str, str]:
+        """As `fetch`, with `fetch_one(rel, target)` writing each file (`fetch_all`)."""
+        fetched = fetch_all(folder, items, fetch_one, workers)
         self.files += len(fetched)
         self.bytes += sum((folder / rel).stat().st_size for rel in fetched)
         if self.origin == "cache":
@@ -203,20 +217,46 @@ def _fill_version(
         stored = json.loads(storage.get_bytes(f"{version.yolo_key}/{FILES_LISTING}"))
     except Exception:
         stored = None
-    if stored is None:
+    if stored is None or "bundle" not in stored:  # none yet, or stored before conversions had an archive
         _convert_here(storage, version, task, folder, tally)
         tally.origin = "converted"
         return {}
     for rel in stored.get("folders", []):  # a classification class may have no image in a split
         (folder / rel).mkdir(parents=True, exist_ok=True)
     images: dict[str, dict[str, str]] = stored["images"]
-    labels: dict[str, str] = stored["files"]
     items = [(rel, entry["sha256"]) for rel, entry in images.items()]
-    items += [(rel, sha) for rel, sha in labels.items()]
-    keys = {rel: entry["key"] for rel, entry in images.items()} | {
-        rel: f"{version.yolo_key}/{rel}" for rel in labels
-    }
-    return tally.fetch(storage, folder, items, keys.__getitem__)
+    fetched = tally.fetch(storage, folder, items, lambda rel: images[rel]["key"])
+    return fetched | _unbundle(storage, version, folder, stored["files"], stored["bundle"], tally)
+
+
+def _unbundle(
+    storage: Storage, version: _Version, folder: Path, files: dict[str, str], sha256: str, tally: _Tally
+) -> dict[str, str]:
+    """The conversion's own files that `folder` lacks, from its archive (checked against `sha256`), each
+    checked against its own sha256 in `files`. Paths come from the listing, never from the archive."""
+    scratch = folder / ".bundle"
+    try:
+        archive = storage.get_file(f"{version.yolo_key}/{BUNDLE}", scratch / BUNDLE)
+        actual = file_sha256(archive)
+        if actual != sha256:
+            raise CacheCorrupt(f"the stored conversion's {BUNDLE} has sha256 {actual}, expected {sha256}")
+        unpacked: dict[str, Path] = {}
+        with tarfile.open(archive, "r:gz") as tar:
+            for number, member in enumerate(tar):
+                source = tar.extractfile(member) if member.name in files else None
+                if source is not None:
+                    with source, (scratch / str(number)).open("wb") as out:
+                        shutil.copyfileobj(source, out)
+                    unpacked[member.name] = scratch / str(number)
+
+        def take(rel: str, target: Path) -> None:
+            if rel not in unpacked:
+                raise CacheCorrupt(f"{rel} is not in the stored conversion's {BUNDLE}")
+            unpacked[rel].replace(target)
+
+        return tally.collect(folder, files.items(), take)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _convert_here(storage: Storage, version: _Version, task: TaskType, folder: Path, tally: _Tally) -> None:
@@ -247,8 +287,8 @@ def _convert_here(storage: Storage, version: _Version, task: TaskType, folder: P
 def _store_back(
     storage: Storage, version: _Version, manifest: dict[str, Any], task: TaskType, folder: Path
 ) -> None:
-    """Labels and data.yaml (without this host's `path:`) under the version's yolo key; the images are
-    named by their own keys in `files.json`, written last."""
+    """Labels and data.yaml (without this host's `path:`) in one archive under the version's yolo key; the
+    images are named by their own keys in `files.json`, written last."""
     data = yaml.safe_load((folder / "data.yaml").read_text(encoding="utf-8"))
     data.pop("path", None)  # the data.yaml's folder, wherever a host puts it (app/training/data_yaml.py)
     (folder / "data.yaml").write_text(
@@ -268,9 +308,21 @@ def _store_back(
             images[rel] = {"key": located[0], "sha256": located[1]}
         else:
             files[rel] = file_sha256(path)
-    with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-        list(pool.map(lambda rel: storage.put_file(f"{version.yolo_key}/{rel}", folder / rel), files))
-    listing = {"converter_version": CONVERTER_VERSION, "images": images, "files": files, "folders": folders}
+    bundle = folder / f".{BUNDLE}"
+    try:
+        with tarfile.open(bundle, "w:gz") as tar:
+            for rel in files:
+                tar.add(folder / rel, arcname=rel, recursive=False)
+        storage.put_file(f"{version.yolo_key}/{BUNDLE}", bundle)
+        listing = {
+            "converter_version": CONVERTER_VERSION,
+            "images": images,
+            "files": files,
+            "bundle": file_sha256(bundle),
+            "folders": folders,
+        }
+    finally:
+        bundle.unlink(missing_ok=True)
     storage.put_bytes(f"{version.yolo_key}/{FILES_LISTING}", json.dumps(listing, sort_keys=True).encode())
 
 

@@ -3,6 +3,7 @@ any other host fetches it into its own cache, checked file by file, and converts
 
 import io
 import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from app.versions.schemas import VersionCreate
 from app.versions.service import create_version
 from tests.conftest import clear_caches
 from tests.factories import dice_zip
-from workers.dataset_cache import FolderCache
-from workers.datasets import FILES_LISTING, Materialized, materialize_version
+from workers.dataset_cache import CacheCorrupt, FolderCache
+from workers.datasets import BUNDLE, FILES_LISTING, Materialized, materialize_version
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,9 @@ def test_a_second_host_fetches_the_stored_conversion_and_converts_nothing(
     second = on_host(db, version_id, tmp_path / "host-2")
     assert (first.origin, second.origin) == ("converted", "storage")
     assert tree(second.path) == tree(first.path)
+    # The labels, data.yaml and the converter's marker travel in one archive, not as an object each.
+    assert sorted(stored()) == sorted([BUNDLE, FILES_LISTING])
+    assert second.files == 16 + 16 + 2
 
 
 def test_the_stored_conversion_names_each_image_by_its_own_key_and_holds_no_copy(
@@ -74,3 +78,43 @@ def test_the_stored_conversion_names_each_image_by_its_own_key_and_holds_no_copy
     assert sorted(listing["images"]) == images
     assert listing["images"][images[0]]["key"].endswith("/source/images/train/cam0/1.png")
     assert not [rel for rel in stored() if rel.endswith(".png")]
+
+
+def test_a_label_missing_from_a_host_s_cache_is_restored_from_the_archive(
+    db: Database, version_id: int, tmp_path: Path
+) -> None:
+    on_host(db, version_id, tmp_path / "host-1").release()
+    second = on_host(db, version_id, tmp_path / "host-2")
+    second.release()
+    label = sorted((second.path / "labels").rglob("*.txt"))[0]
+    text = label.read_bytes()
+    label.unlink()
+    repaired = on_host(db, version_id, tmp_path / "host-2")
+    assert (repaired.origin, repaired.files) == ("storage", 1)
+    assert label.read_bytes() == text
+
+
+def test_an_archive_that_does_not_match_the_listing_is_refused(
+    db: Database, version_id: int, tmp_path: Path
+) -> None:
+    on_host(db, version_id, tmp_path / "host-1")
+    forged, data = io.BytesIO(), b"names: {}\n"
+    with tarfile.open(fileobj=forged, mode="w:gz") as tar:
+        info = tarfile.TarInfo("data.yaml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    get_storage().put_bytes(stored()[BUNDLE], forged.getvalue())
+    with pytest.raises(CacheCorrupt, match=BUNDLE):
+        on_host(db, version_id, tmp_path / "host-2")
+    assert not list((tmp_path / "host-2").glob("version-*"))  # nothing of it in the cache
+
+
+def test_a_conversion_stored_without_an_archive_is_converted_again(
+    db: Database, version_id: int, tmp_path: Path
+) -> None:
+    on_host(db, version_id, tmp_path / "host-1")
+    storage = get_storage()
+    storage.delete(stored()[BUNDLE])
+    storage.put_bytes(stored()[FILES_LISTING], b'{"images": {}, "files": {}, "folders": []}')
+    assert on_host(db, version_id, tmp_path / "host-2").origin == "converted"
+    assert sorted(stored()) == sorted([BUNDLE, FILES_LISTING])
