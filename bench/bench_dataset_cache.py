@@ -24,6 +24,7 @@ base weights.
 import argparse
 import contextlib
 import io
+import logging
 import os
 import random
 import subprocess
@@ -238,8 +239,11 @@ def first_batch(folder: Path, work: Path) -> dict[str, float]:
 
     prepare_offline(work / "ultralytics")
     from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
 
     from app.training.data_yaml import write_resolved
+
+    LOGGER.setLevel(logging.WARNING)  # its progress bars would bury the table
 
     class FirstBatch(Exception):
         pass
