@@ -289,17 +289,18 @@ def report(
     )
     print(f"register (publishes {files} source files): {frozen.register_s:.2f} s")
     print(f"freeze (publishes the manifest): {frozen.freeze_s:.2f} s")
+    print(f"second host: {second_files} files (the images one by one, the conversion's own in one archive)")
     plain = median(times["plain"])
     labels = {
         "plain": f"plain boto3 copy ({files} GETs)",
         "first": "cold, first host (download+convert+store back)",
-        "second": f"cold, second host (download {second_files} files)",
+        "second": "cold, second host (stored conversion: download only)",
         "warm": "warm (cache hit, verified)",
     }
-    print(f"{'':50s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'x plain':>8s}")
+    print(f"{'':54s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'x plain':>8s}")
     for name, values in times.items():
         print(
-            f"{labels[name]:50s} {median(values):9.3f} {min(values):7.3f} {max(values):7.3f}"
+            f"{labels[name]:54s} {median(values):9.3f} {min(values):7.3f} {max(values):7.3f}"
             f" {median(values) / plain:7.2f}x"
         )
     for name in ("first", "second"):
