@@ -102,13 +102,19 @@ def worker(
     device: Annotated[str | None, typer.Option(help="'cpu' on machines without a GPU")] = None,
     queues: Annotated[str, typer.Option(help="comma-separated queues")] = "training,inference",
     name: Annotated[str | None, typer.Option(help="worker name (default: host and device)")] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="worker pool jobs may require (default: the GPU model, e.g. a100)")
+    ] = None,
 ) -> None:
     """Run one GPU-pinned worker process (one task at a time)."""
     if (gpu is None) == (device is None) or (device is not None and device != "cpu"):
         raise typer.BadParameter("give exactly one of --gpu N or --device cpu")
+    from app.scheduling.pools import POOL_NAME
     from workers.cli import run_worker
 
-    run_worker(gpu, [q.strip() for q in queues.split(",") if q.strip()], name)
+    if pool is not None and not POOL_NAME.fullmatch(pool):
+        raise typer.BadParameter("letters, digits, '-' and '_', at most 60", param_hint="--pool")
+    run_worker(gpu, [q.strip() for q in queues.split(",") if q.strip()], name, pool)
 
 
 @cli.command()
