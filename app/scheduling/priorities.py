@@ -34,3 +34,8 @@ def allowed(priority: Priority, role: Role | None) -> Priority:
 
 def name(level: int) -> str:
     return Priority(level).name.lower() if level in Priority._value2member_map_ else str(level)
+
+
+def preempt_priority(setting: str) -> Priority | None:
+    """TRAINYARD_PREEMPT_FOR: the lowest priority that may preempt a borrowed GPU; "" for none."""
+    return Priority[setting.strip().upper()] if setting.strip() else None
