@@ -42,6 +42,11 @@ class VersionUnavailable(RuntimeError):
     pass
 
 
+class DatasetMissing(RuntimeError):
+    """The folder a job names is not there: on this host (a folder outside storage, or local storage),
+    or in the bucket."""
+
+
 @dataclass
 class Materialized:
     """The local folder a trainer reads, held (not evictable) until `release`, and what it took."""
@@ -128,18 +133,29 @@ def materialize_folder(raw: str, storage: Storage, cache: FolderCache | None = N
     """A `dataset_path`: an absolute folder (an import root on this host) is read in place, as is a
     storage key when storage is this host's folder; a key in S3 is cached by its listing's hash."""
     if Path(raw).is_absolute():
+        # With S3 the API accepts such a folder without seeing it (app/training/dataset_check.py): it names
+        # a folder of the workers' hosts, and this is the first host that looks.
+        if not Path(raw).is_dir():
+            raise DatasetMissing(
+                f"dataset folder {raw!r} does not exist on this host (a dataset_path outside storage is "
+                "read on the host of the worker that runs the job)"
+            )
         return Materialized(Path(raw), "in place")
     if isinstance(storage, LocalStorage):
         return Materialized(storage.path(raw), "in place")
     listing = storage.listing(raw)
     if not listing:
-        raise VersionUnavailable(f"storage has no folder {raw!r}")
+        raise DatasetMissing(f"storage has no folder {raw!r}")
     digest = hashlib.sha256("\n".join(f"{i.key}\t{i.size}\t{i.tag}" for i in listing).encode()).hexdigest()
     start = len(raw.rstrip("/")) + 1
-    items = [(item.key[start:], None) for item in listing]
+    # A key ending in `/` is an empty folder object (what an S3 console's "Create folder" makes), no file.
+    folders = [item.key[start:] for item in listing if item.key.endswith("/")]
+    items = [(item.key[start:], None) for item in listing if not item.key.endswith("/")]
     tally = _Tally()
 
     def fill(folder: Path) -> Mapping[str, str]:
+        for rel in folders:
+            (folder / rel).mkdir(parents=True, exist_ok=True)
         return tally.fetch(storage, folder, items, lambda rel: f"{raw.rstrip('/')}/{rel}")
 
     return tally.result((cache or get_dataset_cache()).open(f"folder-{digest}", fill))

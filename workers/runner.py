@@ -47,7 +47,7 @@ from trainyard_sdk.reports import (
     ReportType,
     parse_report,
 )
-from workers.datasets import Materialized
+from workers.datasets import DatasetMissing, Materialized
 from workers.heartbeat import Heartbeat
 from workers.identity import WorkerIdentity
 from workers.inference import sharing
@@ -245,7 +245,10 @@ class Attempt:
             except StaleAttempt:
                 raise
             except Exception as exc:
-                self._write(state.fail, ErrorCode.INTERNAL_ERROR, f"could not start the trainer: {exc}")
+                missing = isinstance(exc, DatasetMissing)
+                code = ErrorCode.DATASET_NOT_FOUND if missing else ErrorCode.INTERNAL_ERROR
+                host = self.runner.worker.host  # in a fleet, which host lacked what
+                self._write(state.fail, code, f"could not start the trainer on host {host}: {exc}")
                 return
             if self._pump(child):
                 self._finish(child.wait())

@@ -11,19 +11,22 @@ Messages quote the data.yaml's own words, never a server path (see app/core/visi
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:  # the trainer imports this module: it needs none of the API's storage
+    from app.training.folder_view import FolderView
 
 SPLITS = ("train", "val", "test")
 
 
-def images_root(folder: Path, data: dict[str, Any]) -> Path:
+def images_root(folder: Path, data: dict[str, Any], resolve: Callable[[Path], Path] = Path.resolve) -> Path:
     """The folder the splits are relative to: `path:` relative to the data.yaml's folder, or that folder."""
     path = data.get("path")
     if not isinstance(path, str) or not path.strip():
         return folder
-    return (folder / Path(path).expanduser()).resolve()
+    return resolve(folder / Path(path).expanduser())
 
 
 def split_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -36,12 +39,12 @@ def split_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def problems(folder: Path, data: dict[str, Any], readable: Callable[[Path], bool]) -> list[str]:
-    """Why a job could not read this dataset (empty when it can). `readable`: whether this dataset may
-    read a path (in its project's folder in storage, or in an import root)."""
-    outside = "leads outside the folders this dataset may read (its project's folder, or an import root)"
-    root = images_root(folder, data)
-    if not readable(root):
+def problems(view: "FolderView", data: dict[str, Any]) -> list[str]:
+    """Why a job could not read the dataset in `view` (empty when it can): each split must be where the
+    dataset may read (`view.readable`) and exist there."""
+    outside = f"leads outside the folders this dataset may read ({view.scope})"
+    root = images_root(view.folder, data, view.resolve)
+    if not view.readable(root):
         return [f"data.yaml path: {data.get('path')!r} {outside}"]
     where = (
         f"under path: {data['path']!r} (read from the data.yaml's folder)"
@@ -50,10 +53,10 @@ def problems(folder: Path, data: dict[str, Any], readable: Callable[[Path], bool
     )
     reasons = []
     for split, entry in split_entries(data):
-        target = (root / entry).resolve()
-        if not readable(target):
+        target = view.resolve(root / entry)
+        if not view.readable(target):
             reasons.append(f"data.yaml {split}: {entry!r} {outside}")
-        elif not target.exists():
+        elif not view.exists(target):
             reasons.append(f"data.yaml {split}: {entry!r} does not exist {where}")
     return reasons
 

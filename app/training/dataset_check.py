@@ -1,7 +1,7 @@
-"""Checks that a YOLO dataset folder named in a request exists and is usable, before any row is written."""
+"""Checks that a YOLO dataset folder named in a request exists and is usable, before any row is written:
+on the API's host, or in the bucket with S3 storage (app/training/folder_view.py)."""
 
-from collections.abc import Callable
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +9,9 @@ import yaml
 
 from app.core.errors import invalid
 from app.core.settings import get_settings
+from app.core.storage import LocalStorage, UnsafeKey, get_storage
 from app.training.data_yaml import problems as split_problems
+from app.training.folder_view import FolderView, ListedFolder, LocalFolder
 
 FIELD = "dataset_path"
 MAX_PATH = 4096  # PATH_MAX of Linux: longer is never a folder
@@ -64,34 +66,64 @@ def dataset_ref(path: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
-def check_dataset_folder(path: Path, raw: str, task_type: str, server_paths: bool = False) -> Path:
-    """The located folder exists and has the layout `task_type` trains from (422 naming the field)."""
+@dataclass(frozen=True)
+class CheckedFolder:
+    """A `dataset_path` that passed the checks, and its class names in id order. `checked` is False for
+    a folder of the workers' hosts that the API's host lacks: located, never looked at (the worker that
+    runs the job fails it if the folder is not there, workers/datasets.py); its classes are unknown."""
+
+    path: Path
+    classes: list[str]
+    checked: bool = True
+
+
+def check_dataset_folder(path: Path, raw: str, task_type: str, server_paths: bool = False) -> CheckedFolder:
+    """The located folder exists and has the layout `task_type` trains from (422 naming the field), on
+    this host or, with S3 storage, in the bucket (`_view`)."""
     try:
-        if not path.is_dir():
+        view = _view(path)
+        if view is None:
+            return CheckedFolder(path, [], checked=False)
+        if not view.is_dir(path):
             raise invalid(FIELD, f"folder {raw!r}{where(path, server_paths)} does not exist; {HINT}")
         if task_type == "classification":
-            _check_classification(path, raw)
+            classes = _check_classification(view, raw)
         else:
-            _check_data_yaml(path, raw)
+            classes = _check_data_yaml(view, raw)
     except OSError as exc:  # a name too long for the file system, a folder it may not read
         raise invalid(FIELD, f"folder {raw!r} cannot be read ({exc.strerror or 'I/O error'})") from exc
-    return path
+    except UnsafeKey as exc:  # a name S3 cannot hold
+        raise invalid(FIELD, f"folder {raw!r} cannot be a storage key: {exc}") from exc
+    return CheckedFolder(path, classes)
 
 
-def _check_classification(path: Path, raw: str) -> None:
+def _view(path: Path) -> FolderView | None:
+    """Where to look at the folder. This host's folder when it has it, and always with local storage
+    (one box: the workers read the same disk). With S3 the API's host need not have it: a storage key is
+    looked for in the bucket, which the workers download from; a folder in an import root names a folder
+    on the workers' own hosts, which the API cannot see (None)."""
+    storage = get_storage()
+    if isinstance(storage, LocalStorage) or path.is_dir():
+        return LocalFolder(path)
+    root = get_settings().resolved_storage_root
+    return ListedFolder(storage, root, path) if path.is_relative_to(root) else None
+
+
+def _check_classification(view: FolderView, raw: str) -> list[str]:
     # Ultralytics classifies from an ImageFolder layout: train/<class>/..., val/<class>/...
-    train = path / "train"
-    if not train.is_dir() or not any(p.is_dir() for p in train.iterdir()):
+    train = view.folder / "train"
+    classes = view.subfolders(train) if view.is_dir(train) else []
+    if not classes:
         raise invalid(FIELD, f"{raw!r} has no train/<class>/ folders (classification layout)")
+    return classes
 
 
-def _check_data_yaml(path: Path, raw: str) -> None:
-    data_yaml = path / "data.yaml"
-    if not data_yaml.is_file():
+def _check_data_yaml(view: FolderView, raw: str) -> list[str]:
+    data_yaml = view.folder / "data.yaml"
+    if not view.is_file(data_yaml):
         raise invalid(FIELD, f"{raw!r} has no data.yaml")
     try:
-        stat = data_yaml.stat()
-        data: Any = _parsed(str(data_yaml), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        data: Any = view.load_yaml(data_yaml)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise invalid(FIELD, f"data.yaml is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -104,37 +136,10 @@ def _check_data_yaml(path: Path, raw: str) -> None:
         raise invalid(FIELD, "data.yaml names must be a non-empty list or id -> name mapping")
     if isinstance(names, dict) and not _class_ids(names):
         raise invalid(FIELD, f"data.yaml names must map the class ids 0..{len(names) - 1} to names")
-    reasons = split_problems(path, data, readable_from(path))
+    reasons = split_problems(view, data)
     if reasons:
         raise invalid(FIELD, "; ".join(reasons))
-
-
-@lru_cache(maxsize=256)
-def _parsed(path: str, _inode: int, _size: int, _mtime_ns: int, _ctime_ns: int) -> Any:
-    """The data.yaml at `path`, parsed once per version of the file (a client submitting many jobs on one
-    folder should not cost a parse each). Callers only read the result. What it names is checked anew
-    on every request (`split_problems`), since its folders may change without it."""
-    return yaml.safe_load(Path(path).read_text())
-
-
-def readable_from(folder: Path) -> Callable[[Path], bool]:
-    """What a data.yaml in `folder` may point to. In storage: its project's folder when it is in one (a
-    key that may use this folder may not see the others), all of storage when it is not (only keys for
-    every project see that); nothing from a folder outside storage. Outside storage: the import roots,
-    which the operator shares with every key."""
-    settings = get_settings()
-    root, imports = settings.resolved_storage_root, settings.resolved_import_roots
-    scope: Path | None = None  # a folder outside storage reaches nothing in it
-    if folder.is_relative_to(root):
-        parts = folder.relative_to(root).parts
-        scope = root / "projects" / parts[1] if len(parts) >= 2 and parts[0] == "projects" else root
-
-    def readable(path: Path) -> bool:
-        if path.is_relative_to(root):
-            return scope is not None and path.is_relative_to(scope)
-        return any(path.is_relative_to(r) for r in imports)
-
-    return readable
+    return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
 
 
 def _class_ids(names: dict[Any, Any]) -> bool:

@@ -8,11 +8,9 @@ what the key may not see (another project, its folder or version) is a 404, exac
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
-import yaml
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
@@ -103,7 +101,7 @@ def preflight(
     checks = _Checks()
     dataset = checks.run(lambda: service.check_dataset(session, body, principal))
     source = checks.run(lambda: _model_source(body))
-    data = None if dataset is None or body.task_type == "classification" else str(dataset / "data.yaml")
+    data = None if dataset is None or body.task_type == "classification" else str(dataset.path / "data.yaml")
     resolved = checks.run(lambda: service.resolve_job_config(body, model=source, data=data))
     checks.run(lambda: resolve_starting_point(session, body, principal))
     checks.run(lambda: _check_version(session, body, principal))
@@ -114,7 +112,12 @@ def preflight(
         warnings.append(
             f"no live worker serves the {Queue.TRAINING} queue: the job would wait until one starts"
         )
-    classes = _classes(dataset, body.task_type) if dataset is not None else []
+    if dataset is not None and not dataset.checked:
+        warnings.append(
+            f"dataset_path {body.dataset_path!r} is not on the API's host: the worker that runs the job "
+            "reads it on its own host, and fails the job if it is not there"
+        )
+    classes = dataset.classes if dataset is not None else []
     return PreflightRead(
         ok=not checks.problems,
         problems=[Problem(field=p.field, reason=p.reason) for p in checks.problems],
@@ -124,7 +127,7 @@ def preflight(
         config=ResolvedConfigRead.model_validate(resolved, from_attributes=True) if resolved else None,
         dataset=None
         if dataset is None
-        else DatasetCheck(path=str(dataset), classes=classes, num_classes=len(classes)),
+        else DatasetCheck(path=str(dataset.path), classes=classes, num_classes=len(classes)),
         workers=workers,
     )
 
@@ -164,16 +167,6 @@ def _worker_check(client: redis.Redis) -> WorkerCheck:
         log.warning("preflight could not read worker presence", exc_info=True)
         workers = []
     return WorkerCheck(queue=Queue.TRAINING, available=bool(workers), workers=workers)
-
-
-def _classes(dataset: Path, task_type: str) -> list[str]:
-    """Class names in id order: data.yaml `names`, or the train/<class>/ folders for classification."""
-    if task_type == "classification":
-        return sorted(p.name for p in (dataset / "train").iterdir() if p.is_dir())
-    names = yaml.safe_load((dataset / "data.yaml").read_text())["names"]
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    return [str(n) for n in names]
 
 
 @router.post("/preflight", response_model=PreflightRead)

@@ -27,7 +27,7 @@ from app.scheduling import pools, priorities
 from app.scheduling import service as scheduling
 from app.training import schemas, state
 from app.training.checkpoints import resolve_starting_point, starting_config
-from app.training.dataset_check import check_dataset_folder, dataset_ref, locate_dataset_path
+from app.training.dataset_check import CheckedFolder, check_dataset_folder, dataset_ref, locate_dataset_path
 from app.training.frameworks import framework
 from app.training.results import events_of_type, recorded_epochs
 from app.versions.usage import claim_for_job, yolo_dir
@@ -93,7 +93,7 @@ def check_dataset_given(body: schemas.JobCreate) -> None:
 
 def check_dataset(
     session: Session, body: schemas.JobCreate, principal: Principal | None = None
-) -> Path | None:
+) -> CheckedFolder | None:
     """The folder `dataset_path` names, checked. One the key may not see is a 404 before anything is said
     about it (whether it exists, what it holds), as for a folder of a project that does not exist."""
     check_dataset_given(body)
@@ -115,7 +115,7 @@ def validate(session: Session, body: schemas.JobCreate, principal: Principal | N
     priority = priorities.allowed(priorities.parse(body.priority), role)
     if body.pool is not None:
         pools.check_pool(body.pool, live_workers_or_none())  # never a job that waits forever for a pool
-    return ValidJob(config=config, dataset=dataset, priority=priority)
+    return ValidJob(config=config, dataset=None if dataset is None else dataset.path, priority=priority)
 
 
 def job_name_taken(session: Session, project: str, name: str) -> bool:

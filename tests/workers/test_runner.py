@@ -139,6 +139,24 @@ def test_the_job_records_the_worker_and_the_host_that_ran_each_attempt(
     assert (running["worker"], running["host"]) == ("runner-test", "rack-9")
 
 
+def test_a_dataset_folder_missing_on_this_host_fails_the_job_naming_the_host(
+    run_trainer: Callable[..., Run], db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # With S3 the API accepts an import-root folder it cannot see (app/training/dataset_check.py):
+    # the worker's host is the first to look, and says which host lacked it.
+    monkeypatch.setenv("TRAINYARD_HOST", "rack-9")
+    get_settings.cache_clear()
+    absent = str(tmp_path / "on-another-host" / "shapes")
+    run = run_trainer(GOOD_START, Framework.ULTRALYTICS, dataset_path=absent)
+    job, events = job_and_events(db, run.job_id)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "DATASET_NOT_FOUND")
+    assert job.error_message == (
+        f"could not start the trainer on host rack-9: dataset folder {absent!r} does not exist on this host "
+        "(a dataset_path outside storage is read on the host of the worker that runs the job)"
+    )
+    assert [e.data["code"] for e in events if e.type == "error"] == ["DATASET_NOT_FOUND"]
+
+
 def test_a_trainer_crash_is_retried_with_the_outputs_tail(
     run_trainer: Callable[..., Run], db: Database
 ) -> None:
@@ -163,7 +181,7 @@ sdk.report_completed({"epochs_completed": 1, "model_info": {"ran_with": sdk.cont
 sdk.close()
 """
     asked = {"epochs": 1, "workers": 8, "amp": True, "imgsz": 96}
-    run = run_trainer(script, Framework.ULTRALYTICS, config=asked)
+    run = run_trainer(script, Framework.ULTRALYTICS, config=asked, dataset_path=str(tmp_path))
     job, events = job_and_events(db, run.job_id)
     ran = {"epochs": 1, "workers": 0, "amp": False, "imgsz": 96}  # Ultralytics on a CPU
     assert job.status == JobStatus.COMPLETED
