@@ -9,9 +9,9 @@ two workers, or a worker and a scheduler running twice by mistake, never decide 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.jobs import ACTIVE, JobStatus
@@ -24,11 +24,23 @@ from app.scheduling.priorities import Priority
 DURATION_SAMPLE = 20
 
 
+class SchedulerStateMissing(RuntimeError):
+    """The mutex row is gone (a database not migrated, or emptied by hand): deciding without it could
+    give one job to two workers, so nothing is decided."""
+
+
 def serialize(session: Session) -> None:
     """Take the scheduling mutex for the rest of the transaction (and count the decision)."""
-    session.execute(
-        update(SchedulerState).where(SchedulerState.id == 1).values(decisions=SchedulerState.decisions + 1)
+    taken = cast(
+        CursorResult[Any],
+        session.execute(
+            update(SchedulerState)
+            .where(SchedulerState.id == 1)
+            .values(decisions=SchedulerState.decisions + 1)
+        ),
     )
+    if taken.rowcount != 1:  # an UPDATE of no row locks nothing
+        raise SchedulerStateMissing("scheduler_state row 1, made by migration 0010, is missing")
 
 
 def loads(session: Session) -> dict[int, Load]:
