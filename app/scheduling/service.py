@@ -174,6 +174,8 @@ def explain(session: Session, job_ids: Iterable[int], workers: list[dict[str, An
         estimate = None
         if duration is not None and pool_workers:
             estimate = round((place - 1) // len(pool_workers) * duration + duration / 2, 1)
+            if job.id in held:  # a retry does not start before its backoff ends, whatever its place
+                estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
         found[job.id] = Pending(place, reason, estimate)
     return found
 
