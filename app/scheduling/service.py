@@ -232,14 +232,7 @@ def victims(
     candidates = sorted(borrowed_jobs(session), key=lambda j: (j.priority, -j.id))
     pairs = []
     for urgent in waiting[giving_back or 0 :]:
-        fit = next(
-            (
-                j
-                for j in candidates
-                if j.priority < urgent.priority and (urgent.pool is None or j.pool == urgent.pool)
-            ),
-            None,
-        )
+        fit = next((j for j in candidates if j.priority < urgent.priority and fits(j, urgent)), None)
         if fit is not None:
             candidates.remove(fit)
             pairs.append((fit, urgent))
