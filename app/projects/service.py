@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal
+from app.core.auth import Principal, forbidden
 from app.core.db import on_commit
 from app.core.errors import AppError, ErrorCode, FieldError, invalid
 from app.core.jobs import ACTIVE, TERMINAL
@@ -19,7 +19,7 @@ from app.core.naming import is_valid_name, slugify
 from app.core.pagination import paginate
 from app.core.storage import get_local_storage, unpublish_tree
 from app.core.visibility import get_visible
-from app.models import Dataset, DatasetVersion, Project, TrainingJob
+from app.models import Dataset, DatasetVersion, Project, Role, TrainingJob
 from app.projects import schemas
 
 
@@ -68,8 +68,13 @@ def update_project(
     session: Session, project_id: int, body: schemas.ProjectUpdate, principal: Principal | None = None
 ) -> Project:
     """Rename or describe a project; its GPU quota and share weight are the fleet's, set by admin keys."""
-    if principal is not None and {"gpu_quota", "share_weight"} & body.model_fields_set:
-        principal.require_all_projects("setting a project's GPU quota or share weight")
+    # Not a member key's, even for all projects: its own project's share would be its to raise.
+    if (
+        principal is not None
+        and principal.role != Role.ADMIN
+        and {"gpu_quota", "share_weight"} & body.model_fields_set
+    ):
+        raise forbidden("setting a project's GPU quota or share weight needs an admin key")
     project = get_project(session, project_id)
     if body.name is not None and body.name != project.name:
         _check_name(body.name)
