@@ -198,7 +198,9 @@ def stop_job(session: Session, job_id: int, principal: Principal | None = None) 
         transition(session, job, JobStatus.CANCELLED, reason="stopped before it started")
     elif job.status == R:
         transition(session, job, S, requested_by="user")
-    elif job.status != S:  # asking twice while it stops is fine
+    elif job.status == S:  # asking twice while it stops is fine
+        job.preempt_requested = False  # stopping for the scheduler: the user's stop wins, it is not requeued
+    else:
         raise refusal(job, "stopped")
     return job
 
