@@ -4,7 +4,8 @@
 2. Projects within their GPU quota before projects at it: a project past its quota only borrows a GPU
    nobody within quota is waiting for, and borrowed GPUs are the first reclaimed (app.scheduling.service).
 3. Fair share: the project furthest below its share of the fleet, i.e. the fewest running jobs per unit of
-   `share_weight`.
+   `share_weight`; on a tie, the fewest jobs started in the last hour per unit of weight, so weights also
+   decide on a small fleet, where every project often runs 0 or 1 job.
 4. Priority, then age (the job id: a requeued job keeps its place).
 
 Each project offers only its own best job (priority, then age), so a decision looks at one job per
@@ -34,15 +35,17 @@ class Load:
     running: int = 0
     quota: int | None = None
     weight: float = 1.0
+    recent: int = 0  # jobs started within the fair-share window
 
     @property
     def at_quota(self) -> bool:
         return self.quota is not None and self.running >= self.quota
 
 
-def rank(job: Waiting, load: Load) -> tuple[bool, bool, float, int, int]:
+def rank(job: Waiting, load: Load) -> tuple[bool, bool, float, float, int, int]:
     """The sort key of a project's head job: the smallest starts first."""
-    return (job.priority < Priority.URGENT, load.at_quota, load.running / load.weight, -job.priority, job.id)
+    share = (load.running / load.weight, load.recent / load.weight)
+    return (job.priority < Priority.URGENT, load.at_quota, *share, -job.priority, job.id)
 
 
 def choose(heads: list[Waiting], loads: dict[int, Load]) -> tuple[Waiting, bool] | None:
@@ -60,7 +63,7 @@ def order(queued: list[Waiting], loads: dict[int, Load]) -> list[tuple[Waiting, 
     by_project: dict[int, list[Waiting]] = {}
     for job in sorted(queued, key=lambda j: (-j.priority, j.id)):
         by_project.setdefault(job.project_id, []).append(job)
-    simulated = {p: Load(load.running, load.quota, load.weight) for p, load in loads.items()}
+    simulated = {p: Load(load.running, load.quota, load.weight, load.recent) for p, load in loads.items()}
     heap = []
     for project_id, jobs in by_project.items():
         load = simulated.setdefault(project_id, Load())
@@ -72,6 +75,7 @@ def order(queued: list[Waiting], loads: dict[int, Load]) -> list[tuple[Waiting, 
         job, load = by_project[project_id][index], simulated[project_id]
         line.append((job, load.at_quota))
         load.running += 1
+        load.recent += 1
         if index + 1 < len(by_project[project_id]):
             heapq.heappush(heap, (rank(by_project[project_id][index + 1], load), project_id, index + 1))
     return line

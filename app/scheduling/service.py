@@ -22,6 +22,8 @@ from app.scheduling.priorities import Priority
 
 # How many recent attempts estimate a job's duration (for "starts in about ...").
 DURATION_SAMPLE = 20
+# Fair share's memory: jobs started this long ago still count against their project's share.
+FAIR_SHARE_WINDOW = timedelta(hours=1)
 
 
 class SchedulerStateMissing(RuntimeError):
@@ -44,7 +46,7 @@ def serialize(session: Session) -> None:
 
 
 def loads(session: Session) -> dict[int, Load]:
-    """Every project's running jobs, quota and weight."""
+    """Every project's running jobs, quota, weight and jobs started within the fair-share window."""
     running = dict(
         session.execute(
             select(TrainingJob.project_id, func.count())
@@ -52,8 +54,18 @@ def loads(session: Session) -> dict[int, Load]:
             .group_by(TrainingJob.project_id)
         ).all()
     )
+    recent = dict(
+        session.execute(
+            select(TrainingJob.project_id, func.count())
+            .where(TrainingJob.started_at >= utcnow() - FAIR_SHARE_WINDOW)
+            .group_by(TrainingJob.project_id)
+        ).all()
+    )
     rows = session.execute(select(Project.id, Project.gpu_quota, Project.share_weight)).all()
-    return {pid: Load(running.get(pid, 0), quota, weight or 1.0) for pid, quota, weight in rows}
+    return {
+        pid: Load(running.get(pid, 0), quota, weight or 1.0, recent.get(pid, 0))
+        for pid, quota, weight in rows
+    }
 
 
 def _eligible(pool: str | None) -> Any:

@@ -264,6 +264,8 @@ def preempt(session: Session, job: TrainingJob, for_job: TrainingJob) -> None:
     """Ask a running job (locked) to give its GPU back to `for_job`: it stops after the current step,
     keeping its checkpoint, and goes back to the queue as preempted (`stopped` below), not failed."""
     job.preempt_requested = True
+    # Its wait starts over: room is being made, so no second job is stopped for it within the grace.
+    for_job.dispatched_at = utcnow()
     transition(session, job, S, requested_by="scheduler", preempted_for=for_job.id)
 
 

@@ -51,20 +51,18 @@ def test_two_workers_start_thirty_jobs_in_the_order_of_fair_share_priority_and_a
             break
 
     # Every claim after the first is made while exactly one job runs: the other worker's. Its project has
-    # 1 running (1/3, 1/2 or 1/1 per weight), the other two have 0 and tie on share, so the tie goes to
-    # priority, then to the older job. So:
-    # - the first claim sees three projects at 0: nlp's high jobs win on priority;
-    # - while an nlp job runs, vision and speech tie at 0 and vision's jobs are older: vision;
-    # - while a vision job runs, nlp's next high job wins over speech; once nlp offers only normal jobs,
-    #   speech's are older than nlp's: speech;
-    # - so A alternates nlp high x3 then speech, B takes vision, until vision and speech run out;
-    # - nlp's normal jobs come last, after all of speech's. Weights never decide with two GPUs (running
-    #   is 0 or 1 at every claim): see the six-worker test below for that.
+    # 1 running; the other two have 0 and tie on running share, so the tie goes to the fewest jobs started
+    # in the last hour per unit of weight (vision 3, speech 2, nlp 1), then to priority, then to age:
+    # - the first claim sees nothing started anywhere: nlp's high jobs win on priority;
+    # - from then on the starts follow the weights: every 6 starts are 3 vision, 2 speech, 1 nlp
+    #   (the first 12: n-high-1, 6 v, 4 s, n-high-2), nlp's high jobs before its normal ones;
+    # - once vision and speech run low, nlp's normal jobs fill in, and finish the queue.
     assert names(db, started) == [
-        "n-high-1", "v01", "n-high-2", "v02", "n-high-3", "v03",
-        "s01", "v04", "s02", "v05", "s03", "v06", "s04", "v07", "s05", "v08",
-        "s06", "v09", "s07", "v10", "s08", "v11", "s09", "v12",
-        "s10", "n01", "n02", "n03", "n04", "n05",
+        "n-high-1", "v01", "s01", "v02", "s02", "v03",
+        "n-high-2", "v04", "s03", "v05", "s04", "v06",
+        "n-high-3", "v07", "s05", "v08", "s06", "v09",
+        "s07", "v10", "n01", "v11", "s08", "v12",
+        "s09", "n02", "s10", "n03", "n04", "n05",
     ]  # fmt: skip
     assert len(set(started)) == 30
     with db.session() as s:

@@ -36,6 +36,15 @@ def test_the_project_with_fewest_running_per_weight_goes_first() -> None:
     assert chosen([job(1, project=1), job(2, project=2)], loads) == (1, False)
 
 
+def test_a_tie_in_running_goes_to_the_fewest_recent_starts_per_weight() -> None:
+    # Both run nothing now; 4 starts on weight 3 (1.33) is further below its share than 2 on weight 1.
+    loads = {1: Load(recent=2, weight=1.0), 2: Load(recent=4, weight=3.0)}
+    assert chosen([job(1, project=1, priority=HIGH), job(2, project=2)], loads) == (2, False)
+    # Running still decides first.
+    loads = {1: Load(recent=0), 2: Load(running=1, recent=0)}
+    assert chosen([job(2, project=2), job(1, project=1)], loads) == (1, False)
+
+
 def test_a_project_unknown_to_the_loads_runs_nothing_and_weighs_one() -> None:
     assert chosen([job(5, project=1), job(9, project=7)], {1: Load(running=1)}) == (9, False)
 
@@ -101,8 +110,9 @@ def test_order_does_not_change_the_loads_it_is_given() -> None:
 
 
 def repeated_choose(queued: list[Waiting], loads: dict[int, Load]) -> list[tuple[int, bool]]:
-    """The line by definition: each project offers its best job, one starts, its project runs one more."""
-    loads = {p: Load(load.running, load.quota, load.weight) for p, load in loads.items()}
+    """The line by definition: each project offers its best job, one starts, its project runs (and has
+    started) one more."""
+    loads = {p: Load(load.running, load.quota, load.weight, load.recent) for p, load in loads.items()}
     left, line = list(queued), []
     while left:
         projects = {w.project_id for w in left}
@@ -113,6 +123,7 @@ def repeated_choose(queued: list[Waiting], loads: dict[int, Load]) -> list[tuple
         assert decision is not None
         line.append((decision[0].id, decision[1]))
         loads[decision[0].project_id].running += 1
+        loads[decision[0].project_id].recent += 1
         left.remove(decision[0])
     return line
 
