@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import datasets, jobs, keys, models, weights, workers
+from app.cli import datasets, jobs, keys, models, projects, weights, workers
 from app.cli.client import ApiError, Unreachable
 from app.cli.common import ApiKey, ApiUrl, ExitCode, client, errors, report
 from app.core.logging import configure_logging
@@ -21,6 +21,7 @@ db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(jobs.cli, name="jobs")
 cli.add_typer(keys.cli, name="keys")
+cli.add_typer(projects.cli, name="projects")
 cli.add_typer(models.cli, name="models")
 cli.add_typer(datasets.datasets_cli, name="datasets")
 cli.add_typer(datasets.versions_cli, name="versions")

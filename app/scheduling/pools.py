@@ -6,6 +6,7 @@ from typing import Any
 
 from app.core.errors import invalid
 from app.core.settings import get_settings
+from app.core.tasks import Queue, training_queue
 
 POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,59}")
 
@@ -26,3 +27,8 @@ def check_pool(pool: str, workers: list[dict[str, Any]]) -> str:
         have = ", ".join(sorted(known)) or "none yet"
         raise invalid("pool", f"no worker serves pool {pool!r} and none is declared (pools: {have})")
     return pool
+
+
+def queue_names(workers: list[dict[str, Any]]) -> list[str]:
+    """The Celery queues messages wait in: the fixed ones, and the training queue of each known pool."""
+    return [*(q.value for q in Queue), *(training_queue(pool) for pool in sorted(known_pools(workers)))]

@@ -1,6 +1,7 @@
 """Job priorities: named levels stored as integers (higher starts first)."""
 
 from enum import IntEnum
+from typing import Literal
 
 from app.core.errors import invalid
 from app.models.api_key import Role
@@ -12,6 +13,9 @@ class Priority(IntEnum):
     HIGH = 2
     URGENT = 3  # before fair share; may preempt a borrowed GPU where TRAINYARD_PREEMPT_FOR allows it
 
+
+# The levels by name, as the API and the CLI take them (the names of Priority, lower-case).
+PriorityName = Literal["low", "normal", "high", "urgent"]
 
 # The highest level each key role may ask for: urgent work is an operator's call.
 ROLE_CEILING = {Role.ADMIN: Priority.URGENT, Role.MEMBER: Priority.HIGH, Role.VIEWER: Priority.LOW}

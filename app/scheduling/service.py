@@ -6,9 +6,11 @@ it (app/training/state.py `claim_next`). Decisions are serialized by a one-row t
 two workers, or a worker and a scheduler running twice by mistake, never decide on the same state.
 """
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, or_, select, update
@@ -105,15 +107,28 @@ def pick(session: Session, pool: str | None) -> tuple[int, bool] | None:
 
 
 # Why a job waits ------------------------------------------------------------------------------
+class WaitKind(StrEnum):
+    """The class of a waiting reason, for machines (/metrics labels, the REST `waiting.kind`)."""
+
+    BACKOFF = "backoff"  # a retry waits out its delay
+    POOL_UNSERVED = "pool_unserved"  # no live worker consumes its pool (or the training queue)
+    STARTING = "starting"  # next in line and a GPU is free
+    QUOTA = "quota"  # its project is at its GPU quota: it only borrows an idle GPU
+    PRIORITY = "priority"  # jobs of a higher priority go first
+    FAIR_SHARE = "fair_share"  # every GPU busy; other projects' turns come first
+
+
 @dataclass(frozen=True)
 class Pending:
     position: int  # 1: the next job to start
+    kind: WaitKind
     reason: str
     estimated_start_seconds: float | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "position": self.position,
+            "kind": self.kind.value,
             "reason": self.reason,
             "estimated_start_seconds": self.estimated_start_seconds,
         }
@@ -160,36 +175,55 @@ def explain(session: Session, job_ids: Iterable[int], workers: list[dict[str, An
     serving = [w for w in workers if "training" in w.get("queues", []) and w.get("status") == "online"]
     duration = mean_duration(session)
     found: dict[int, Pending] = {}
+    ahead_by_priority: Counter[int] = Counter()  # the jobs ahead so far: one pass, however long the line
     for place, (job, borrows) in enumerate(line, start=1):
-        if job.id not in wanted:
-            continue
-        ahead = [other for other, _ in line[: place - 1]]
-        pool_workers = [w for w in serving if job.pool is None or w.get("pool") == job.pool]
-        if job.id in held:
-            reason = f"retrying after a failure: not before {held[job.id].isoformat(timespec='seconds')}"
-        elif not pool_workers:
-            where = f"pool {job.pool!r}" if job.pool else "the training queue"
-            reason = f"no live worker consumes {where}"
-        elif any(w.get("current_job") is None for w in pool_workers) and place == 1:
-            reason = "starting: a GPU is free"
-        elif (load := current.get(job.project_id, Load())).at_quota and borrows:
-            project = names.get(job.project_id, job.project_id)
-            reason = (
-                f"quota reached: project {project} runs {load.running} of its {load.quota} GPUs; "
-                "it borrows one when no other project waits"
-            )
-        elif (higher := sum(1 for other in ahead if other.priority > job.priority)) > 0:
-            reason = f"behind {higher} job(s) of higher priority"
-        else:
-            gpus = f"a GPU in pool {job.pool!r}" if job.pool else "a GPU"
-            reason = f"waiting for {gpus}: {len(pool_workers)} busy, {len(ahead)} job(s) ahead by fair share"
-        estimate = None
-        if duration is not None and pool_workers:
-            estimate = round((place - 1) // len(pool_workers) * duration + duration / 2, 1)
-            if job.id in held:  # a retry does not start before its backoff ends, whatever its place
-                estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
-        found[job.id] = Pending(place, reason, estimate)
+        if job.id in wanted:
+            higher = sum(n for level, n in ahead_by_priority.items() if level > job.priority)
+            pool_workers = [w for w in serving if job.pool is None or w.get("pool") == job.pool]
+            kind, reason = _why(job, place, borrows, higher, pool_workers, held, current, names)
+            estimate = None
+            if duration is not None and pool_workers:
+                estimate = round((place - 1) // len(pool_workers) * duration + duration / 2, 1)
+                if job.id in held:  # a retry does not start before its backoff ends, whatever its place
+                    estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
+            found[job.id] = Pending(place, kind, reason, estimate)
+        ahead_by_priority[job.priority] += 1
     return found
+
+
+def _why(
+    job: Waiting,
+    place: int,
+    borrows: bool,
+    higher: int,
+    pool_workers: list[dict[str, Any]],
+    held: dict[int, datetime],
+    current: dict[int, Load],
+    names: dict[int, str],
+) -> tuple[WaitKind, str]:
+    """The class and the words of why `job`, at `place` in line, waits."""
+    if job.id in held:
+        return (
+            WaitKind.BACKOFF,
+            f"retrying after a failure: not before {held[job.id].isoformat(timespec='seconds')}",
+        )
+    if not pool_workers:
+        where = f"pool {job.pool!r}" if job.pool else "the training queue"
+        return WaitKind.POOL_UNSERVED, f"no live worker consumes {where}"
+    if any(w.get("current_job") is None for w in pool_workers) and place == 1:
+        return WaitKind.STARTING, "starting: a GPU is free"
+    if (load := current.get(job.project_id, Load())).at_quota and borrows:
+        project = names.get(job.project_id, job.project_id)
+        return WaitKind.QUOTA, (
+            f"quota reached: project {project} runs {load.running} of its {load.quota} GPUs; "
+            "it borrows one when no other project waits"
+        )
+    if higher > 0:
+        return WaitKind.PRIORITY, f"behind {higher} job(s) of higher priority"
+    gpus = f"a GPU in pool {job.pool!r}" if job.pool else "a GPU"
+    return WaitKind.FAIR_SHARE, (
+        f"waiting for {gpus}: {len(pool_workers)} busy, {place - 1} job(s) ahead by fair share"
+    )
 
 
 # Reclaiming borrowed GPUs ------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasPath, BaseModel, ConfigDict, Field, field_validator
 
 from app.core.inputs import Id
 from app.core.jobs import Framework, TaskType
 from app.core.naming import NAME_PATTERN
+from app.scheduling.priorities import PriorityName
 from app.scheduling.priorities import name as priority_name
+from app.scheduling.service import WaitKind
 from trainyard_sdk.reports import TrainingResults
 
 Metrics = dict[str, float | None]  # null: the trainer reported a value that is not finite
@@ -36,7 +38,7 @@ class JobCreate(BaseModel):
     )
     config: dict[str, Any] = Field(default_factory=dict, description="overrides of the base config")
     description: str | None = Field(default=None, max_length=2000)
-    priority: Literal["low", "normal", "high", "urgent"] = Field(
+    priority: PriorityName = Field(
         default="normal", description="higher starts first; urgent (admin keys) goes before fair share"
     )
     pool: str | None = Field(
@@ -73,6 +75,7 @@ class AttemptRead(BaseModel):
 
 class Waiting(BaseModel):
     position: int = Field(description="its place in the scheduler's line: 1 starts next")
+    kind: WaitKind = Field(description="the reason's class, for scripts and alerts")
     reason: str = Field(description="why it waits: quota, pool, higher priority, fair share ...")
     estimated_start_seconds: float | None = Field(
         description="about when it starts, from recent jobs' durations (null: nothing to go by)"

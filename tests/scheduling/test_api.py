@@ -89,6 +89,7 @@ def test_a_queued_job_shows_its_place_and_why_it_waits(
     assert read["queue_position"] == 1  # the high-priority job goes first
     assert read["waiting"] == {
         "position": 2,
+        "kind": "pool_unserved",
         "reason": "no live worker consumes the training queue",
         "estimated_start_seconds": None,
     }
@@ -96,6 +97,7 @@ def test_a_queued_job_shows_its_place_and_why_it_waits(
     reads = {job["name"]: job for job in client.get(JOBS).json()["items"]}
     assert reads["second"]["waiting"]["reason"] == "starting: a GPU is free"
     assert reads["first"]["waiting"]["reason"] == "behind 1 job(s) of higher priority"
+    assert (reads["second"]["waiting"]["kind"], reads["first"]["waiting"]["kind"]) == ("starting", "priority")
 
 
 @pytest.mark.parametrize("all_projects", [False, True])
