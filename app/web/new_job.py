@@ -147,10 +147,13 @@ def run_preflight(session: Session, user: Any, form: FormData) -> tuple[schemas.
         return None, PreflightView(problems)
     try:
         ensure_project_usable(session, user.principal, body.project)
+    except AppError as exc:
+        return None, PreflightView([Problem(field="project", reason=exc.detail)])
+    try:
         # As the key: what it may ask for (a priority) and see (folders, versions) is what it may submit.
         return body, preflight(session, body, get_redis(), user.principal)
     except AppError as exc:  # a 404: what the key may not see, worded as if it did not exist
-        field = exc.errors[0].field if exc.errors else "project"
+        field = exc.errors[0].field if exc.errors else "request"
         return None, PreflightView([Problem(field=field, reason=exc.detail)])
 
 
