@@ -275,7 +275,7 @@ def test_the_fleet_unloads_and_loads_a_workers_warm_model(stack: Stack, signed_i
     model_id = stack.state["model"]  # warm on the only worker since it answered the dropped image
     page.click("text=Fleet")
     page.wait_for_url(f"{stack.url}/fleet")
-    warm = page.locator("table.workers tbody tr td:nth-child(7)").first
+    warm = page.locator("table.workers tbody tr td.warm").first
     assert f"model {model_id}" in (warm.text_content() or "")
     warm.locator(f"form:has(input[name=model_id][value='{model_id}']) button").click()
     page.wait_for_selector(f"#fleet-outcome >> text=unload model {model_id} done")
