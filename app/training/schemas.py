@@ -66,6 +66,11 @@ class AttemptRead(BaseModel):
     attempt: int
     worker: str | None = Field(description="the worker that claimed it (its id in the workers API)")
     host: str | None = Field(description="the machine that worker runs on (null: an external trainer)")
+    pool: str | None = Field(default=None, description="that worker's pool (app/scheduling/)")
+    borrowed: bool = Field(
+        default=False,
+        description="its project was at its GPU quota: it borrowed an idle GPU, the first reclaimed",
+    )
     started_at: datetime
     ended_at: datetime | None = Field(default=None, description="null while it runs")
     outcome: str | None = Field(
