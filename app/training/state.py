@@ -251,13 +251,17 @@ def claim_next(
 ) -> TrainingJob | None:
     """Take the queued job the scheduler gives a free worker of `pool` now (app/scheduling/), recording
     which worker on which host runs it; None when no queued job may run there."""
-    picked = scheduling.pick(session, pool)
-    if picked is None:
-        return None
-    job_id, borrowed = picked
-    job = lock_job(session, job_id)
-    transition(session, job, R, owner=owner, host=host, pool=pool, borrowed=borrowed, ttl_seconds=ttl_seconds)
-    return job
+    while (picked := scheduling.pick(session, pool)) is not None:
+        job_id, borrowed = picked
+        job = lock_job(session, job_id)
+        # Decisions are serialized, users are not: on PostgreSQL a cancel may commit between the pick's
+        # read and this lock. The next pick no longer sees that job.
+        if job.status == Q:
+            transition(
+                session, job, R, owner=owner, host=host, pool=pool, borrowed=borrowed, ttl_seconds=ttl_seconds
+            )
+            return job
+    return None
 
 
 def preempt(session: Session, job: TrainingJob, for_job: TrainingJob) -> None:

@@ -6,11 +6,13 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from app.core.db import Database
 from app.core.errors import ErrorCode
 from app.core.jobs import JobStatus
 from app.models import SchedulerState, TrainingJob
+from app.scheduling import service as scheduling
 from app.scheduling.priorities import Priority
 from app.scheduling.service import SchedulerStateMissing
 from app.training import state
@@ -191,3 +193,24 @@ def test_without_its_mutex_row_the_scheduler_decides_nothing(db: Database) -> No
         state.claim_next(s, "w1", 60)
     with db.session() as s:
         assert s.get_one(TrainingJob, job_id).status == JobStatus.QUEUED
+
+
+def test_a_job_cancelled_between_the_pick_and_the_lock_is_passed_over(
+    db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's write lock keeps any other writer out while the scheduler decides")
+    first, second = submit(db, "demo", ["first", "second"])
+    pick = scheduling.pick
+
+    def pick_then_the_user_cancels(session: Session, pool: str | None) -> tuple[int, bool] | None:
+        picked = pick(session, pool)
+        if picked is not None and picked[0] == first:
+            with db.session() as user:  # PostgreSQL reads committed rows: the worker's lock sees this
+                state.cancel_job(user, first)
+        return picked
+
+    monkeypatch.setattr(scheduling, "pick", pick_then_the_user_cancels)
+    assert claim(db, "w1") == (second, 1)
+    with db.session() as s:
+        assert s.get_one(TrainingJob, first).status == JobStatus.CANCELLED
