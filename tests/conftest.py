@@ -13,10 +13,11 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from sqlalchemy import make_url
+from sqlalchemy import insert, make_url
 
 from app.core import migrate
 from app.core.db import Base, Database
+from app.models import SchedulerState
 
 REDIS_URL = os.environ.get("TRAINYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 PG_ADMIN_URL = os.environ.get("TRAINYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -127,9 +128,11 @@ def db(env: Path, database_url: str, redis_client: redis.Redis) -> Iterator[Data
 
 
 def _truncate(database: Database) -> None:
+    """Every row gone but those the migrations seed (the scheduling mutex, app/scheduling/service.py)."""
     with database.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+        conn.execute(insert(SchedulerState).values(id=1, decisions=0))
 
 
 def make_api_key(

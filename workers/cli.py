@@ -11,8 +11,8 @@ from celery import signals
 
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
-from app.core.tasks import Queue
-from app.core.workers import announce, rejoin, withdraw
+from app.core.tasks import Queue, training_queue
+from app.core.workers import announce, is_draining, rejoin, withdraw
 from workers.disk import DiskMeter
 from workers.identity import WorkerIdentity
 
@@ -21,7 +21,7 @@ log = logging.getLogger("app.backend")
 PRESENCE_EVERY_SECONDS = 10.0
 
 
-def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> None:
+def run_worker(gpu: int | None, queues: list[str], name: str | None = None, pool: str | None = None) -> None:
     """Pin the process to one GPU (or the CPU), then consume `queues` one task at a time."""
     settings = get_settings()
     simulated = gpu is not None and settings.simulate_gpu
@@ -37,7 +37,11 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
         device=device,
         queues=tuple(queues),
         simulated=simulated,
+        pool=pool or "",
     )
+    if Queue.TRAINING in queues:
+        # Jobs that need this worker's pool are announced on its own queue (app/core/tasks.py).
+        queues = [*queues, training_queue(identity.pool)]
     configure_logging(f"worker:{identity.name}")
     if simulated:
         log.warning("GPU %s is simulated (TRAINYARD_SIMULATE_GPU): computing on the CPU", gpu)
@@ -53,6 +57,8 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None) -> N
     presence = _Presence(identity)
     # The registry shows a new current job with the claim and its end, not at the next refresh.
     context.get_runner().on_job_change = presence.announce
+    # A draining worker finishes its job and takes no other (app/fleet/router.py).
+    context.get_runner().accepting = lambda: not is_draining(presence.client, identity.name)
 
     @signals.worker_ready.connect(weak=False)
     def _ready(**_: object) -> None:

@@ -1,6 +1,7 @@
 """Who this worker is: a stable name per host and device, so it can recognise its own stale locks."""
 
 import os
+import re
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ class WorkerIdentity:
     node: str = field(default_factory=socket.gethostname)
     # TRAINYARD_SIMULATE_GPU: a GPU worker in name, lease and cache policy, computing on the CPU.
     simulated: bool = False
+    # The worker pool (app/scheduling/): jobs may require one; by default the GPU's model (`a100`).
+    pool: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.pool:
+            object.__setattr__(self, "pool", default_pool(self.device, self.simulated))
 
     @property
     def device_key(self) -> str:
@@ -46,9 +53,33 @@ class WorkerIdentity:
             "device_key": self.device_key,  # who shares its GPU (workers/inference/sharing.py)
             **device_details(self.device, self.simulated),
             "queues": list(self.queues),
+            "pool": self.pool,
             "pid": os.getpid(),
             "version": version("trainyard"),
         }
+
+
+VENDOR_WORDS = {"nvidia", "geforce", "tesla", "quadro"}
+
+
+def pool_of(gpu_name: str) -> str:
+    """A pool name from a GPU model: "NVIDIA A100-SXM4-80GB" -> "a100", "Tesla T4" -> "t4",
+    "NVIDIA GeForce RTX 4090" -> "rtx4090"."""
+    words = [w for w in re.split(r"[\s_]+", gpu_name.lower()) if w and w not in VENDOR_WORDS]
+    if not words:
+        return "gpu"
+    first = re.split(r"-", words[0])[0]
+    if first.isalpha() and len(words) > 1:  # "rtx 4090", "a 100"
+        first += re.split(r"-", words[1])[0]
+    return re.sub(r"[^a-z0-9]", "", first) or "gpu"
+
+
+def default_pool(device: str, simulated: bool) -> str:
+    if device == "cpu":
+        return "cpu"
+    if simulated:
+        return "simulated"
+    return pool_of(str(device_details(device).get("gpu_name") or "gpu"))
 
 
 @lru_cache

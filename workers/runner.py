@@ -104,24 +104,38 @@ class TrainingRunner:
         self.on_job_change = on_job_change
         # Set when the worker shuts down: the running attempt is handed back to the queue.
         self.shutdown = threading.Event()
+        # Whether to take another job (False while the worker drains; workers/cli.py).
+        self.accepting: Callable[[], bool] = lambda: True
 
-    def run(self, job_id: int, attempt: int) -> AttemptOutcome | None:
-        """Run the attempt if it is still queued; how it ended (None when there was nothing to run)."""
-        job_id_var.set(job_id)
-        attempt_var.set(attempt)
+    def serve(self) -> list[AttemptOutcome]:
+        """Woken by a message: run the job the scheduler gives this worker (app/scheduling/), then the
+        next, until none is left that it may run, so a GPU that frees up starts the next job at once.
+        A draining or stopping worker takes no new job."""
+        outcomes = []
+        while not self.shutdown.is_set() and self.accepting():
+            outcome = self._run_next()
+            if outcome is None:
+                break
+            outcomes.append(outcome)
+        return outcomes
+
+    def _run_next(self) -> AttemptOutcome | None:
+        """Claim the best job for this worker and run its attempt; None when nothing was left."""
         self.lease.acquire()
         try:
-            spec = self._claim(job_id, attempt)
+            spec = self._claim()
             if spec is None:
-                log.info("job %s attempt %s is not queued for this attempt; message dropped", job_id, attempt)
+                log.info("no queued job for pool %s; back to waiting", self.worker.pool)
                 return None
-            log.info("running job %s attempt %s", job_id, attempt)
-            self._set_current_job(job_id)
+            job_id_var.set(spec.job_id)
+            attempt_var.set(spec.attempt)
+            log.info("running job %s attempt %s", spec.job_id, spec.attempt)
+            self._set_current_job(spec.job_id)
             # The lease stops the GPU's other tenants from computing; this empties their caches too.
             self.make_room()
             sharing.make_room_for_training(self.worker, self.settings)
             Attempt(self, spec).run()
-            return self._outcome(job_id, attempt)
+            return self._outcome(spec.job_id, spec.attempt)
         finally:
             if self.current_job is not None:
                 self._set_current_job(None)
@@ -172,10 +186,11 @@ class TrainingRunner:
             )
         return outcome
 
-    def _claim(self, job_id: int, attempt: int) -> JobSpec | None:
+    def _claim(self) -> JobSpec | None:
         with self.db.session() as session:
             ttl = self.settings.lease_ttl_seconds
-            job = state.claim(session, job_id, attempt, self.worker.name, ttl, host=self.worker.host)
+            worker = self.worker
+            job = state.claim_next(session, worker.name, ttl, host=worker.host, pool=worker.pool)
             return None if job is None else JobSpec.of(job)
 
 

@@ -85,6 +85,9 @@ class ApiClient:
     def post(self, path: str, body: Any = None, **params: Any) -> Any:
         return self.request("POST", path, json=body, params=params)
 
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body)
+
     # Named calls used in more than one place (the rest use get/post with the path).
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.post("/api/v1/training/jobs", body)

@@ -25,6 +25,7 @@ from app.cli.common import (
     table,
     task_name,
 )
+from app.scheduling.priorities import PriorityName
 
 cli = typer.Typer(help="Training jobs.", no_args_is_help=True)
 
@@ -65,6 +66,8 @@ def job_body(
     arch: str,
     task: str,
     config: dict[str, Any],
+    priority: str | None = None,
+    pool: str | None = None,
 ) -> dict[str, Any]:
     if (dataset is None) == (version is None):
         raise typer.BadParameter("give exactly one of --dataset FOLDER or --version ID")
@@ -79,6 +82,8 @@ def job_body(
         "checkpoint_job_id": from_job,
         "checkpoint_model_id": from_model,
         "config": config,
+        "priority": priority,
+        "pool": pool,
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -112,12 +117,34 @@ def submission(
     epochs: Annotated[int | None, typer.Option(help="shortcut for --set epochs=N")] = None,
     imgsz: Annotated[int | None, typer.Option(help="shortcut for --set imgsz=N")] = None,
     batch: Annotated[int | None, typer.Option(help="shortcut for --set batch=N")] = None,
+    priority: Annotated[
+        PriorityName,
+        typer.Option(
+            case_sensitive=False,
+            help="higher starts first; urgent (admin keys) goes before the fair share; members: high at most",
+        ),
+    ] = "normal",
+    pool: Annotated[
+        str | None, typer.Option(help="the worker pool the job needs, e.g. a100 (`trainyard workers list`)")
+    ] = None,
 ) -> dict[str, Any]:
     config = read_config(config_file) | parse_set(set_ or [])
     shortcuts = {"epochs": epochs, "imgsz": imgsz, "batch": batch}
     config |= {k: v for k, v in shortcuts.items() if v is not None}
     resolved_task = task_name(task) or "detection"
-    return job_body(name, project, dataset, version, from_job, from_model, arch, resolved_task, config)
+    return job_body(
+        name,
+        project,
+        dataset,
+        version,
+        from_job,
+        from_model,
+        arch,
+        resolved_task,
+        config,
+        priority.lower(),
+        pool,
+    )
 
 
 def with_submission(command: Any) -> Any:
@@ -208,19 +235,33 @@ def list_jobs(
             j["project"],
             j["name"],
             j["task_type"],
+            j.get("priority"),
             status_of(j),
+            live.waiting_text(j.get("waiting")),
             epoch_of(j),
             j["attempt"],
             j["created_at"][:19],
         ]
         for j in page["items"]
     ]
-    table(["id", "project", "name", "task", "status", "epoch", "attempt", "created"], rows)
+    columns = [
+        "id",
+        "project",
+        "name",
+        "task",
+        "priority",
+        "status",
+        "waiting",
+        "epoch",
+        "attempt",
+        "created",
+    ]
+    table(columns, rows)
     console.print(f"{len(page['items'])} of {page['total']}")
 
 
 def status_of(job: dict[str, Any]) -> str:
-    """The status, and for a queued job how many jobs the workers take before it (as `jobs watch`)."""
+    """The status, and for a queued job how many jobs the scheduler starts before it (as `jobs watch`)."""
     ahead = job.get("queue_position")
     if job["status"] != "queued" or ahead is None:
         return str(job["status"])
@@ -238,8 +279,14 @@ def show(job_id: int, as_json: Json = False, api: ApiUrl = None, api_key: ApiKey
     if as_json:
         print_json(job)
         return
-    for key in ("id", "name", "project", "task_type", "model_name", "status", "attempt"):
-        console.print(f"{key:>14}: {job[key]}", markup=False)
+    for key in ("id", "name", "project", "task_type", "model_name", "status", "attempt", "priority"):
+        console.print(f"{key:>14}: {job.get(key)}", markup=False)
+    if job.get("pool"):
+        console.print(f"{'pool':>14}: {job['pool']}", markup=False)
+    waiting = job.get("waiting") if job["status"] == "queued" else None
+    if waiting:
+        console.print(f"{'waiting':>14}: #{waiting['position']} in line: {waiting['reason']}", markup=False)
+        console.print(f"{'starts':>14}: {live.start_text(waiting.get('estimated_start_seconds'))}")
     for placed in job.get("attempts") or []:
         console.print(f"{'attempt ' + str(placed['attempt']):>14}: {live.ran_on(placed)}", markup=False)
     console.print(f"{'epoch':>14}: {job['current_epoch']}/{job['total_epochs']}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import datasets, jobs, keys, models, weights, workers
+from app.cli import datasets, jobs, keys, models, projects, weights, workers
 from app.cli.client import ApiError, Unreachable
 from app.cli.common import ApiKey, ApiUrl, ExitCode, client, errors, report
 from app.core.logging import configure_logging
@@ -21,6 +21,7 @@ db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(jobs.cli, name="jobs")
 cli.add_typer(keys.cli, name="keys")
+cli.add_typer(projects.cli, name="projects")
 cli.add_typer(models.cli, name="models")
 cli.add_typer(datasets.datasets_cli, name="datasets")
 cli.add_typer(datasets.versions_cli, name="versions")
@@ -102,13 +103,19 @@ def worker(
     device: Annotated[str | None, typer.Option(help="'cpu' on machines without a GPU")] = None,
     queues: Annotated[str, typer.Option(help="comma-separated queues")] = "training,inference",
     name: Annotated[str | None, typer.Option(help="worker name (default: host and device)")] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="worker pool jobs may require (default: the GPU model, e.g. a100)")
+    ] = None,
 ) -> None:
     """Run one GPU-pinned worker process (one task at a time)."""
     if (gpu is None) == (device is None) or (device is not None and device != "cpu"):
         raise typer.BadParameter("give exactly one of --gpu N or --device cpu")
+    from app.scheduling.pools import POOL_NAME
     from workers.cli import run_worker
 
-    run_worker(gpu, [q.strip() for q in queues.split(",") if q.strip()], name)
+    if pool is not None and not POOL_NAME.fullmatch(pool):
+        raise typer.BadParameter("letters, digits, '-' and '_', at most 60", param_hint="--pool")
+    run_worker(gpu, [q.strip() for q in queues.split(",") if q.strip()], name, pool)
 
 
 @cli.command()

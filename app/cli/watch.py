@@ -5,10 +5,16 @@ The line is built for the terminal's width: losses go first, then the metrics, t
 status and epoch always stay. Without a terminal (a CI log, a pipe) it prints a line per status change
 and per epoch instead of redrawing.
 
+While the job is queued the line says its place in line, why it waits and about when it starts. Those
+change without an event of the job (other jobs start, workers come and go), so they are read again from
+the job record every few seconds while it waits (`QueueWatch`).
+
 Progress events come in two shapes: `{epoch, epochs, batch, batches, eta_s, phase}` (batch progress)
 and the older `{epoch, total, eta_seconds}` (one per epoch); both are read.
 """
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from app.cli.client import ApiClient
+from app.cli.client import ApiClient, ApiError, Unreachable
 
 # The metrics a person judges each task by, with short labels (val metrics of the `metrics` event).
 TASK_METRICS = {
@@ -30,6 +36,16 @@ PHASE_WORDS = {
     "val": "validating",
     "final": "final validation",
 }
+# A queued job's `waiting.kind` in a few words, for a table cell (`jobs show` prints the whole reason).
+WAIT_WORDS = {
+    "starting": "starting",
+    "quota": "quota reached",
+    "priority": "higher priority first",
+    "fair_share": "fair share",
+    "pool_unserved": "no worker serves it",
+    "backoff": "retry backoff",
+}
+REFRESH_SECONDS = 5.0  # how often a queued job's place and reason are read again
 
 
 @dataclass
@@ -48,6 +64,17 @@ class WatchState:
     losses: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     ahead: int | None = None  # jobs ahead in the queue, when the API says (`queue_position`)
+    waiting: dict[str, Any] | None = None  # the job record's `waiting`: position, kind, reason, estimate
+
+    def refresh(self, job: dict[str, Any]) -> bool:
+        """Take a queued job's place and reason from its record; True when the kind of reason changed."""
+        if job.get("status") != "queued":
+            return False
+        before = (self.waiting or {}).get("kind")
+        position = job.get("queue_position")
+        self.ahead = position if isinstance(position, int) else None
+        self.waiting = job.get("waiting")
+        return (self.waiting or {}).get("kind") != before
 
     def apply(self, event: dict[str, Any]) -> bool:
         """Fold an event in; True when it is worth a line of its own in a plain log."""
@@ -87,6 +114,28 @@ class WatchState:
         ]
 
 
+def about(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} m"
+    return f"{seconds / 3600:.1f} h"
+
+
+def start_text(seconds: float | None) -> str:
+    """When a queued job should start, from the API's estimate."""
+    return "no estimate yet (no finished job to go by)" if seconds is None else f"in about {about(seconds)}"
+
+
+def waiting_text(waiting: dict[str, Any] | None) -> str:
+    """A queued job's reason in a few words and its estimated start, for a table: "quota reached, ~4 m"."""
+    if not waiting:
+        return ""
+    words = WAIT_WORDS.get(str(waiting.get("kind")), str(waiting.get("reason", "")))
+    estimate = waiting.get("estimated_start_seconds")
+    return words if estimate is None else f"{words}, ~{about(estimate)}"
+
+
 def eta_text(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -108,6 +157,12 @@ def render(state: WatchState, width: int) -> str:
     if state.attempt > 1:
         head += f" (attempt {state.attempt})"
     epoch = f"epoch {state.epoch}/{state.epochs or '?'}"
+    if state.status == "queued" and state.waiting:
+        # Why it waits is the line's news: cut at the terminal's edge rather than left out.
+        estimate = state.waiting.get("estimated_start_seconds")
+        starts = "" if estimate is None else f" starts in ~{about(estimate)}"
+        line = f"{head} {epoch}{starts}: {state.waiting.get('reason', '')}"
+        return line if len(line) <= width else line[: max(width - 1, 0)] + "…"
     within = ""
     bar_part = ""
     if state.status in ("running", "stopping"):
@@ -136,22 +191,80 @@ def render(state: WatchState, width: int) -> str:
         optional[next(i for i, p in enumerate(optional) if p)] = ""
 
 
-def follow(client: ApiClient, job_id: int, console: Console) -> tuple[WatchState, dict[str, Any]]:
+class QueueWatch:
+    """While the job is queued, reads its record every `every` seconds (at once after `poke`) and calls
+    `changed(kind_changed)`: a thread beside the event stream, which says nothing while a job waits."""
+
+    def __init__(
+        self, client: ApiClient, state: WatchState, changed: Callable[[bool], None], every: float
+    ) -> None:
+        self.client, self.state, self.changed, self.every = client, state, changed, every
+        self.wake, self.done = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"queue-watch-{state.job_id}", daemon=True)
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            self.wake.wait(self.every)
+            self.wake.clear()
+            if self.done.is_set() or self.state.status != "queued":
+                continue
+            try:
+                job = self.client.get_job(self.state.job_id)
+            except (ApiError, Unreachable):
+                continue  # the event stream reports an API that went away; this only misses a refresh
+            if self.state.status == "queued" and job.get("status") == "queued":
+                self.changed(self.state.refresh(job))
+
+    def __enter__(self) -> "QueueWatch":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.done.set()
+        self.wake.set()
+        self.thread.join(timeout=5)
+
+
+def follow(
+    client: ApiClient, job_id: int, console: Console, refresh_every: float = REFRESH_SECONDS
+) -> tuple[WatchState, dict[str, Any]]:
     """Follow the job until its final status; returns the state and the job as the API has it then."""
     job = client.get_job(job_id)
-    position = job.get("queue_position")
-    state = WatchState(job_id, job["task_type"], ahead=position if isinstance(position, int) else None)
+    state = WatchState(job_id, job["task_type"])
+    state.refresh(job)
+
+    def requeued(event: dict[str, Any]) -> bool:
+        return event["type"] == "status" and event["data"].get("status") == "queued"
+
     if console.is_terminal:
         with Live(Text(render(state, console.width)), console=console, auto_refresh=False) as live:
-            for event in client.events(job_id):
-                state.apply(event)
+
+            def redraw(_kind_changed: bool) -> None:
                 live.update(Text(render(state, console.width)), refresh=True)
-                if state.error and event["type"] == "error":
-                    live.console.print(f"[red]{state.error}[/red]")
+
+            with QueueWatch(client, state, redraw, refresh_every) as queue:
+                for event in client.events(job_id):
+                    state.apply(event)
+                    redraw(False)
+                    if state.error and event["type"] == "error":
+                        live.console.print(f"[red]{state.error}[/red]")
+                    if requeued(event):
+                        queue.poke()
     else:
-        for event in client.events(job_id):
-            if state.apply(event):
+
+        def print_change(kind_changed: bool) -> None:
+            if kind_changed:
                 console.print(render(state, console.width), soft_wrap=True)
+
+        with QueueWatch(client, state, print_change, refresh_every) as queue:
+            for event in client.events(job_id):
+                if state.apply(event):
+                    console.print(render(state, console.width), soft_wrap=True)
+                if requeued(event):
+                    queue.poke()
     return state, client.get_job(job_id)
 
 

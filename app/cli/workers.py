@@ -12,17 +12,18 @@ cli = typer.Typer(help="Workers (one per GPU, or CPU).", no_args_is_help=True)
 
 @cli.command("list")
 def list_workers(as_json: Json = False, api: ApiUrl = None, api_key: ApiKey = None) -> None:
-    """Every registered worker: host, device, queues, status, current job, caches and free disk."""
+    """Every registered worker: host, device, pool, queues, status, current job, caches and free disk."""
     page = client(api, api_key).get("/api/v1/workers")
     if as_json:
         print_json(page)
         return
     rows = [
-        [w["id"], w.get("host"), _device(w.get("device")), ",".join(w.get("queues", [])), w.get("status"),
-         w.get("current_job") or "", human_bytes(w.get("cache_bytes")), human_bytes(w.get("disk_free_bytes"))]
+        [w["id"], w.get("host"), _device(w.get("device")), w.get("pool"), ",".join(w.get("queues", [])),
+         w.get("status"), w.get("current_job") or "", human_bytes(w.get("cache_bytes")),
+         human_bytes(w.get("disk_free_bytes"))]
         for w in page["items"]
     ]  # fmt: skip
-    table(["id", "host", "device", "queues", "status", "job", "caches", "disk free"], rows)
+    table(["id", "host", "device", "pool", "queues", "status", "job", "caches", "disk free"], rows)
 
 
 def _device(device: object) -> str:

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Scheduling (app/scheduling/): pools to accept jobs for before any of their workers announced
+    # itself (comma-separated), and the lowest priority that may preempt a borrowed GPU ("urgent";
+    # "": no preemption).
+    pools: str = Field(default="", validation_alias="TRAINYARD_POOLS")
+    preempt_for: Literal["", "low", "normal", "high", "urgent"] = Field(
+        default="", validation_alias="TRAINYARD_PREEMPT_FOR"
+    )
     # Folders outside storage that jobs may read an absolute `dataset_path` from (os.pathsep- or
     # comma-separated). The storage root is always allowed; nothing else is.
     import_roots: str = Field(default="", validation_alias="TRAINYARD_IMPORT_ROOTS")

@@ -28,6 +28,11 @@ class TaskName(StrEnum):
     EXPORT_MODEL = "trainyard.export_model"
 
 
+def training_queue(pool: str | None) -> str:
+    """A job that needs a pool is announced on that pool's queue, which only its workers consume."""
+    return f"{Queue.TRAINING}.{pool}" if pool else Queue.TRAINING
+
+
 def make_celery(main: str) -> Celery:
     settings = get_settings()
     celery = Celery(main, broker=settings.broker_url)
@@ -49,5 +54,5 @@ def get_celery_client() -> Celery:
     return make_celery("trainyard-api")
 
 
-def send_task(name: TaskName, args: list[Any], queue: Queue, countdown: float | None = None) -> None:
+def send_task(name: TaskName, args: list[Any], queue: str, countdown: float | None = None) -> None:
     get_celery_client().send_task(name, args=args, queue=queue, countdown=countdown)

@@ -62,5 +62,9 @@ def all_workers(client: redis.Redis) -> list[dict[str, Any]]:
     return sorted(workers, key=lambda w: str(w.get("id")))
 
 
+def is_draining(client: redis.Redis, worker_id: str) -> bool:
+    return bool(client.sismember(DRAINING, worker_id))
+
+
 def mark_draining(client: redis.Redis, worker_id: str) -> None:
     client.sadd(DRAINING, worker_id)

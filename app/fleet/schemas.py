@@ -14,6 +14,10 @@ class WorkerRead(BaseModel):
     memory_total_mb: int | None = Field(default=None, description="the GPU's memory, or the host's RAM")
     cpu_count: int | None = None
     queues: list[str] = Field(default_factory=list)
+    pool: str | None = Field(
+        default=None,
+        description="the worker pool jobs may require (`trainyard worker --pool`, or its GPU model)",
+    )
     pid: int | None = None
     version: str | None = None
     current_job: int | None = Field(

@@ -4,7 +4,7 @@ from app.models.api_key import ApiKey, ApiKeyProject, Role
 from app.models.dataset import Dataset, DatasetVersion, VersionStatus
 from app.models.project import Project
 from app.models.registry import Deployment, DeploymentAction, ModelStatus, RegisteredModel
-from app.models.training import JobEvent, TrainingJob, TrainingLog
+from app.models.training import JobEvent, SchedulerState, TrainingJob, TrainingLog
 from app.models.weights import ArtifactStatus, BaseWeights, ExportFormat, ModelExport
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Project",
     "RegisteredModel",
     "Role",
+    "SchedulerState",
     "TrainingJob",
     "TrainingLog",
     "VersionStatus",

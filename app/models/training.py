@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base
@@ -12,7 +12,11 @@ from app.models.project import Project
 
 class TrainingJob(Base):
     __tablename__ = "training_jobs"
-    __table_args__ = (UniqueConstraint("project_id", "slug", name="uq_training_jobs_project_slug"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "slug", name="uq_training_jobs_project_slug"),
+        # The scheduler's question: the best queued job of each project (app/scheduling/).
+        Index("ix_training_jobs_queue", "status", "project_id", "priority", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -35,6 +39,12 @@ class TrainingJob(Base):
     parent_job_id: Mapped[int | None] = mapped_column(Integer)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED, index=True)
+    # Scheduling (app/scheduling/): a level of app.scheduling.priorities, the worker pool it needs (None:
+    # any), and whether the scheduler asked it to give its GPU back (preemption: it then goes back to the
+    # queue, not to `stopped`).
+    priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    pool: Mapped[str | None] = mapped_column(String(60))
+    preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     # The lease: the attempt fences every write a worker makes; the owner renews `lease_expires_at`.
     attempt: Mapped[int] = mapped_column(Integer, default=1)
@@ -77,6 +87,12 @@ class TrainingJob(Base):
         return current[-1].get("host") if current else None
 
     @property
+    def running_pool(self) -> str | None:
+        """The pool of the worker that runs (or last ran) the current attempt."""
+        current = [a for a in self.attempts or [] if a.get("attempt") == self.attempt]
+        return current[-1].get("pool") if current else None
+
+    @property
     def storage_prefix(self) -> str:
         """Where this job's weights, logs and artifacts live in storage (docs/architecture.md)."""
         return f"projects/{self.project.slug}/model/training/{self.slug}"
@@ -109,3 +125,13 @@ class TrainingLog(Base):
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
     source: Mapped[str] = mapped_column(String(20), default="trainer")
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+
+
+class SchedulerState(Base):
+    """One row. Every scheduling decision updates it first, which serializes decisions across workers and
+    schedulers on any database (a row lock on PostgreSQL, the write lock on SQLite); it counts them too."""
+
+    __tablename__ = "scheduler_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    decisions: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

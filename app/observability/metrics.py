@@ -6,20 +6,24 @@ API process reports the same numbers whichever of them is scraped.
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from prometheus_client import Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.core.db import Database
 from app.core.jobs import JobStatus
-from app.core.tasks import Queue
-from app.core.workers import PREFIX
-from app.models import TrainingJob
+from app.core.workers import PREFIX, all_workers
+from app.models import Project, SchedulerState, TrainingJob
+from app.scheduling import service as scheduling
+from app.scheduling.pools import known_pools, queue_names
+from app.scheduling.service import WaitKind
 
 log = logging.getLogger("app.backend")
 
@@ -32,6 +36,7 @@ INFERENCE_LATENCY = Histogram(
 
 WAIT_WINDOW = timedelta(hours=1)
 WAIT_QUANTILES = (0.5, 0.95, 1.0)
+ANY_POOL = "*"  # the `pool` label of jobs that need no pool (not a pool name: app.scheduling.pools)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -56,7 +61,16 @@ class FleetCollector(Collector):
         except Exception:
             log.warning("metrics: could not read jobs from the database", exc_info=True)
         try:
-            yield from self._queues()
+            registry = all_workers(self.client)
+        except redis.RedisError:
+            log.warning("metrics: could not read the worker registry from Redis", exc_info=True)
+            registry = []  # queued jobs then read as waiting for a worker, which is what the fleet sees
+        try:
+            yield from self._scheduling(registry)
+        except Exception:
+            log.warning("metrics: could not read the scheduler's view from the database", exc_info=True)
+        try:
+            yield from self._queues(registry)
             yield from self._workers()
         except redis.RedisError:
             log.warning("metrics: could not read queues and workers from Redis", exc_info=True)
@@ -97,12 +111,59 @@ class FleetCollector(Collector):
             "trainyard_oldest_queued_job_age_seconds", "Age of the oldest queued job", age
         )
 
-    def _queues(self) -> Iterator[Metric]:
+    def _scheduling(self, registry: list[dict[str, Any]]) -> Iterator[Metric]:
+        """Queued jobs by the pool they need and the class of why they wait (app/scheduling/service.py
+        `explain`), the scheduler's decisions, and each project's running jobs, quota and weight."""
+        with self.db.session() as session:
+            needs = dict(
+                session.execute(
+                    select(TrainingJob.id, TrainingJob.pool).where(TrainingJob.status == JobStatus.QUEUED)
+                ).all()
+            )
+            pending = scheduling.explain(session, list(needs), registry) if needs else {}
+            decisions = session.scalar(select(SchedulerState.decisions).where(SchedulerState.id == 1))
+            names = dict(session.execute(select(Project.id, Project.name)).all())
+            loads = scheduling.loads(session)
+        counts = Counter((needs[job_id] or ANY_POOL, why.kind) for job_id, why in pending.items())
+        by_reason = GaugeMetricFamily(
+            "trainyard_jobs_queued",
+            f"Queued training jobs by the pool they need ({ANY_POOL!r}: none) and why they wait",
+            labels=["pool", "reason"],
+        )
+        for pool in sorted({ANY_POOL} | known_pools(registry) | {pool for pool, _ in counts}):
+            for kind in WaitKind:
+                by_reason.add_metric([pool, kind.value], counts.get((pool, kind), 0))
+        yield by_reason
+        yield CounterMetricFamily(
+            "trainyard_scheduler_decisions",
+            "Scheduling decisions: each time a free worker asks for a job, and each reclaim pass",
+            decisions or 0,  # no row: a database the migration did not fill
+        )
+        running = GaugeMetricFamily(
+            "trainyard_project_running_jobs",
+            "Training jobs running (or stopping) per project",
+            labels=["project"],
+        )
+        quota = GaugeMetricFamily(
+            "trainyard_project_gpu_quota", "A project's GPU quota (no sample: no limit)", labels=["project"]
+        )
+        weight = GaugeMetricFamily(
+            "trainyard_project_share_weight", "A project's weight in the fair share", labels=["project"]
+        )
+        for project_id, load in loads.items():
+            name = names.get(project_id, str(project_id))  # created between the two reads
+            running.add_metric([name], load.running)
+            weight.add_metric([name], load.weight)
+            if load.quota is not None:
+                quota.add_metric([name], load.quota)
+        yield from (running, quota, weight)
+
+    def _queues(self, registry: list[dict[str, Any]]) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
             "trainyard_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]
         )
-        for queue in Queue:
-            depth.add_metric([queue.value], self.client.llen(queue.value))
+        for queue in queue_names(registry):
+            depth.add_metric([queue], self.client.llen(queue))
         yield depth
 
     def _workers(self) -> Iterator[Metric]:

@@ -43,7 +43,7 @@ def update_project(
     project_id: Id, body: schemas.ProjectUpdate, session: SessionDep, principal: PrincipalDep
 ) -> schemas.ProjectRead:
     ensure_project_visible(principal, project_id)
-    return service.to_read(session, service.update_project(session, project_id, body))
+    return service.to_read(session, service.update_project(session, project_id, body, principal))
 
 
 @router.delete("/{project_id}", status_code=204)

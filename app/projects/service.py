@@ -11,15 +11,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal
+from app.core.auth import Principal, forbidden
 from app.core.db import on_commit
 from app.core.errors import AppError, ErrorCode, FieldError, invalid
-from app.core.jobs import TERMINAL
+from app.core.jobs import ACTIVE, TERMINAL
 from app.core.naming import is_valid_name, slugify
 from app.core.pagination import paginate
 from app.core.storage import get_local_storage, unpublish_tree
 from app.core.visibility import get_visible
-from app.models import Dataset, DatasetVersion, Project, TrainingJob
+from app.models import Dataset, DatasetVersion, Project, Role, TrainingJob
 from app.projects import schemas
 
 
@@ -64,7 +64,17 @@ def list_projects(
     return paginate(session, stmt, [Project.id], limit, offset)
 
 
-def update_project(session: Session, project_id: int, body: schemas.ProjectUpdate) -> Project:
+def update_project(
+    session: Session, project_id: int, body: schemas.ProjectUpdate, principal: Principal | None = None
+) -> Project:
+    """Rename or describe a project; its GPU quota and share weight are the fleet's, set by admin keys."""
+    # Not a member key's, even for all projects: its own project's share would be its to raise.
+    if (
+        principal is not None
+        and principal.role != Role.ADMIN
+        and {"gpu_quota", "share_weight"} & body.model_fields_set
+    ):
+        raise forbidden("setting a project's GPU quota or share weight needs an admin key")
     project = get_project(session, project_id)
     if body.name is not None and body.name != project.name:
         _check_name(body.name)
@@ -75,6 +85,10 @@ def update_project(session: Session, project_id: int, body: schemas.ProjectUpdat
             raise _conflict(body.name) from exc
     if "description" in body.model_fields_set:
         project.description = body.description
+    if "gpu_quota" in body.model_fields_set:
+        project.gpu_quota = body.gpu_quota
+    if body.share_weight is not None:
+        project.share_weight = body.share_weight
     session.flush()
     return project
 
@@ -112,6 +126,14 @@ def to_read(session: Session, project: Project) -> schemas.ProjectRead:
         datasets=count(Dataset),
         versions=count(DatasetVersion),
         jobs=count(TrainingJob),
+        gpu_quota=project.gpu_quota,
+        share_weight=project.share_weight,
+        running_jobs=session.scalar(
+            select(func.count()).where(
+                TrainingJob.project_id == project.id, TrainingJob.status.in_(list(ACTIVE))
+            )
+        )
+        or 0,
         created_at=project.created_at,
         updated_at=project.updated_at,
     )

@@ -22,10 +22,11 @@ from app.core.deps import SessionDep
 from app.core.errors import AppError, FieldError
 from app.core.naming import slugify
 from app.core.redis import get_redis
-from app.core.tasks import Queue
+from app.core.tasks import Queue, training_queue
 from app.core.visibility import ensure_project_usable, get_visible
 from app.core.workers import live_workers
 from app.models import DatasetVersion, Project
+from app.scheduling import pools, priorities
 from app.training import schemas, service
 from app.training.checkpoints import resolve_starting_point
 from app.training.frameworks import framework
@@ -106,12 +107,12 @@ def preflight(
     checks.run(lambda: resolve_starting_point(session, body, principal))
     checks.run(lambda: _check_version(session, body, principal))
     name = _name_check(session, body, checks)
-    workers = _worker_check(client)
+    _scheduling_checks(body, principal, checks)
+    workers = _worker_check(client, body.pool)
     warnings = list(resolved.warnings) if resolved else []
     if not workers.available:
-        warnings.append(
-            f"no live worker serves the {Queue.TRAINING} queue: the job would wait until one starts"
-        )
+        where = f"pool {body.pool!r}" if body.pool else f"the {Queue.TRAINING} queue"
+        warnings.append(f"no live worker serves {where}: the job would wait until one starts")
     if dataset is not None and not dataset.checked:
         warnings.append(
             f"dataset_path {body.dataset_path!r} is not on the API's host: the worker that runs the job "
@@ -160,13 +161,27 @@ def _name_check(session: Session, body: schemas.JobCreate, checks: _Checks) -> N
     return NameCheck(project=body.project, name=body.name, slug=slug, available=not taken)
 
 
-def _worker_check(client: redis.Redis) -> WorkerCheck:
+def _scheduling_checks(body: schemas.JobCreate, principal: Principal | None, checks: _Checks) -> None:
+    """The priority the key's role may ask for, and a pool some worker serves or the operator declared."""
+    role = principal.role if principal is not None else None
+    checks.run(lambda: priorities.allowed(priorities.parse(body.priority), role))
+    pool = body.pool
+    if pool is not None:
+        checks.run(lambda: pools.check_pool(pool, service.live_workers_or_none()))
+
+
+def _worker_check(client: redis.Redis, pool: str | None) -> WorkerCheck:
+    """The live workers that would run the job: those of the training queue (of its pool, if it needs one)."""
     try:
-        workers = [w for w in live_workers(client) if Queue.TRAINING in w.get("queues", [])]
+        workers = [
+            w
+            for w in live_workers(client)
+            if Queue.TRAINING in w.get("queues", []) and (pool is None or w.get("pool") == pool)
+        ]
     except redis.RedisError:
         log.warning("preflight could not read worker presence", exc_info=True)
         workers = []
-    return WorkerCheck(queue=Queue.TRAINING, available=bool(workers), workers=workers)
+    return WorkerCheck(queue=training_queue(pool), available=bool(workers), workers=workers)
 
 
 @router.post("/preflight", response_model=PreflightRead)

@@ -1,6 +1,6 @@
 """Reconciliation: repairs what the broker forgot or a crash left behind. Jobs whose worker vanished
 get a new attempt, queued jobs whose message was lost get it again, dataset versions no job uses any
-more become `ready` again.
+more become `ready` again, and urgent jobs that found no free GPU reclaim borrowed ones.
 
 Runs periodically (Celery beat, workers/tasks/reconcile.py). The database lease is the only liveness
 signal used; Celery's visibility timeout and redelivery are never relied upon. Status changes go
@@ -17,6 +17,8 @@ from app.core.events import lock_job
 from app.core.jobs import ACTIVE, TERMINAL, JobStatus
 from app.models import DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
+from app.scheduling import service as scheduling
+from app.scheduling.priorities import Priority
 from app.training import state
 
 log = logging.getLogger("operations.training")
@@ -51,6 +53,22 @@ def redispatch_stale_queued(
     for job in jobs:
         state.dispatch(session, job)
     return [job.id for job in jobs]
+
+
+def reclaim_borrowed(session: Session, preempt_for: Priority | None, grace: timedelta) -> list[int]:
+    """Urgent work that waited past `grace` (no GPU came free) takes back borrowed GPUs: each such job
+    preempts the lowest-priority job running past its project's quota (app/scheduling/service.py)."""
+    if preempt_for is None:
+        return []
+    scheduling.serialize(session)  # a second scheduler, running by mistake, waits and sees these
+    preempted = []
+    for victim, urgent in scheduling.victims(session, preempt_for, grace):
+        job = lock_job(session, victim.id)
+        if job.status == JobStatus.RUNNING and not job.preempt_requested:
+            log.info("job %s (priority %s) gives its borrowed GPU to job %s", job.id, job.priority, urgent.id)
+            state.preempt(session, job, urgent)
+            preempted.append(job.id)
+    return preempted
 
 
 def release_idle_versions(session: Session) -> list[int]:

@@ -6,6 +6,9 @@ from pydantic import AliasPath, BaseModel, ConfigDict, Field, field_validator
 from app.core.inputs import Id
 from app.core.jobs import Framework, TaskType
 from app.core.naming import NAME_PATTERN
+from app.scheduling.priorities import PriorityName
+from app.scheduling.priorities import name as priority_name
+from app.scheduling.service import WaitKind
 from trainyard_sdk.reports import TrainingResults
 
 Metrics = dict[str, float | None]  # null: the trainer reported a value that is not finite
@@ -35,6 +38,15 @@ class JobCreate(BaseModel):
     )
     config: dict[str, Any] = Field(default_factory=dict, description="overrides of the base config")
     description: str | None = Field(default=None, max_length=2000)
+    priority: PriorityName = Field(
+        default="normal", description="higher starts first; urgent (admin keys) goes before fair share"
+    )
+    pool: str | None = Field(
+        default=None,
+        max_length=60,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        description="the worker pool the job needs (e.g. a100); refused when no worker serves it",
+    )
 
 
 class Progress(BaseModel):
@@ -54,10 +66,24 @@ class AttemptRead(BaseModel):
     attempt: int
     worker: str | None = Field(description="the worker that claimed it (its id in the workers API)")
     host: str | None = Field(description="the machine that worker runs on (null: an external trainer)")
+    pool: str | None = Field(default=None, description="that worker's pool (app/scheduling/)")
+    borrowed: bool = Field(
+        default=False,
+        description="its project was at its GPU quota: it borrowed an idle GPU, the first reclaimed",
+    )
     started_at: datetime
     ended_at: datetime | None = Field(default=None, description="null while it runs")
     outcome: str | None = Field(
         default=None, description="completed, failed, stopped, or requeued (the job went on in a new attempt)"
+    )
+
+
+class Waiting(BaseModel):
+    position: int = Field(description="its place in the scheduler's line: 1 starts next")
+    kind: WaitKind = Field(description="the reason's class, for scripts and alerts")
+    reason: str = Field(description="why it waits: quota, pool, higher priority, fair share ...")
+    estimated_start_seconds: float | None = Field(
+        description="about when it starts, from recent jobs' durations (null: nothing to go by)"
     )
 
 
@@ -84,8 +110,11 @@ class JobRead(BaseModel):
     current_epoch: int
     total_epochs: int
     progress: Progress | None = None
-    # Training jobs sent to the queue before this one and still waiting (null unless queued).
+    priority: str = Field(description="low, normal, high or urgent")
+    pool: str | None = Field(default=None, description="the worker pool it needs (null: any)")
+    # Queued jobs the scheduler starts before this one (null unless queued); `waiting` says why.
     queue_position: int | None = None
+    waiting: Waiting | None = Field(default=None, description="why a queued job waits, and until about when")
     config: dict[str, Any]
     results: TrainingResults | None
     checkpoints: dict[str, str | None]
@@ -100,6 +129,11 @@ class JobRead(BaseModel):
     @classmethod
     def _no_results_yet(cls, value: Any) -> Any:
         return value or None  # a job that has not finished has `{}`
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_name(cls, value: Any) -> Any:
+        return priority_name(value) if isinstance(value, int) else value
 
     @field_validator("attempts", mode="before")
     @classmethod

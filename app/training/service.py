@@ -1,10 +1,13 @@
 """Training jobs as the API sees them: create, query, read back results."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,15 +18,21 @@ from app.core.events import EventType
 from app.core.jobs import JobStatus, TaskType
 from app.core.naming import slugify
 from app.core.pagination import paginate
+from app.core.redis import get_redis
 from app.core.visibility import ensure_visible, get_visible, missing, path_visible
+from app.core.workers import all_workers
 from app.models import Project, TrainingJob, TrainingLog
 from app.models.base import as_utc
+from app.scheduling import pools, priorities
+from app.scheduling import service as scheduling
 from app.training import schemas, state
 from app.training.checkpoints import resolve_starting_point, starting_config
 from app.training.dataset_check import CheckedFolder, check_dataset_folder, dataset_ref, locate_dataset_path
 from app.training.frameworks import framework
 from app.training.results import events_of_type, recorded_epochs
 from app.versions.usage import claim_for_job, yolo_dir
+
+log = logging.getLogger("operations.training")
 
 
 def get_or_create_project(session: Session, name: str) -> Project:
@@ -62,6 +71,7 @@ class ValidJob:
 
     config: ResolvedConfig
     dataset: Path | None
+    priority: int
 
 
 def resolve_job_config(
@@ -101,7 +111,11 @@ def validate(session: Session, body: schemas.JobCreate, principal: Principal | N
     dataset = check_dataset(session, body, principal)
     framework(body.framework).model_source(body.model_name, body.task_type)  # a known model?
     config = resolve_job_config(body)
-    return ValidJob(config=config, dataset=None if dataset is None else dataset.path)
+    role = principal.role if principal is not None else None
+    priority = priorities.allowed(priorities.parse(body.priority), role)
+    if body.pool is not None:
+        pools.check_pool(body.pool, live_workers_or_none())  # never a job that waits forever for a pool
+    return ValidJob(config=config, dataset=None if dataset is None else dataset.path, priority=priority)
 
 
 def job_name_taken(session: Session, project: str, name: str) -> bool:
@@ -140,6 +154,8 @@ def create_job(session: Session, body: schemas.JobCreate, principal: Principal |
         checkpoint_model_id=start.model_id if start else None,
         parent_job_id=start.job_id if start else None,
         status=JobStatus.QUEUED,
+        priority=valid.priority,
+        pool=body.pool,
         attempt=1,
         last_event_seq=0,
         total_epochs=int(resolved.values.get("epochs", 0)),
@@ -187,27 +203,25 @@ def to_read_with_queue(session: Session, job: TrainingJob) -> schemas.JobRead:
 
 
 def to_reads_with_queue(session: Session, jobs: list[TrainingJob]) -> list[schemas.JobRead]:
-    """`to_read_with_queue` for a page of jobs, with one query for all their queue positions."""
-    positions = queue_positions(session, [j.id for j in jobs if j.status == JobStatus.QUEUED])
+    """`to_read_with_queue` for a page of jobs: for the queued ones, their place in the scheduler's line,
+    why they wait and an estimated start (app/scheduling/service.py `explain`), computed once."""
+    queued = [j.id for j in jobs if j.status == JobStatus.QUEUED]
+    pending = scheduling.explain(session, queued, live_workers_or_none()) if queued else {}
     reads = [to_read(j) for j in jobs]
     for read in reads:
-        read.queue_position = positions.get(read.id)
+        if (why := pending.get(read.id)) is not None:
+            read.queue_position = why.position - 1
+            read.waiting = schemas.Waiting(**why.as_dict())
     return reads
 
 
-def queue_positions(session: Session, job_ids: list[int]) -> dict[int, int]:
-    """How many queued jobs were sent to the training queue before each of these (workers take them
-    first): every project's, since they hold the same GPUs. Only queued, sent jobs have a position."""
-    if not job_ids:
-        return {}
-    order = (TrainingJob.dispatched_at, TrainingJob.id)
-    ranked = (
-        select(TrainingJob.id, (func.row_number().over(order_by=order) - 1).label("ahead"))
-        .where(TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at.is_not(None))
-        .subquery()
-    )
-    rows = session.execute(select(ranked.c.id, ranked.c.ahead).where(ranked.c.id.in_(job_ids)))
-    return {job_id: ahead for job_id, ahead in rows.tuples()}
+def live_workers_or_none() -> list[dict[str, Any]]:
+    """The worker registry, or nothing when Redis does not answer (a job's reason then says so)."""
+    try:
+        return all_workers(get_redis())
+    except RedisError:
+        log.warning("no worker registry for the queue's reasons", exc_info=True)
+        return []
 
 
 def query_logs(

@@ -20,10 +20,11 @@ from app.core.errors import AppError, ErrorCode
 from app.core.events import EventType, StaleAttempt, lock_job, record_event
 from app.core.jobs import ACTIVE, TERMINAL, JobStatus
 from app.core.security import job_token, token_hash
-from app.core.tasks import Queue, TaskName, send_task
+from app.core.tasks import TaskName, send_task, training_queue
 from app.model_registry.service import register_job
 from app.models import TrainingJob
 from app.models.base import utcnow
+from app.scheduling import service as scheduling
 from app.training.results import complete_results
 from app.versions.usage import claim_for_job, release_for_job
 
@@ -78,6 +79,8 @@ def transition(
     *,
     owner: str | None = None,
     host: str | None = None,
+    pool: str | None = None,
+    borrowed: bool = False,
     ttl_seconds: float = 0.0,
     delay: float | None = None,
     error: tuple[str, str] | None = None,
@@ -93,9 +96,9 @@ def transition(
     if target == Q:
         _enter_queued(session, job, current)
     elif target == R:
-        _enter_running(job, owner, host, ttl_seconds)
-        data["worker"] = owner
-        data["host"] = host
+        _enter_running(job, owner, host, pool, borrowed, ttl_seconds)
+        data.update(worker=owner, host=host)
+        data.update({"pool": pool} if pool else {}, **({"borrowed": True} if borrowed else {}))
     if error is not None:
         job.error_code, job.error_message = error
         record_event(session, job, EventType.ERROR, {"code": error[0], "message": error[1]})
@@ -121,6 +124,7 @@ def _enter_queued(session: Session, job: TrainingJob, current: JobStatus) -> Non
         # Released when the attempt ended; taken again (or refused) before anything changes.
         claim_for_job(session, job.dataset_version_id, job.project, job.task_type)
     job.attempt += 1
+    job.preempt_requested = False
     job.lease_owner = None
     job.lease_expires_at = None
     job.error_code = None
@@ -128,14 +132,28 @@ def _enter_queued(session: Session, job: TrainingJob, current: JobStatus) -> Non
     job.finished_at = None
 
 
-def _enter_running(job: TrainingJob, owner: str | None, host: str | None, ttl_seconds: float) -> None:
+def _enter_running(
+    job: TrainingJob,
+    owner: str | None,
+    host: str | None,
+    pool: str | None,
+    borrowed: bool,
+    ttl_seconds: float,
+) -> None:
     now = utcnow()
     job.lease_owner = owner
     job.lease_expires_at = now + timedelta(seconds=ttl_seconds)
     job.started_at = job.started_at or now
     # The attempt's callback token goes live with it; tokens of earlier attempts stop matching.
     job.callback_token_hash = token_hash(job_token(job.id, job.attempt))
-    placed = {"attempt": job.attempt, "worker": owner, "host": host, "started_at": now.isoformat()}
+    placed = {
+        "attempt": job.attempt,
+        "worker": owner,
+        "host": host,
+        "pool": pool,
+        "borrowed": borrowed,  # its project was at its GPU quota: the first GPU reclaimed
+        "started_at": now.isoformat(),
+    }
     # A new list, not an append: SQLAlchemy sees a JSON column change only when it is assigned.
     job.attempts = [*(job.attempts or []), {**placed, "ended_at": None, "outcome": None}]
 
@@ -150,14 +168,17 @@ def _end_attempt(job: TrainingJob, target: JobStatus) -> None:
 
 
 def dispatch(session: Session, job: TrainingJob, delay: float | None = None) -> None:
-    """Send the job's command once the transaction commits (dropped on rollback)."""
-    job.dispatched_at = utcnow()
+    """Send the job's command once the transaction commits (dropped on rollback). A delayed job (a
+    retry's backoff) is not the scheduler's to start before `dispatched_at`."""
+    job.dispatched_at = utcnow() + timedelta(seconds=delay or 0)
     send_after_commit(session, job, delay)
 
 
 def send_after_commit(session: Session, job: TrainingJob, delay: float | None = None) -> None:
-    job_id, attempt = job.id, job.attempt
-    on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], Queue.TRAINING, countdown=delay))
+    """The message wakes a worker that may run the job (of its pool); the worker takes whichever queued job
+    is best then (`claim_next`), so one message per queued job keeps enough workers awake."""
+    job_id, attempt, queue = job.id, job.attempt, training_queue(job.pool)
+    on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], queue, countdown=delay))
 
 
 # Users ------------------------------------------------------------------------------------------
@@ -177,7 +198,9 @@ def stop_job(session: Session, job_id: int, principal: Principal | None = None) 
         transition(session, job, JobStatus.CANCELLED, reason="stopped before it started")
     elif job.status == R:
         transition(session, job, S, requested_by="user")
-    elif job.status != S:  # asking twice while it stops is fine
+    elif job.status == S:  # asking twice while it stops is fine
+        job.preempt_requested = False  # stopping for the scheduler: the user's stop wins, it is not requeued
+    else:
         raise refusal(job, "stopped")
     return job
 
@@ -212,8 +235,8 @@ def active_job(session: Session, job_id: int, attempt: int) -> TrainingJob:
 def claim(
     session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: float, host: str | None = None
 ) -> TrainingJob | None:
-    """Take a queued job for this attempt, recording which worker on which host runs it; None when the
-    message is stale, a duplicate, or for a job that no longer exists."""
+    """Take this queued job for this attempt, whatever the scheduler would pick (an external trainer
+    that runs a job it was given, and tests); None when the attempt is stale or the job gone."""
     if session.get(TrainingJob, job_id) is None:
         return None
     job = lock_job(session, job_id)
@@ -221,6 +244,33 @@ def claim(
         return None
     transition(session, job, R, owner=owner, host=host, ttl_seconds=ttl_seconds)
     return job
+
+
+def claim_next(
+    session: Session, owner: str, ttl_seconds: float, host: str | None = None, pool: str | None = None
+) -> TrainingJob | None:
+    """Take the queued job the scheduler gives a free worker of `pool` now (app/scheduling/), recording
+    which worker on which host runs it; None when no queued job may run there."""
+    while (picked := scheduling.pick(session, pool)) is not None:
+        job_id, borrowed = picked
+        job = lock_job(session, job_id)
+        # Decisions are serialized, users are not: on PostgreSQL a cancel may commit between the pick's
+        # read and this lock. The next pick no longer sees that job.
+        if job.status == Q:
+            transition(
+                session, job, R, owner=owner, host=host, pool=pool, borrowed=borrowed, ttl_seconds=ttl_seconds
+            )
+            return job
+    return None
+
+
+def preempt(session: Session, job: TrainingJob, for_job: TrainingJob) -> None:
+    """Ask a running job (locked) to give its GPU back to `for_job`: it stops after the current step,
+    keeping its checkpoint, and goes back to the queue as preempted (`stopped` below), not failed."""
+    job.preempt_requested = True
+    # Its wait starts over: room is being made, so no second job is stopped for it within the grace.
+    for_job.dispatched_at = utcnow()
+    transition(session, job, S, requested_by="scheduler", preempted_for=for_job.id)
 
 
 def renew_lease(session: Session, job_id: int, attempt: int, owner: str, ttl_seconds: float) -> JobStatus:
@@ -238,8 +288,12 @@ def complete(session: Session, job_id: int, attempt: int, results: dict[str, Any
 
 
 def stopped(session: Session, job_id: int, attempt: int) -> None:
-    """The trainer stopped on request; `last_checkpoint` (if any) is where a resume starts."""
+    """The trainer stopped on request; `last_checkpoint` (if any) is where a resume starts. A job the
+    scheduler preempted goes back to the queue and resumes from there."""
     job = active_job(session, job_id, attempt)
+    if job.preempt_requested:
+        transition(session, job, Q, preempted=True, reason="preempted", from_checkpoint=job.last_checkpoint)
+        return
     transition(
         session,
         job,

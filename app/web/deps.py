@@ -19,11 +19,13 @@ from app.core.errors import AppError, ErrorCode
 from app.core.sizes import human_bytes
 from app.keys import service as keys
 from app.models import Role
+from app.scheduling import priorities
 from app.web import session as web_session
 from app.web import views
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")  # autoescapes .html
 templates.env.globals["eta_text"] = views.eta_text
+templates.env.globals["priority_name"] = priorities.name
 templates.env.filters["bytes"] = human_bytes
 
 

@@ -1,21 +1,23 @@
 """Fleet: workers (device, current job, heartbeat, state), queue depths and the oldest waiting job, each
 worker's warm models; drain and load/unload for keys that cover every project (workers serve them all)."""
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.core.deps import DatabaseDep, SessionDep
 from app.core.jobs import JobStatus
 from app.core.redis import get_redis
-from app.core.tasks import Queue
 from app.core.workers import all_workers
 from app.fleet.service import as_seen_by
 from app.inference import service as inference
 from app.models import TrainingJob
+from app.scheduling.pools import known_pools, queue_names
 from app.web import actions
 from app.web.deps import UserDep, WriterDep, templates
 from app.web.errors import is_htmx
@@ -30,13 +32,40 @@ def warm_models(worker: dict[str, Any]) -> list[dict[str, Any]]:
     return models
 
 
+@dataclass(frozen=True)
+class PoolView:
+    name: str
+    workers: int  # online or draining
+    busy: int  # of those, running a job
+    queued: int  # queued jobs that need this pool
+
+
+def pool_views(session: Session, workers: list[dict[str, Any]]) -> list[PoolView]:
+    """Each known pool (announced by a worker or declared in TRAINYARD_POOLS) with its live workers and the
+    queued jobs that need it: a pool with queued jobs and no worker is why they wait."""
+    queued = dict(
+        session.execute(
+            select(TrainingJob.pool, func.count())
+            .where(TrainingJob.status == JobStatus.QUEUED, TrainingJob.pool.is_not(None))
+            .group_by(TrainingJob.pool)
+        ).all()
+    )
+    views = []
+    for name in sorted(known_pools(workers) | {pool for pool in queued if pool is not None}):
+        live = [w for w in workers if w.get("pool") == name and w.get("status") != "offline"]
+        busy = sum(1 for w in live if w.get("current_job") is not None)
+        views.append(PoolView(name, len(live), busy, queued.get(name, 0)))
+    return views
+
+
 @router.get("/fleet")
 def fleet_page(request: Request, session: SessionDep, user: UserDep, message: str | None = None) -> Response:
     client = get_redis()
-    workers = as_seen_by(session, user.principal, all_workers(client))
+    registry = all_workers(client)
+    workers = as_seen_by(session, user.principal, registry)
     everything = user.principal.all_projects
     try:
-        depths = {queue.value: client.llen(queue.value) for queue in Queue}
+        depths = {queue: client.llen(queue) for queue in queue_names(registry)}
     except RedisError:
         depths = {}
     oldest = session.scalars(
@@ -51,6 +80,7 @@ def fleet_page(request: Request, session: SessionDep, user: UserDep, message: st
         "warm": {w["id"]: warm_models(w) for w in workers} if everything else {},
         "manage": everything and user.can_write,
         "depths": depths,
+        "pools": pool_views(session, registry),
         "oldest": oldest,
         "message": message,
     }

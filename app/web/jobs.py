@@ -99,8 +99,23 @@ def job_page(request: Request, job_id: int, session: SessionDep, user: UserDep) 
         "actions": views.actions_for(job.status),
         "status": job.status,
         "attempt": job.attempt,
+        "waiting": views.waiting(session, [job.id] if job.status == JobStatus.QUEUED else []).get(job.id),
     }
     return templates.TemplateResponse(request, "job.html", context)
+
+
+# htmx stops polling an element when the answer has this status.
+HTMX_STOP_POLLING = 286
+
+
+@router.get("/jobs/{job_id:int}/waiting")
+def job_waiting(request: Request, job_id: int, session: SessionDep, user: UserDep) -> Response:
+    """Why the queued job waits, for the job page's polling; once it is not queued, the end of polling."""
+    job = visible_job(session, user.principal, job_id)
+    waiting = views.waiting(session, [job.id] if job.status == JobStatus.QUEUED else []).get(job.id)
+    if waiting is None:
+        return Response(status_code=HTMX_STOP_POLLING)
+    return templates.TemplateResponse(request, "_waiting.html", {"waiting": waiting})
 
 
 def cli_preview(job: TrainingJob) -> str:

@@ -130,8 +130,11 @@ def job_live(
 ROW_REFRESH_SECONDS = 0.25
 
 
-def row_state(job: TrainingJob) -> tuple[object, ...]:
-    return (job.status, job.attempt, job.current_epoch, job.last_event_seq)
+def row_state(row: views.JobRow) -> tuple[object, ...]:
+    """What a row shows that may change: a queued job's place and reason change with other jobs, without
+    an event of its own, so they count too (the rows are read again at least every POLL_SECONDS)."""
+    job = row.job
+    return (job.status, job.attempt, job.current_epoch, job.last_event_seq, row.waiting)
 
 
 @router.get("/jobs/live")
@@ -144,14 +147,14 @@ def jobs_live(
     """The rows of the jobs shown on a list page, each re-rendered (as event `job-<id>`) when it changes."""
     job_ids = [int(i) for i in ids.split(",")]
 
-    def load() -> list[tuple[TrainingJob, str]]:
+    def load() -> list[tuple[int, tuple[object, ...], str]]:
         with db.session() as session:
             stmt = select(TrainingJob).where(
                 TrainingJob.id.in_(job_ids), user.principal.project_filter(TrainingJob.project_id)
             )
             jobs = list(session.scalars(stmt).unique())
             rows = views.job_rows(session, jobs)
-            return [(row.job, fragment("_job_row.html", row=row)) for row in rows]
+            return [(row.job.id, row_state(row), fragment("_job_row.html", row=row)) for row in rows]
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
         # The rows are re-read (one query for the page's jobs, and only the events since the last read)
@@ -161,11 +164,10 @@ def jobs_live(
             while not await request.is_disconnected():
                 rings = bell.rings
                 # The first read sends every row: whatever changed since the page was rendered.
-                for job, html in await anyio.to_thread.run_sync(load):
-                    state = row_state(job)
-                    if seen.get(job.id) != state:
-                        yield {"event": f"job-{job.id}", "data": html.replace("\n", " ")}
-                    seen[job.id] = state
+                for job_id, state, html in await anyio.to_thread.run_sync(load):
+                    if seen.get(job_id) != state:
+                        yield {"event": f"job-{job_id}", "data": html.replace("\n", " ")}
+                    seen[job_id] = state
                 await bell.wait(rings, fanout.POLL_SECONDS)
                 await anyio.sleep(ROW_REFRESH_SECONDS)  # a busy page: one read for a burst of events
 

@@ -22,8 +22,11 @@ from app.core.jobs import JobStatus
 from app.core.redis import get_redis
 from app.core.visibility import ensure_project_usable
 from app.models import DatasetVersion, TrainingJob
+from app.scheduling.pools import known_pools
+from app.scheduling.priorities import ROLE_CEILING, Priority
 from app.training import schemas
 from app.training.preflight import PreflightRead, Problem, preflight
+from app.training.service import live_workers_or_none
 from app.web import actions
 from app.web.deps import UserDep, WriterDep, templates
 from app.web.jobs import project_names
@@ -44,6 +47,8 @@ class Choices:
     projects: list[str]
     versions: list[DatasetVersion]
     previous_jobs: list[TrainingJob]
+    priorities: list[str]  # the levels the key's role may ask for
+    pools: list[str]  # pools a job may require: announced by a worker or declared (TRAINYARD_POOLS)
 
 
 def choices(session: Session, principal: Principal) -> Choices:
@@ -58,6 +63,8 @@ def choices(session: Session, principal: Principal) -> Choices:
         projects=project_names(session, principal),
         versions=list(session.scalars(versions.order_by(DatasetVersion.id.desc()).limit(200))),
         previous_jobs=list(session.scalars(jobs.order_by(TrainingJob.id.desc()).limit(200)).unique()),
+        priorities=[p.name.lower() for p in Priority if p <= ROLE_CEILING[principal.role]],
+        pools=sorted(known_pools(live_workers_or_none())),
     )
 
 
@@ -87,7 +94,16 @@ def job_request(form: FormData) -> tuple[schemas.JobCreate | None, list[Problem]
     }
     fields: dict[str, Any] = {
         k: str(form.get(k, "")).strip()
-        for k in ("name", "project", "task_type", "model_name", "dataset_path", "description")
+        for k in (
+            "name",
+            "project",
+            "task_type",
+            "model_name",
+            "dataset_path",
+            "description",
+            "priority",
+            "pool",
+        )
     }
     fields = {k: v for k, v in fields.items() if v}
     for key in ("dataset_version_id", "checkpoint_job_id", "checkpoint_model_id"):
@@ -133,7 +149,12 @@ def run_preflight(session: Session, user: Any, form: FormData) -> tuple[schemas.
         ensure_project_usable(session, user.principal, body.project)
     except AppError as exc:
         return None, PreflightView([Problem(field="project", reason=exc.detail)])
-    return body, preflight(session, body, get_redis())
+    try:
+        # As the key: what it may ask for (a priority) and see (folders, versions) is what it may submit.
+        return body, preflight(session, body, get_redis(), user.principal)
+    except AppError as exc:  # a 404: what the key may not see, worded as if it did not exist
+        field = exc.errors[0].field if exc.errors else "request"
+        return None, PreflightView([Problem(field=field, reason=exc.detail)])
 
 
 @dataclass

@@ -13,7 +13,10 @@ from sqlalchemy.orm import Session
 from app.core.events import EventType
 from app.core.jobs import TERMINAL, JobStatus
 from app.models import JobEvent, TrainingJob, TrainingLog
+from app.scheduling import service as scheduling
+from app.scheduling.service import Pending
 from app.training import schemas
+from app.training.service import live_workers_or_none
 
 # Which validation metric a job is judged by, in order of preference (detection, classification).
 BEST_KEYS = ("mAP50-95", "accuracy_top1", "mAP50", "accuracy")
@@ -96,6 +99,7 @@ class JobRow:
     job: TrainingJob
     progress: Progress | None
     best: Best | None
+    waiting: Pending | None = None  # a queued job's place in line, why it waits, its estimated start
 
     @property
     def live(self) -> bool:
@@ -202,12 +206,24 @@ SUMMARIES = Summaries()
 
 
 def job_rows(session: Session, jobs: list[TrainingJob]) -> list[JobRow]:
-    """The jobs list's rows: each job with its latest progress and its best metric."""
+    """The jobs list's rows: each job with its latest progress and its best metric; a queued one with
+    why it waits."""
     summaries = SUMMARIES.of(session, jobs)
+    pending = waiting(session, [job.id for job in jobs if job.status == JobStatus.QUEUED])
     return [
-        JobRow(job, summaries[job.id].progress, best_from_results(job) or summaries[job.id].best)
+        JobRow(
+            job,
+            summaries[job.id].progress,
+            best_from_results(job) or summaries[job.id].best,
+            pending.get(job.id),
+        )
         for job in jobs
     ]
+
+
+def waiting(session: Session, queued: list[int]) -> dict[int, Pending]:
+    """Why each of these queued jobs waits (app/scheduling/service.py `explain`, as the REST record)."""
+    return scheduling.explain(session, queued, live_workers_or_none()) if queued else {}
 
 
 def log_tail(session: Session, job_id: int, limit: int) -> list[Row[str, datetime, str]]:

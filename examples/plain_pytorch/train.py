@@ -8,12 +8,18 @@ anywhere and report over HTTP, given the job's callback URL and token (docs/trai
         RUN_DIR=<a folder> python examples/plain_pytorch/train.py
 
 With neither a worker nor CALLBACK_URL, reports are printed to stderr.
+
+Like any trainer under the contract it honours a stop request (SIGUSR1: finish the step, report
+`stopped`) and continues a resumed attempt from the previous one's `last` checkpoint (RESUME_FROM).
 """
 
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +34,28 @@ def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.T
     return x, (x @ torch.arange(1.0, 9.0) > 0).long()
 
 
+@dataclass
+class Best:
+    """The best epoch so far and its validation metrics (kept in each checkpoint, for a resume)."""
+
+    epoch: int = 0
+    val: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.val.get("accuracy", -1.0)
+
+
+def resume(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, Best, dict[str, float]]:
+    """Load a `last` checkpoint: the epoch it ended, the best so far and that epoch's metrics."""
+    saved = torch.load(path)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return saved["epoch"], Best(saved["best_epoch"], saved["best_val"]), saved["val"]
+
+
 def train(sdk: TrainerSDK) -> None:
     config = sdk.context.config
     epochs, lr = int(config.get("epochs", 3)), float(config.get("lr", 0.01))
@@ -39,13 +67,22 @@ def train(sdk: TrainerSDK) -> None:
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
+    stop = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: stop.set())
 
-    sdk.report_started(pid=os.getpid(), framework="pytorch", torch=torch.__version__)
+    resume_from = sdk.context.resume_from
+    sdk.report_started(
+        pid=os.getpid(),
+        framework="pytorch",
+        torch=torch.__version__,
+        resumed_from=str(resume_from) if resume_from else None,
+    )
     sdk.log_info(f"training {epochs} epochs, lr {lr}, batch {batch}")
-    started, best_accuracy, best_epoch = time.monotonic(), -1.0, 0
-    val: dict[str, float] = {}
-    best_val: dict[str, float] = {}
-    for epoch in range(1, epochs + 1):
+    done, best, val = resume(resume_from, model, optimizer) if resume_from else (0, Best(), {})
+    if done:
+        sdk.log_info(f"resumed after epoch {done}")
+    started = time.monotonic()
+    for epoch in range(done + 1, epochs + 1):
         model.train()
         order, total = torch.randperm(len(x), generator=generator), 0.0
         batches = (len(x) + batch - 1) // batch
@@ -57,28 +94,33 @@ def train(sdk: TrainerSDK) -> None:
             optimizer.step()
             total += loss.item() * len(idx)
             sdk.report_progress(epoch, epochs, batch=i // batch + 1, batches=batches)  # at most 1/s
+            if stop.is_set():  # a resume starts from the last epoch's `last` checkpoint
+                sdk.report_stopped()
+                return
         model.eval()
         with torch.no_grad():
             logits = model(x_val)
             accuracy = (logits.argmax(1) == y_val).float().mean().item()
             val = {"loss": loss_fn(logits, y_val).item(), "accuracy": accuracy}
         sdk.report_metrics(epoch, {"loss": total / len(x)}, val)
-        kinds = ["last"] + (["best"] if val["accuracy"] > best_accuracy else [])
+        kinds = ["last"] + (["best"] if val["accuracy"] > best.accuracy else [])
+        if "best" in kinds:
+            best = Best(epoch, dict(val))
         for kind in kinds:
             path = run_dir / f"{kind}-epoch{epoch}.pt"
-            torch.save({"epoch": epoch, "model": model.state_dict()}, path)
+            weights = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            torch.save(
+                {"epoch": epoch, "val": val, "best_epoch": best.epoch, "best_val": best.val, **weights}, path
+            )
             sdk.report_checkpoint(kind, str(path), epoch, val)
-        if "best" in kinds:
-            best_accuracy, best_epoch, best_val = val["accuracy"], epoch, dict(val)
         elapsed = time.monotonic() - started
-        last = epoch == epochs
-        eta = elapsed / epoch * (epochs - epoch)
-        sdk.report_progress(epoch, epochs, eta_s=eta, phase=Phase.FINAL if last else Phase.TRAIN)
+        eta = elapsed / (epoch - done) * (epochs - epoch)
+        sdk.report_progress(epoch, epochs, eta_s=eta, phase=Phase.FINAL if epoch == epochs else Phase.TRAIN)
     seconds = round(time.monotonic() - started, 3)
     sdk.report_completed(
         {
-            "best_epoch": best_epoch,
-            "best_metrics": best_val,
+            "best_epoch": best.epoch,
+            "best_metrics": best.val,
             "final_metrics": val,
             "training_time_seconds": seconds,
             "epochs_completed": epochs,

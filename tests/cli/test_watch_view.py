@@ -1,8 +1,12 @@
-"""What `jobs watch` shows for a job's events, at any terminal width."""
+"""What `jobs watch` shows for a job's events, at any terminal width, and why a queued job waits."""
 
+import io
+import threading
 from typing import Any
 
-from app.cli.watch import WatchState, render, summary
+from rich.console import Console
+
+from app.cli.watch import WatchState, follow, render, summary, waiting_text
 
 
 def event(kind: str, **data: Any) -> dict[str, Any]:
@@ -82,26 +86,68 @@ def test_the_summary_names_the_model_and_the_next_commands() -> None:
     assert "  deploy:  trainyard models deploy 12" in lines and "  resume:  trainyard jobs resume 7" in lines
 
 
-class RecordedApi:
-    """The two calls `follow` makes, answering what a real API answered for a short job."""
+def queued(ahead: int, kind: str, reason: str, estimate: float | None = 240.0) -> dict[str, Any]:
+    """A queued job's record as the API returns it."""
+    waiting = {"position": ahead + 1, "kind": kind, "reason": reason, "estimated_start_seconds": estimate}
+    return {
+        "id": 7,
+        "task_type": "detection",
+        "status": "queued",
+        "queue_position": ahead,
+        "waiting": waiting,
+    }
 
-    def __init__(self, events: list[dict[str, Any]]) -> None:
-        self.recorded = events
+
+QUOTA = "quota reached: project vision runs 2 of its 2 GPUs; it borrows one when no other project waits"
+
+
+def test_a_queued_job_says_why_it_waits_and_when_it_starts_cut_at_the_edge() -> None:
+    state = WatchState(7, "detection")
+    state.refresh(queued(2, "quota", QUOTA))
+    line = render(state, 200)
+    assert line == f"job 7 queued (2 ahead) epoch 0/? starts in ~4 m: {QUOTA}"
+    narrow = render(state, 60)
+    assert len(narrow) == 60 and narrow.startswith("job 7 queued (2 ahead) epoch 0/? starts in ~4 m: quota")
+    assert narrow.endswith("…")
+    state.apply(event("status", status="running"))
+    assert "quota" not in render(state, 200)  # a running job's line is about training
+
+
+def test_the_list_says_why_in_a_few_words() -> None:
+    assert waiting_text(queued(0, "quota", QUOTA)["waiting"]) == "quota reached, ~4 m"
+    assert waiting_text(
+        queued(3, "pool_unserved", "no live worker consumes pool 'a100'", None)["waiting"]
+    ) == ("no worker serves it")
+    assert waiting_text(None) == ""
+
+
+class RecordedApi:
+    """The two calls `follow` makes, answering what a real API answered. `records` are the job's records
+    in the order the API gives them (the last one again after that); the events after `held` wait until
+    the job's record was read `reads` times (the queue watch's refreshes)."""
+
+    def __init__(
+        self, events: list[dict[str, Any]], records: list[dict[str, Any]], held: int = 0, reads: int = 0
+    ) -> None:
+        self.recorded, self.records, self.held, self.reads = events, records, held, reads
+        self.read = 0
+        self.enough_reads = threading.Event()
 
     def get_job(self, job_id: int) -> dict[str, Any]:
-        return {"id": job_id, "task_type": "detection", "status": "completed", "queue_position": 2}
+        record = self.records[min(self.read, len(self.records) - 1)]
+        self.read += 1
+        if self.read >= self.reads:
+            self.enough_reads.set()
+        return record
 
     def events(self, job_id: int) -> Any:
-        return iter(self.recorded)
+        for index, recorded in enumerate(self.recorded):
+            if index == self.held:
+                assert self.enough_reads.wait(30), "the queued job's record was never read again"
+            yield recorded
 
 
 def test_the_live_view_on_a_terminal_redraws_one_line_and_ends_with_the_outcome() -> None:
-    import io
-
-    from rich.console import Console
-
-    from app.cli.watch import follow
-
     events = [
         event("status", status="queued"),
         event("status", status="running"),
@@ -112,6 +158,48 @@ def test_the_live_view_on_a_terminal_redraws_one_line_and_ends_with_the_outcome(
     ]
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=70)
-    state, job = follow(RecordedApi(events), 7, console)  # type: ignore[arg-type]
+    api = RecordedApi(events, [queued(2, "fair_share", "waiting for a GPU"), {**events[-1]["data"], "id": 7}])
+    state, job = follow(api, 7, console)  # type: ignore[arg-type]
     assert state.status == "completed" and state.epoch == 2 and job["status"] == "completed"
     assert "final validation" in screen.getvalue() and "2 ahead" in screen.getvalue()
+
+
+def test_while_queued_the_reason_is_read_again_and_redrawn() -> None:
+    """No event says a queued job's reason changed: the view reads the job again while it waits."""
+    events = [
+        event("status", status="queued"),
+        event("status", status="running"),
+        event("status", status="cancelled"),
+    ]
+    records = [
+        queued(3, "quota", QUOTA),  # when the watch starts
+        queued(3, "quota", QUOTA),  # right after the replayed `queued` event
+        queued(0, "starting", "starting: a GPU is free", 30.0),  # a refresh later
+        {"id": 7, "task_type": "detection", "status": "cancelled"},
+    ]
+    screen = io.StringIO()
+    api = RecordedApi(events, records, held=1, reads=3)
+    follow(api, 7, Console(file=screen, force_terminal=True, width=200), refresh_every=0.05)  # type: ignore[arg-type]
+    shown = screen.getvalue()
+    assert "job 7 queued (3 ahead) epoch 0/? starts in ~4 m: quota reached" in shown
+    assert "job 7 queued (next) epoch 0/? starts in ~30 s: starting: a GPU is free" in shown
+    assert shown.index("quota reached") < shown.index("a GPU is free")
+
+
+def test_without_a_terminal_a_new_kind_of_reason_is_a_new_line() -> None:
+    events = [event("status", status="queued"), event("status", status="cancelled")]
+    records = [
+        queued(3, "quota", QUOTA),
+        queued(2, "quota", QUOTA),  # the same reason, one place further: no line of its own
+        queued(0, "starting", "starting: a GPU is free", 30.0),
+        {"id": 7, "task_type": "detection", "status": "cancelled"},
+    ]
+    screen = io.StringIO()
+    api = RecordedApi(events, records, held=1, reads=3)
+    follow(api, 7, Console(file=screen, width=200), refresh_every=0.05)  # type: ignore[arg-type]
+    lines = screen.getvalue().splitlines()
+    assert lines == [
+        f"job 7 queued (3 ahead) epoch 0/? starts in ~4 m: {QUOTA}",
+        "job 7 queued (next) epoch 0/? starts in ~30 s: starting: a GPU is free",
+        "job 7 cancelled epoch 0/?",
+    ], lines

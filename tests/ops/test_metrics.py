@@ -14,6 +14,7 @@ from app.core.jobs import JobStatus
 from app.core.tasks import Queue
 from app.core.workers import announce
 from app.main import create_app
+from app.models import SchedulerState
 from tests.conftest import clear_caches
 from tests.factories import make_job
 from tests.ops.conftest import OPS_REDIS_URL
@@ -104,3 +105,43 @@ def test_inference_latency_histogram_is_exposed(client: TestClient) -> None:
     metrics = scrape(client)
     assert ("trainyard_inference_latency_seconds_count", ()) in metrics
     assert ("trainyard_inference_latency_seconds_bucket", (("le", "+Inf"),)) in metrics
+
+
+def test_queued_jobs_by_pool_and_reason_decisions_and_project_quotas(
+    client: TestClient, db: Database, ops_redis: redis.Redis
+) -> None:
+    with db.session() as session:
+        session.merge(SchedulerState(id=1, decisions=5))  # the one row (made by the migration)
+        running = make_job(session, "running", project="alpha")
+        running.status = JobStatus.RUNNING
+        running.project.gpu_quota, running.project.share_weight = 1, 2.0
+        make_job(session, "over-quota", project="alpha")  # alpha holds its one GPU: it may only borrow
+        make_job(session, "needs-t4", project="beta", pool="t4")  # no worker serves t4
+        running_id = running.id
+    worker = {
+        "id": "box-gpu0",
+        "device": "0",
+        "queues": ["training"],
+        "pool": "a100",
+        "current_job": running_id,
+    }
+    announce(ops_redis, "box-gpu0", worker)
+    metrics = scrape(client)
+    queued = {
+        labels: value
+        for (name, labels), value in metrics.items()
+        if name == "trainyard_jobs_queued" and value
+    }
+    assert queued == {
+        (("pool", "*"), ("reason", "quota")): 1,
+        (("pool", "t4"), ("reason", "pool_unserved")): 1,
+    }
+    # Every reason of every known pool has a sample, 0 when no job waits for it.
+    assert metrics[("trainyard_jobs_queued", (("pool", "a100"), ("reason", "fair_share")))] == 0
+    assert metrics[("trainyard_scheduler_decisions_total", ())] == 5
+    assert metrics[("trainyard_project_running_jobs", (("project", "alpha"),))] == 1
+    assert metrics[("trainyard_project_running_jobs", (("project", "beta"),))] == 0
+    assert metrics[("trainyard_project_gpu_quota", (("project", "alpha"),))] == 1
+    assert ("trainyard_project_gpu_quota", (("project", "beta"),)) not in metrics  # no quota: no limit
+    assert metrics[("trainyard_project_share_weight", (("project", "alpha"),))] == 2.0
+    assert metrics[("trainyard_queue_depth", (("queue", "training.a100"),))] == 0  # the pool's own queue

@@ -150,9 +150,17 @@ def test_start_a_job_from_the_form_watch_it_live_stop_and_resume(stack: Stack, s
     )
     first_bar = int(page.get_attribute("#progress progress", "value") or 0)
     assert first_bar > 0
+    # A job submitted meanwhile waits for the only worker: its page says why, until it starts.
+    waiting = signed_in(stack.admin)
+    waiting_id = submit_job(stack, "waits-its-turn", epochs=1)
+    waiting.page.goto(f"{stack.url}/jobs/{waiting_id}")
+    assert "#1 in line" in (waiting.page.text_content("#waiting") or "")
     page.click("button.act-stop")
     page.wait_for_selector("#action-outcome >> text=stop: the job is stopping now")
     page.wait_for_selector("#job-status:text('stopped')", timeout=180_000)
+    waiting.page.wait_for_selector("#job-status:text-matches('running|completed')", timeout=180_000)
+    assert waiting.page.locator("#waiting").count() == 0
+    assert waiting.console_errors == []
     stopped_at = chart_points(page)
     assert 1 <= stopped_at < EPOCHS
     assert page.locator("button.act-stop").count() == 0
@@ -267,7 +275,7 @@ def test_the_fleet_unloads_and_loads_a_workers_warm_model(stack: Stack, signed_i
     model_id = stack.state["model"]  # warm on the only worker since it answered the dropped image
     page.click("text=Fleet")
     page.wait_for_url(f"{stack.url}/fleet")
-    warm = page.locator("table.workers tbody tr td:nth-child(7)").first
+    warm = page.locator("table.workers tbody tr td.warm").first
     assert f"model {model_id}" in (warm.text_content() or "")
     warm.locator(f"form:has(input[name=model_id][value='{model_id}']) button").click()
     page.wait_for_selector(f"#fleet-outcome >> text=unload model {model_id} done")

@@ -1,12 +1,16 @@
-"""The Fleet page without a browser: workers with their device and heartbeat, queue depths, the oldest
-waiting job; drain only for keys that cover every project."""
+"""The Fleet page without a browser: workers with their device, pool and heartbeat, pools, queue depths,
+the oldest waiting job; drain only for keys that cover every project."""
+
+import re
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.core.db import Database
 from app.core.redis import get_redis
 from app.core.workers import DRAINING, announce
+from app.models import TrainingJob
 from tests.web.conftest import Jobs, csrf_of, sign_in
 
 pytestmark = pytest.mark.integration
@@ -21,6 +25,7 @@ def worker(jobs: Jobs) -> str:
         "gpu_name": "Test GPU",
         "memory_total_mb": 81920,
         "queues": ["training", "inference"],
+        "pool": "a100",
         "current_job": jobs.alpha,
         "cache_bytes": 3 * 2**30 + 2**29,
         "disk_free_bytes": 120 * 2**30,
@@ -40,6 +45,20 @@ def test_the_fleet_shows_workers_queues_and_the_oldest_waiting_job(
     assert "training: 0 waiting" in page
     assert f'oldest queued job <a href="/jobs/{jobs.beta}">#{jobs.beta} b-run</a>' in page
     assert "act-drain" in page
+
+
+def test_the_fleet_shows_each_pool_its_workers_and_the_jobs_that_need_it(
+    admin: TestClient, db: Database, worker: str, jobs: Jobs
+) -> None:
+    with db.session() as session:
+        session.get_one(TrainingJob, jobs.beta).pool = "t4"  # no worker serves it
+    page = admin.get("/fleet").text
+    assert "<td>a100</td>" in page.split(f'id="worker-{worker}"')[1].split("</tr>")[0]  # the worker's pool
+    cells = dict(re.findall(r'<tr id="pool-(\w+)">(.*?)</tr>', page, re.S))
+    assert re.findall(r'class="num">(\d+)', cells["a100"]) == ["1", "1", "0"]  # live, busy, queued
+    assert re.findall(r'class="num">(\d+)', cells["t4"]) == ["0", "0", "1"]
+    assert "no live worker serves it" in cells["t4"] and "no live worker" not in cells["a100"]
+    assert "training.a100: 0 waiting" in page  # the pool's own queue
 
 
 def test_only_an_all_projects_writer_drains(

@@ -11,11 +11,13 @@ from sqlalchemy import select
 from app.core.db import Database
 from app.core.events import EventType, lock_job
 from app.core.jobs import JobStatus
+from app.core.settings import get_settings
 from app.keys.service import revoke_key
 from app.models import JobEvent, TrainingJob
 from app.training import state
 from app.web.jobs import LOG_TAIL
 from tests.conftest import clear_caches
+from tests.factories import make_yolo_dataset
 from tests.web.conftest import Jobs, add_event, csrf_of, set_status, sign_in
 
 pytestmark = pytest.mark.integration
@@ -246,6 +248,24 @@ def test_the_new_job_form_checks_as_you_type_and_starts(
         job = session.get(TrainingJob, job_id)
         assert job is not None and job.name == "from-form" and job.config["epochs"] == 1
         assert session.scalar(select(JobEvent.type).where(JobEvent.job_id == job_id)) == "status"
+
+
+def test_the_form_checks_as_the_signed_in_key_and_reveals_no_other_projects_folder(
+    app: FastAPI, keys: dict[str, str], jobs: Jobs
+) -> None:
+    storage = get_settings().resolved_storage_root
+    make_yolo_dataset(storage / "projects" / "beta" / "datasets" / "shapes", train=1, val=1, size=32)
+    member = sign_in(app, keys["member_alpha"])
+    form = {
+        "csrf_token": csrf_of(member),
+        "project": "alpha",
+        "name": "probe",
+        "model_name": "yolo11n",
+        "dataset_path": "projects/beta/datasets/shapes",
+    }
+    checked = member.post("/jobs/new/preflight", data=form, headers={"HX-Request": "true"}).text
+    assert "Preflight passed" not in checked and "red" not in checked  # not even its classes
+    assert re.search(r'id="err-dataset_path" hx-swap-oob="true">[^<]*does not exist', checked), checked
 
 
 def test_compare_highlights_the_differing_config(admin: TestClient, db: Database, jobs: Jobs) -> None:

@@ -62,7 +62,8 @@ def run_trainer(
         told: list[int | None] = []
         runner = TrainingRunner(db, get_storage(), lease, identity, get_settings())
         runner.on_job_change = lambda: told.append(runner.current_job)
-        return Run(job_id, runner.run(job_id, 1), told)
+        outcomes = runner.serve()  # the worker takes the one queued job
+        return Run(job_id, outcomes[0] if outcomes else None, told)
 
     yield run
 

@@ -1,0 +1,285 @@
+"""Scheduling against the database, the only truth: which queued job a free worker takes (at claim time),
+why a queued job waits and about when it starts, and which borrowed GPU an urgent job reclaims.
+
+Celery messages only wake workers: a woken worker takes the best job it may run, whichever message woke
+it (app/training/state.py `claim_next`). Decisions are serialized by a one-row table (SchedulerState), so
+two workers, or a worker and a scheduler running twice by mistake, never decide on the same state.
+"""
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.core.jobs import ACTIVE, JobStatus
+from app.models import Project, SchedulerState, TrainingJob
+from app.models.base import utcnow
+from app.scheduling.policy import Load, Waiting, choose, order
+from app.scheduling.priorities import Priority
+
+# How many recent attempts estimate a job's duration (for "starts in about ...").
+DURATION_SAMPLE = 20
+# Fair share's memory: jobs started this long ago still count against their project's share.
+FAIR_SHARE_WINDOW = timedelta(hours=1)
+
+
+class SchedulerStateMissing(RuntimeError):
+    """The mutex row is gone (a database not migrated, or emptied by hand): deciding without it could
+    give one job to two workers, so nothing is decided."""
+
+
+def serialize(session: Session) -> None:
+    """Take the scheduling mutex for the rest of the transaction (and count the decision)."""
+    taken = cast(
+        CursorResult[Any],
+        session.execute(
+            update(SchedulerState)
+            .where(SchedulerState.id == 1)
+            .values(decisions=SchedulerState.decisions + 1)
+        ),
+    )
+    if taken.rowcount != 1:  # an UPDATE of no row locks nothing
+        raise SchedulerStateMissing("scheduler_state row 1, made by migration 0010, is missing")
+
+
+def loads(session: Session) -> dict[int, Load]:
+    """Every project's running jobs, quota, weight and jobs started within the fair-share window."""
+    running = dict(
+        session.execute(
+            select(TrainingJob.project_id, func.count())
+            .where(TrainingJob.status.in_(list(ACTIVE)))
+            .group_by(TrainingJob.project_id)
+        ).all()
+    )
+    recent = dict(
+        session.execute(
+            select(TrainingJob.project_id, func.count())
+            .where(TrainingJob.started_at >= utcnow() - FAIR_SHARE_WINDOW)
+            .group_by(TrainingJob.project_id)
+        ).all()
+    )
+    rows = session.execute(select(Project.id, Project.gpu_quota, Project.share_weight)).all()
+    return {
+        pid: Load(running.get(pid, 0), quota, weight or 1.0, recent.get(pid, 0))
+        for pid, quota, weight in rows
+    }
+
+
+def _eligible(pool: str | None) -> Any:
+    """Jobs a worker of `pool` may run: those that need no pool, and those that need its own."""
+    return or_(TrainingJob.pool.is_(None), TrainingJob.pool == pool) if pool else TrainingJob.pool.is_(None)
+
+
+def _not_held() -> Any:
+    """Not held back: a retry waits out its backoff (`dispatched_at` is then in the future)."""
+    return or_(TrainingJob.dispatched_at.is_(None), TrainingJob.dispatched_at <= utcnow())
+
+
+def heads(session: Session, pool: str | None) -> list[Waiting]:
+    """Each project's best queued job that a worker of `pool` may run (one query, whatever the queue)."""
+    ranked = (
+        select(
+            TrainingJob.id,
+            TrainingJob.project_id,
+            TrainingJob.priority,
+            TrainingJob.pool,
+            func.row_number()
+            .over(partition_by=TrainingJob.project_id, order_by=(TrainingJob.priority.desc(), TrainingJob.id))
+            .label("place"),
+        )
+        .where(TrainingJob.status == JobStatus.QUEUED, _not_held(), _eligible(pool))
+        .subquery()
+    )
+    rows = session.execute(select(ranked).where(ranked.c.place == 1)).all()
+    return [Waiting(row.id, row.project_id, row.priority, row.pool) for row in rows]
+
+
+def pick(session: Session, pool: str | None) -> tuple[int, bool] | None:
+    """Under the mutex: the id of the job a free worker of `pool` takes now, and whether it borrows."""
+    serialize(session)
+    chosen = choose(heads(session, pool), loads(session))
+    return None if chosen is None else (chosen[0].id, chosen[1])
+
+
+# Why a job waits ------------------------------------------------------------------------------
+class WaitKind(StrEnum):
+    """The class of a waiting reason, for machines (/metrics labels, the REST `waiting.kind`)."""
+
+    BACKOFF = "backoff"  # a retry waits out its delay
+    POOL_UNSERVED = "pool_unserved"  # no live worker consumes its pool (or the training queue)
+    STARTING = "starting"  # next in line and a GPU is free
+    QUOTA = "quota"  # its project is at its GPU quota: it only borrows an idle GPU
+    PRIORITY = "priority"  # jobs of a higher priority go first
+    FAIR_SHARE = "fair_share"  # every GPU busy; other projects' turns come first
+
+
+@dataclass(frozen=True)
+class Pending:
+    position: int  # 1: the next job to start
+    kind: WaitKind
+    reason: str
+    estimated_start_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "kind": self.kind.value,
+            "reason": self.reason,
+            "estimated_start_seconds": self.estimated_start_seconds,
+        }
+
+
+def _queued(session: Session) -> tuple[list[Waiting], dict[int, datetime]]:
+    """Every queued job, and when those held back (a retry's backoff) may start."""
+    rows = session.execute(
+        select(
+            TrainingJob.id,
+            TrainingJob.project_id,
+            TrainingJob.priority,
+            TrainingJob.pool,
+            TrainingJob.dispatched_at,
+        ).where(TrainingJob.status == JobStatus.QUEUED)
+    ).all()
+    now = utcnow()
+    held = {row[0]: row[4] for row in rows if row[4] is not None and row[4] > now}
+    return [Waiting(*row[:4]) for row in rows], held
+
+
+def mean_duration(session: Session) -> float | None:
+    """Seconds a recent job took from start to end, on average (None before any finished)."""
+    rows = session.execute(
+        select(TrainingJob.started_at, TrainingJob.finished_at)
+        .where(TrainingJob.finished_at.is_not(None), TrainingJob.started_at.is_not(None))
+        .order_by(TrainingJob.finished_at.desc())
+        .limit(DURATION_SAMPLE)
+    ).all()
+    spans = [(end - start).total_seconds() for start, end in rows if start and end and end >= start]
+    return sum(spans) / len(spans) if spans else None
+
+
+def explain(session: Session, job_ids: Iterable[int], workers: list[dict[str, Any]]) -> dict[int, Pending]:
+    """For the queued jobs among `job_ids`: their place in line, why they wait and an estimated start.
+    `workers`: the live workers of the registry (app/core/workers.py), with `pool` and `current_job`."""
+    wanted = set(job_ids)
+    queued, held = _queued(session)
+    if not wanted & {job.id for job in queued}:
+        return {}
+    current = loads(session)
+    line = order(queued, current)
+    names = dict(session.execute(select(Project.id, Project.name)).all())
+    serving = [w for w in workers if "training" in w.get("queues", []) and w.get("status") == "online"]
+    duration = mean_duration(session)
+    found: dict[int, Pending] = {}
+    ahead_by_priority: Counter[int] = Counter()  # the jobs ahead so far: one pass, however long the line
+    for place, (job, borrows) in enumerate(line, start=1):
+        if job.id in wanted:
+            higher = sum(n for level, n in ahead_by_priority.items() if level > job.priority)
+            pool_workers = [w for w in serving if job.pool is None or w.get("pool") == job.pool]
+            kind, reason = _why(job, place, borrows, higher, pool_workers, held, current, names)
+            estimate = None
+            if duration is not None and pool_workers:
+                estimate = round((place - 1) // len(pool_workers) * duration + duration / 2, 1)
+                if job.id in held:  # a retry does not start before its backoff ends, whatever its place
+                    estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
+            found[job.id] = Pending(place, kind, reason, estimate)
+        ahead_by_priority[job.priority] += 1
+    return found
+
+
+def _why(
+    job: Waiting,
+    place: int,
+    borrows: bool,
+    higher: int,
+    pool_workers: list[dict[str, Any]],
+    held: dict[int, datetime],
+    current: dict[int, Load],
+    names: dict[int, str],
+) -> tuple[WaitKind, str]:
+    """The class and the words of why `job`, at `place` in line, waits."""
+    if job.id in held:
+        return (
+            WaitKind.BACKOFF,
+            f"retrying after a failure: not before {held[job.id].isoformat(timespec='seconds')}",
+        )
+    if not pool_workers:
+        where = f"pool {job.pool!r}" if job.pool else "the training queue"
+        return WaitKind.POOL_UNSERVED, f"no live worker consumes {where}"
+    if any(w.get("current_job") is None for w in pool_workers) and place == 1:
+        return WaitKind.STARTING, "starting: a GPU is free"
+    if (load := current.get(job.project_id, Load())).at_quota and borrows:
+        project = names.get(job.project_id, job.project_id)
+        return WaitKind.QUOTA, (
+            f"quota reached: project {project} runs {load.running} of its {load.quota} GPUs; "
+            "it borrows one when no other project waits"
+        )
+    if higher > 0:
+        return WaitKind.PRIORITY, f"behind {higher} job(s) of higher priority"
+    gpus = f"a GPU in pool {job.pool!r}" if job.pool else "a GPU"
+    return WaitKind.FAIR_SHARE, (
+        f"waiting for {gpus}: {len(pool_workers)} busy, {place - 1} job(s) ahead by fair share"
+    )
+
+
+# Reclaiming borrowed GPUs ------------------------------------------------------------------------
+def fits(running: TrainingJob, waiting: TrainingJob) -> bool:
+    """Whether the GPU `running` holds is one `waiting` may use (the pool its worker is in)."""
+    return waiting.pool is None or running.running_pool == waiting.pool
+
+
+def borrowed_jobs(session: Session) -> list[TrainingJob]:
+    """Running jobs past their project's quota: per project, its lowest-priority, newest ones beyond it."""
+    jobs = list(
+        session.scalars(
+            select(TrainingJob).where(
+                TrainingJob.status == JobStatus.RUNNING, TrainingJob.preempt_requested.is_(False)
+            )
+        ).unique()
+    )
+    found: list[TrainingJob] = []
+    for project_id in {job.project_id for job in jobs}:
+        project = session.get_one(Project, project_id)
+        if project.gpu_quota is None:
+            continue
+        mine = sorted((j for j in jobs if j.project_id == project_id), key=lambda j: (j.priority, -j.id))
+        found += mine[: max(0, len(mine) - project.gpu_quota)]
+    return found
+
+
+def victims(
+    session: Session, preempting: Priority | None, grace: timedelta
+) -> list[tuple[TrainingJob, TrainingJob]]:
+    """(borrowed job to stop, urgent job it makes room for): for each job of a preempting priority that
+    waited past `grace`, the lowest-priority borrowed job below its priority, in a pool it may use. Jobs
+    already giving their GPU back count as room made."""
+    if preempting is None:
+        return []
+    waiting = list(
+        session.scalars(
+            select(TrainingJob)
+            .where(
+                TrainingJob.status == JobStatus.QUEUED,
+                TrainingJob.priority >= preempting,
+                TrainingJob.dispatched_at < utcnow() - grace,
+            )
+            .order_by(TrainingJob.priority.desc(), TrainingJob.id)
+        ).unique()
+    )
+    giving_back = session.scalar(
+        select(func.count()).where(
+            TrainingJob.preempt_requested.is_(True), TrainingJob.status.in_(list(ACTIVE))
+        )
+    )
+    candidates = sorted(borrowed_jobs(session), key=lambda j: (j.priority, -j.id))
+    pairs = []
+    for urgent in waiting[giving_back or 0 :]:
+        fit = next((j for j in candidates if j.priority < urgent.priority and fits(j, urgent)), None)
+        if fit is not None:
+            candidates.remove(fit)
+            pairs.append((fit, urgent))
+    return pairs
