@@ -160,7 +160,12 @@ class S3Storage:
 
         self.bucket = bucket
         # S3-compatible stores (MinIO, moto) behind a custom endpoint want path-style addressing.
-        config = Config(signature_version="s3v4", s3={"addressing_style": "path" if endpoint_url else "auto"})
+        # A connection per transfer thread: with fewer, urllib3 drops and reopens connections under load.
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            max_pool_connections=TRANSFER_THREADS,
+        )
         self.client = client or boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
         self.transfer = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
@@ -168,7 +173,11 @@ class S3Storage:
 
     def put_file(self, key: str, source: Path) -> int:
         size = source.stat().st_size
-        self.client.upload_file(str(source), self.bucket, check_key(key), Config=self.transfer)
+        if size <= self.transfer.multipart_threshold:  # one PUT, without a transfer manager's set-up
+            with source.open("rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=body)
+        else:
+            self.client.upload_file(str(source), self.bucket, check_key(key), Config=self.transfer)
         return size
 
     def put_bytes(self, key: str, data: bytes) -> int:
@@ -200,9 +209,19 @@ class S3Storage:
         check_key(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
         try:
-            self.client.download_file(self.bucket, key, tmp, Config=self.transfer)
+            # One GET for an object below the multipart threshold: download_file would first HEAD it and
+            # set up a transfer manager, which for a small image costs more than the transfer itself.
+            with os.fdopen(fd, "wb") as out:
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+                if response["ContentLength"] <= self.transfer.multipart_threshold:
+                    shutil.copyfileobj(response["Body"], out, MiB)
+                    large = False
+                else:
+                    response["Body"].close()
+                    large = True
+            if large:  # in parts, several at a time
+                self.client.download_file(self.bucket, key, tmp, Config=self.transfer)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
