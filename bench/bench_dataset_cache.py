@@ -27,12 +27,10 @@ import io
 import logging
 import os
 import random
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -41,17 +39,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.suite import embedded_workdir, emit
+from tests.support.s3 import CREDENTIALS, moto_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_convert import generate
 
 BUCKET = "trainyard-bench"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "trainyard-bench",
-    "AWS_SECRET_ACCESS_KEY": "trainyard-bench-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 GOAL_COLD_RATIO = 1.2
 GOAL_WARM_SECONDS = 1.0
 
@@ -65,43 +59,11 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="make the work folder in here (default: system temp)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    with embedded_workdir("trainyard-dataset-cache-", args.dir, args.keep) as work, s3_server(work) as url:
+    with embedded_workdir("trainyard-dataset-cache-", args.dir, args.keep) as work, moto_server(work) as url:
         os.environ.update(CREDENTIALS)
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(TRAINYARD_STORAGE="s3", TRAINYARD_S3_BUCKET=BUCKET, TRAINYARD_S3_ENDPOINT_URL=url)
         run(work, args)
-
-
-@contextmanager
-def s3_server(work: Path) -> Iterator[str]:
-    """moto's S3 server on a free loopback port (as tests/storage/conftest.py starts it)."""
-    import httpx
-
-    from tests.support.stack import free_port
-
-    port = free_port()
-    log = work / "moto.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start:\n{log.read_text()[-2000:]}") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @dataclass

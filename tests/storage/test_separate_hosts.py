@@ -7,9 +7,6 @@ second conversion), resumes from the checkpoint host 1 left in the bucket and co
 model; a second job on the same version on host 2 downloads nothing. Neither GPU host keeps any of it
 outside its cache."""
 
-import contextlib
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +24,11 @@ from tests.support.fleet import (
     assert_contiguous,
     epoch_done,
     progress_epochs,
+    running_fleet,
     running_worker,
     statuses,
 )
-from tests.support.stack import create_key, free_port, stop, tail, wait_for, wait_until
+from tests.support.stack import tail, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 GPU_HOSTS = ("gpu-host-1", "gpu-host-2")
@@ -57,19 +55,8 @@ def fleet(
             "TRAINYARD_DATA_DIR": str(tmp_path / "api-host"),
             **LEASE,
         }
-        fleet = Fleet(tmp_path, env, key=create_key(env))
-        port = free_port()
-        fleet.url = f"http://127.0.0.1:{port}"
-        fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
-        fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
-        try:
-            wait_for(f"{fleet.url}/health", tmp_path / "api.log")
+        with running_fleet(tmp_path, env) as fleet:
             yield fleet
-        finally:
-            for process in [*fleet.workers.values(), *fleet.others]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGCONT)
-                stop(process, grace=10)
 
 
 def host(fleet: Fleet, name: str) -> dict[str, str]:

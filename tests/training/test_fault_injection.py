@@ -23,11 +23,12 @@ from tests.support.fleet import (
     epoch_done,
     is_epoch_end,
     progress_epochs,
+    running_fleet,
     running_worker,
     statuses,
     terminal_count,
 )
-from tests.support.stack import create_key, free_port, stop, wait_for
+from tests.support.stack import stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,19 +59,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis)
             "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
             **LEASE,
         }
-        fleet = Fleet(root, env, key=create_key(env))
-        port = free_port()
-        fleet.url = f"http://127.0.0.1:{port}"
-        fleet.others.append(fleet.spawn("api", ["api", "--port", str(port)]))
-        fleet.others.append(fleet.spawn("scheduler", ["scheduler"]))
-        try:
-            wait_for(f"{fleet.url}/health", root / "api.log")
+        with running_fleet(root, env) as fleet:
             yield fleet
-        finally:
-            for process in [*fleet.workers.values(), *fleet.others]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGCONT)
-                stop(process, grace=10)
 
 
 @pytest.fixture
