@@ -121,6 +121,8 @@ class TrainingRunner:
 
     def _run_next(self) -> AttemptOutcome | None:
         """Claim the best job for this worker and run its attempt; None when nothing was left."""
+        job_id_var.set(None)  # what is logged before a claim belongs to no job
+        attempt_var.set(None)
         self.lease.acquire()
         try:
             spec = self._claim()

@@ -43,7 +43,8 @@ def test_flower_lists_the_worker_and_its_queues(
         wait_until(flower_sees_the_worker, "Flower listing the worker", tail(flower_log))
     [(hostname, info)] = found.items()
     assert hostname.startswith(f"{worker_name}@")
-    assert {q["name"] for q in info["active_queues"]} == {"training", "inference"}
+    # A CPU worker is in pool `cpu`: jobs that require it are sent to its own queue.
+    assert {q["name"] for q in info["active_queues"]} == {"training", "training.cpu", "inference"}
     assert {"trainyard.train", "trainyard.reconcile"} <= set(info["registered"])
 
 

@@ -126,18 +126,26 @@ def test_worker_writes_json_lines_with_job_id_and_attempt(
     worker = run_until_stopped(command, process_env, log)
     try:
         wait_until(worker_is_live(ops_redis, worker_name), "worker presence", tail(log))
-        # A command for a job the database does not know: the runner binds the job's context first.
+        # A queued job (its dataset is missing, so the attempt fails at once) and a wake-up: the runner
+        # binds the context of the job it claims before it does anything for it.
         from celery import Celery
 
+        from app.core.db import Database
+        from tests.factories import make_job
+
+        with Database(process_env["DATABASE_URL"]).session() as session:
+            job_id = make_job(session, name="logged", dataset_path="/nowhere").id
         sender = Celery("ops-test", broker=process_env["REDIS_URL"])
-        sender.send_task(TaskName.TRAIN, args=[424242, 1], queue=Queue.TRAINING)
+        sender.send_task(TaskName.TRAIN, args=[job_id, 1], queue=Queue.TRAINING)
         sender.close()
-        wait_until(lambda: "424242" in log.read_text(), "the task being logged", tail(log))
+        wait_until(
+            lambda: "does not exist on this host" in log.read_text(), "the attempt being logged", tail(log)
+        )
     finally:
         terminate(worker)
     entries = json_lines(log.read_text())
     assert {e["component"] for e in entries} == {f"worker:{worker_name}"}
     # Records written while the task runs, whichever library writes them, carry the job's context.
-    in_job = [e for e in entries if e.get("job_id") == 424242]
+    in_job = [e for e in entries if e.get("job_id") == job_id]
     assert in_job and all(e["attempt"] == 1 for e in in_job)
     assert any(e["category"].startswith("celery") for e in entries)  # Celery's own records, same format
