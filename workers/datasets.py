@@ -34,7 +34,7 @@ from app.core.storage import TRANSFER_THREADS, LocalStorage, Storage
 from app.datasets.convert import CONVERTER_VERSION, cache_dir, convert_cached, convert_to_yolo
 from app.datasets.types import DiceDataset, TaskType
 from app.models import DatasetVersion
-from app.versions.manifest import dataset_from_manifest
+from app.versions.manifest import dataset_from_manifest, under_dataset
 from workers.dataset_cache import CacheCorrupt, FolderCache, Pinned, fetch_all, get_dataset_cache
 from workers.weights_cache import file_sha256
 
@@ -266,11 +266,7 @@ def _convert_here(storage: Storage, version: _Version, task: TaskType, folder: P
         shutil.rmtree(child) if child.is_dir() else child.unlink()
     dice = folder / ".dice"
     wanted = {i["path"] for i in manifest["tasks"][task.value]["images"]}
-
-    def rel_of(image: dict[str, Any]) -> str:  # as dataset_from_manifest places it under the dataset
-        return image["path"] if "lineage" in image else f"source/{image['path']}"
-
-    items = [(rel_of(i), i["sha256"]) for i in manifest["images"] if i["path"] in wanted]
+    items = [(under_dataset(i), i["sha256"]) for i in manifest["images"] if i["path"] in wanted]
     try:
         tally.fetch(storage, dice, items, lambda rel: f"{version.dataset_prefix}/{rel}")
         built = folder / ".build"
@@ -296,8 +292,8 @@ def _store_back(
     )
     by_name = {}
     for image in manifest["images"]:
-        rel = image["path"] if "lineage" in image else f"source/{image['path']}"
-        by_name[(image["split"], image["file_name"])] = (f"{version.dataset_prefix}/{rel}", image["sha256"])
+        key = f"{version.dataset_prefix}/{under_dataset(image)}"
+        by_name[(image["split"], image["file_name"])] = (key, image["sha256"])
     images, files, folders = {}, {}, []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()

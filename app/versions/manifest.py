@@ -284,6 +284,12 @@ def _rounded(values: tuple[float, ...]) -> list[float]:
     return [round(v, 6) for v in values]
 
 
+def under_dataset(image: dict[str, Any], source: str = "source") -> str:
+    """Where a manifest's image lies in its dataset's folder: a generated one (`lineage`) at its own path
+    (under `generated/`), any other in the source folder."""
+    return str(image["path"]) if "lineage" in image else f"{source}/{image['path']}"
+
+
 def dataset_from_manifest(manifest: dict[str, Any], source_root: Path) -> DiceDataset:
     """The DiceDataset a manifest describes (validated when it was frozen; not validated again).
 
@@ -292,10 +298,7 @@ def dataset_from_manifest(manifest: dict[str, Any], source_root: Path) -> DiceDa
     """
     root = source_root.parent
     where = source_root.name
-    placed = {
-        i["path"]: (i["split"], i["file_name"], i["path"] if "lineage" in i else f"{where}/{i['path']}")
-        for i in manifest["images"]
-    }
+    placed = {i["path"]: (i["split"], i["file_name"], under_dataset(i, where)) for i in manifest["images"]}
     tasks: dict[TaskType, TaskAnnotations] = {}
     for name, task in manifest["tasks"].items():
         schema = task.get("keypoint_schema")
