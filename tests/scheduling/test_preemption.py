@@ -57,6 +57,15 @@ def fleet_with_borrowers(db: Database) -> dict[str, int]:
     return ids
 
 
+def fire_preempts_bw2(db: Database, preempt_for: Priority | None) -> tuple[dict[str, int], int]:
+    """The fleet with borrowers, and an urgent job past its grace that has bw-2 give its GPU back."""
+    ids = fleet_with_borrowers(db)
+    (fire,) = submit(db, "oncall", ["fire"], priority=Priority.URGENT)
+    hold_until(db, fire, -GRACE.total_seconds() - 1)
+    assert reclaim(db, preempt_for) == ["bw-2"]
+    return ids, fire
+
+
 def test_an_urgent_job_past_its_grace_stops_the_lowest_priority_borrowed_job_once(
     db: Database, preempt_for: Priority | None
 ) -> None:
@@ -85,10 +94,7 @@ def test_an_urgent_job_past_its_grace_stops_the_lowest_priority_borrowed_job_onc
 def test_a_preempted_job_is_queued_again_and_its_gpu_goes_to_the_urgent_job(
     db: Database, preempt_for: Priority | None
 ) -> None:
-    ids = fleet_with_borrowers(db)
-    (fire,) = submit(db, "oncall", ["fire"], priority=Priority.URGENT)
-    hold_until(db, fire, -GRACE.total_seconds() - 1)
-    assert reclaim(db, preempt_for) == ["bw-2"]
+    ids, fire = fire_preempts_bw2(db, preempt_for)
 
     with db.session() as s:
         state.stopped(s, ids["bw-2"], 1)  # its trainer stopped after the step, keeping its checkpoint
@@ -138,10 +144,7 @@ def test_without_preempt_for_nothing_is_stopped(db: Database) -> None:
 def test_a_user_who_stops_a_job_being_preempted_gets_it_stopped_not_requeued(
     db: Database, preempt_for: Priority | None
 ) -> None:
-    ids = fleet_with_borrowers(db)
-    (fire,) = submit(db, "oncall", ["fire"], priority=Priority.URGENT)
-    hold_until(db, fire, -GRACE.total_seconds() - 1)
-    assert reclaim(db, preempt_for) == ["bw-2"]
+    ids, _ = fire_preempts_bw2(db, preempt_for)
     with db.session() as s:
         state.stop_job(s, ids["bw-2"])  # its owner stops it too, before its trainer reacts
     with db.session() as s:
