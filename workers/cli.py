@@ -69,12 +69,15 @@ def run_worker(gpu: int | None, queues: list[str], name: str | None = None, pool
         except Exception:  # a database hiccup must not keep the worker from serving
             log.warning("could not sweep old scratch folders", exc_info=True)
         presence.start()
+        if Queue.TRAINING in identity.queues:
+            context.get_runner().prepare_trainer()
         context.get_inference().start_control()  # GET/POST /api/v1/workers/{id}/models
 
     @signals.worker_shutting_down.connect(weak=False)
     def _shutting_down(**_: object) -> None:
         log.info("worker %s shutting down; handing back its running job", identity.name)
         context.get_runner().shutdown.set()
+        context.get_runner().trainers.close()
         context.get_inference().stop_control()
         presence.stop()
 

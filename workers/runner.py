@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from app.core.settings import Settings
 from app.core.storage import Storage
 from app.models import TrainingJob
 from app.training import state
-from app.training.frameworks import framework
+from app.training.frameworks import framework, preload_modules
 from app.training.reports import apply_report, record_config
 from trainyard_sdk.context import ENV_VARS, TrainerContext
 from trainyard_sdk.reports import (
@@ -53,6 +52,7 @@ from workers.identity import WorkerIdentity
 from workers.inference import sharing
 from workers.inputs import JobSpec, materialize_dataset, prepare
 from workers.lock import GpuLease
+from workers.trainer_process import SpareTrainer
 
 log = logging.getLogger("operations.training")
 
@@ -106,6 +106,27 @@ class TrainingRunner:
         self.shutdown = threading.Event()
         # Whether to take another job (False while the worker drains; workers/cli.py).
         self.accepting: Callable[[], bool] = lambda: True
+        # The next job's trainer process, its imports done ahead (workers/trainer_process.py).
+        self.trainers = SpareTrainer(
+            self.trainer_env, settings.runs_dir, preload_modules(), enabled=settings.warm_trainer
+        )
+
+    def trainer_env(self) -> dict[str, str]:
+        """A trainer's environment, but its job's own variables (trainyard_sdk/context.py)."""
+        # The worker's own values of the context's variables must not leak into the trainer's.
+        env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+        env["YOLO_CONFIG_DIR"] = str(self.settings.resolved_data_dir / "ultralytics")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def prepare_trainer(self) -> None:
+        """Start the next job's trainer process now, while the worker waits, unless it takes no job."""
+        if self.shutdown.is_set() or not self.accepting():
+            return
+        try:
+            self.trainers.prepare()
+        except Exception:  # a job will still get a trainer started for it
+            log.warning("could not start a spare trainer process", exc_info=True)
 
     def serve(self) -> list[AttemptOutcome]:
         """Woken by a message: run the job the scheduler gives this worker (app/scheduling/), then the
@@ -142,6 +163,7 @@ class TrainingRunner:
             if self.current_job is not None:
                 self._set_current_job(None)
             self.lease.release()
+            self.prepare_trainer()
 
     def sweep_scratch(self) -> None:
         """Remove the scratch folders of attempts that are over. A worker killed mid-attempt leaves its
@@ -285,38 +307,17 @@ class Attempt:
         key = f"{self.spec.storage_prefix}/artifacts/config.yaml"
         self.storage.put_bytes(key, yaml.safe_dump(self.spec.config, sort_keys=True).encode())
 
-    def _trainer_env(self, context: TrainerContext) -> dict[str, str]:
-        settings = self.runner.settings
-        # The worker's own values of the context's variables must not leak into the trainer's.
-        env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
-        env.update(context.to_env())
-        env["YOLO_CONFIG_DIR"] = str(settings.resolved_data_dir / "ultralytics")
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
     def _start_trainer(self, context: TrainerContext) -> subprocess.Popen[bytes]:
-        read_fd, write_fd = os.pipe()
-        try:
-            child = subprocess.Popen(
-                [sys.executable, *framework(self.spec.framework).trainer_args],
-                env=self._trainer_env(context.model_copy(update={"report_fd": write_fd})),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,),
-                cwd=self.run_dir,
-                # Own session: Ctrl-C on the terminal reaches the worker, which decides what the
-                # trainer gets. Parent-death signal: a killed worker takes its trainer with it.
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        finally:
-            os.close(write_fd)
-        reports_file = os.fdopen(read_fd, "rb")
-        assert child.stdout is not None
-        threading.Thread(target=self._read_reports, args=(reports_file,), daemon=True).start()
-        threading.Thread(target=self._read_output, args=(child.stdout,), daemon=True).start()
-        return child
+        def job_env(report_fd: int) -> dict[str, str]:
+            with_pipe = context.model_copy(update={"report_fd": report_fd})
+            return {**self.runner.trainer_env(), **with_pipe.to_env()}
+
+        argv = list(framework(self.spec.framework).trainer_args)
+        trainer = self.runner.trainers.run(argv, job_env, self.run_dir)
+        assert trainer.process.stdout is not None
+        threading.Thread(target=self._read_reports, args=(trainer.reports,), daemon=True).start()
+        threading.Thread(target=self._read_output, args=(trainer.process.stdout,), daemon=True).start()
+        return trainer.process
 
     def _read_reports(self, stream: IO[bytes]) -> None:
         for line in stream:
@@ -452,10 +453,3 @@ class Attempt:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

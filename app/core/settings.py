@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # A queued job not taken for this long gets its command again (its message may have been lost).
     redispatch_after_seconds: float = Field(default=300.0, validation_alias="TRAINYARD_REDISPATCH_AFTER")
     retry_backoff_seconds: float = Field(default=5.0, validation_alias="TRAINYARD_RETRY_BACKOFF")
+    # A worker keeps its next trainer process started, torch and Ultralytics imported (~300 MB), so a
+    # job starts training within a second of its claim; off, each job's trainer starts cold.
+    warm_trainer: bool = Field(default=True, validation_alias="TRAINYARD_WARM_TRAINER")
     # How long a trainer asked to stop may take to reach the end of its step before it is killed.
     stop_grace_seconds: float = Field(default=120.0, validation_alias="TRAINYARD_STOP_GRACE")
     sse_ping_seconds: float = Field(default=15.0, validation_alias="TRAINYARD_SSE_PING")

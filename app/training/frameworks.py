@@ -36,6 +36,9 @@ class FrameworkSpec:
     # The job's resolved config from the request's overrides (422 listing every bad field).
     resolve: Callable[[str, dict[str, Any], str | None, str | None], ResolvedConfig]
     needs_dataset: bool = True
+    # What its trainer imports anyway, imported ahead in the worker's spare trainer process
+    # (workers/trainer_process.py); a module's `preload()`, if any, is called too.
+    preload: tuple[str, ...] = ()
     # The config as it will really run on a device ("cpu", or a GPU index): what the trainer would
     # quietly change, changed before the run, so the job shows what ran.
     fit_to_device: Callable[[dict[str, Any], str], dict[str, Any]] = lambda config, device: config
@@ -92,6 +95,7 @@ FRAMEWORKS: dict[Framework, FrameworkSpec] = {
     Framework.ULTRALYTICS: FrameworkSpec(
         Framework.ULTRALYTICS,
         trainer_args=("-m", "workers.ultralytics.trainer"),
+        preload=("workers.ultralytics.trainer",),
         model_source=model_yaml,  # from the catalog (configs/models.yaml)
         resolve=_resolve_ultralytics,
         fit_to_device=_fit_ultralytics,
@@ -103,9 +107,15 @@ FRAMEWORKS: dict[Framework, FrameworkSpec] = {
         model_source=lambda model_name, task: PLAIN_SCRIPT,
         resolve=resolve_plain_config,
         needs_dataset=False,  # it generates its data
+        preload=("torch",),
     ),
 }
 
 
 def framework(name: str) -> FrameworkSpec:
     return FRAMEWORKS[Framework(name)]
+
+
+def preload_modules() -> tuple[str, ...]:
+    """What a spare trainer process imports before it knows its job's framework: every framework's."""
+    return tuple(dict.fromkeys(module for spec in FRAMEWORKS.values() for module in spec.preload))

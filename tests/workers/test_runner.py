@@ -2,6 +2,8 @@
 a trainer's reports and exit become the job's state, and the worker registry's current job."""
 
 import dataclasses
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,30 +44,48 @@ class Run:
 
 
 @pytest.fixture
-def run_trainer(
+def make_runner(
     db: Database, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Run]]:
-    """Run a queued job of `framework` whose trainer is `script`, on a CPU worker (on the host that the
-    settings name when it runs)."""
+) -> Iterator[Callable[..., TrainingRunner]]:
+    """A CPU worker's runner (on the host that the settings name when it runs) whose trainer for
+    `framework` is `script`; its spare trainer process is stopped at the end."""
+    runners: list[TrainingRunner] = []
 
-    def run(script: str, framework: Framework = Framework.PYTORCH, **job: Any) -> Run:
+    def make(script: str, framework: Framework = Framework.PYTORCH) -> TrainingRunner:
         identity = WorkerIdentity(name="runner-test", device="cpu", queues=("training",))
         lease = GpuLease(redis_client, identity.device_key, identity.name, ttl_seconds=30)
         trainer = tmp_path / "trainer.py"
         trainer.write_text(script)
         spec = dataclasses.replace(frameworks.FRAMEWORKS[framework], trainer_args=(str(trainer),))
         monkeypatch.setitem(frameworks.FRAMEWORKS, framework, spec)
-        if framework == Framework.PYTORCH:
-            job = {"task_type": "classification", "dataset_path": None, **job}
-        with db.session() as s:
-            job_id = make_job(s, framework=framework, **job).id
+        runners.append(TrainingRunner(db, get_storage(), lease, identity, get_settings()))
+        return runners[-1]
+
+    yield make
+    for runner in runners:
+        runner.trainers.close()
+
+
+@pytest.fixture
+def run_trainer(db: Database, make_runner: Callable[..., TrainingRunner]) -> Callable[..., Run]:
+    """Run a queued job of `framework` whose trainer is `script`, on a CPU worker."""
+
+    def run(script: str, framework: Framework = Framework.PYTORCH, **job: Any) -> Run:
+        runner = make_runner(script, framework)
+        job_id = queue_job(db, framework, **job)
         told: list[int | None] = []
-        runner = TrainingRunner(db, get_storage(), lease, identity, get_settings())
         runner.on_job_change = lambda: told.append(runner.current_job)
         outcomes = runner.serve()  # the worker takes the one queued job
         return Run(job_id, outcomes[0] if outcomes else None, told)
 
-    yield run
+    return run
+
+
+def queue_job(db: Database, framework: Framework = Framework.PYTORCH, **job: Any) -> int:
+    if framework == Framework.PYTORCH:
+        job = {"task_type": "classification", "dataset_path": None, **job}
+    with db.session() as s:
+        return make_job(s, framework=framework, **job).id
 
 
 def job_and_events(db: Database, job_id: int) -> tuple[TrainingJob, list[JobEvent]]:
@@ -192,3 +212,93 @@ sdk.close()
     assert "workers: 0" in stored and "amp: false" in stored
     said = [e.data["message"] for e in events if e.type == "log" and e.data["source"] == "system"]
     assert "config fitted to this worker: amp true -> false, workers 8 -> 0" in said
+
+
+# What a trainer process can tell of itself: whether torch was imported before its script ran (a spare
+# trainer process imports it ahead), and everything a cold `python trainer.py` would have.
+SELF_REPORT = """
+import json, os, sys
+preloaded = "torch" in sys.modules
+from trainyard_sdk import TrainerSDK
+sdk = TrainerSDK.from_env()
+facts = {
+    "pid": os.getpid(),
+    "own_session": os.getsid(0) == os.getpid(),
+    "preloaded": preloaded,
+    "name": __name__,
+    "argv": sys.argv,
+    "path0": sys.path[0],
+    "cwd": os.getcwd(),
+    "job_id": os.environ.get("JOB_ID"),
+    "worker_only": os.environ.get("WORKER_ONLY"),
+    "stdin": os.readlink("/proc/self/fd/0"),
+}
+sdk.report_completed({"epochs_completed": 1, "model_info": facts})
+sdk.close()
+"""
+
+
+def self_reports(db: Database, *job_ids: int) -> list[dict[str, Any]]:
+    facts = []
+    for job_id in job_ids:
+        job, _ = job_and_events(db, job_id)
+        assert job.status == JobStatus.COMPLETED, job.error_message
+        facts.append((job.results or {})["model_info"])
+    return facts
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_the_next_job_runs_in_a_spare_trainer_process_exactly_as_in_a_cold_one(
+    make_runner: Callable[..., TrainingRunner],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    warm: bool,
+) -> None:
+    monkeypatch.setenv("TRAINYARD_WARM_TRAINER", str(warm).lower())
+    monkeypatch.setenv("WORKER_ONLY", "1")  # the worker's environment reaches its trainers
+    monkeypatch.setenv("JOB_ID", "999")  # but not its own values of a job's variables
+    get_settings.cache_clear()
+    runner = make_runner(SELF_REPORT)
+    first, second = queue_job(db, name="first"), queue_job(db, name="second")
+    assert [o.job_id for o in runner.serve()] == [first, second]
+    facts = self_reports(db, first, second)
+    # The first job had no spare yet; the second was handed the one started after the first, if any.
+    assert [f["preloaded"] for f in facts] == [False, warm]
+    assert facts[0]["pid"] != facts[1]["pid"]
+    script = str(tmp_path / "trainer.py")
+    for job_id, fact in zip((first, second), facts, strict=True):
+        run_dir = str(get_settings().runs_dir / f"job-{job_id}" / "attempt-1")
+        assert fact == {
+            **fact,
+            "own_session": True,
+            "name": "__main__",
+            "argv": [script],
+            "path0": str(tmp_path),
+            "cwd": run_dir,
+            "job_id": str(job_id),
+            "worker_only": "1",
+            "stdin": "/dev/null",
+        }
+    # Between jobs a warm worker keeps the next one ready; that process goes with the worker.
+    spare = runner.trainers.pid
+    assert (spare is not None) == warm
+    runner.trainers.close()
+    if spare is not None:
+        with pytest.raises(ProcessLookupError):
+            os.kill(spare, 0)
+
+
+def test_a_spare_trainer_process_that_died_waiting_is_replaced_by_a_cold_one(
+    make_runner: Callable[..., TrainingRunner], db: Database
+) -> None:
+    runner = make_runner(SELF_REPORT)
+    first = queue_job(db, name="first")
+    runner.serve()
+    spare = runner.trainers.pid
+    assert spare is not None
+    os.kill(spare, signal.SIGKILL)
+    second = queue_job(db, name="second")
+    runner.serve()
+    facts = self_reports(db, first, second)
+    assert facts[1]["preloaded"] is False and facts[1]["pid"] != spare

@@ -49,6 +49,7 @@ class Reporter:
         self.final_metrics: dict[str, float] = {}
         self.batch = 0
         self.stop = threading.Event()
+        self.label_plot = threading.Thread()  # replaced once the trainer exists
 
     def attach(self, model: Any) -> None:
         model.add_callback("on_pretrain_routine_start", self.on_pretrain_routine_start)
@@ -61,6 +62,15 @@ class Reporter:
 
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         self.sdk.report_progress(0, trainer.epochs, phase=Phase.SETUP)
+        # The labels plot (seconds of matplotlib) is drawn beside the first epoch's batches instead of
+        # before them; it is done before that epoch's validation, the next thing to plot.
+        plot = trainer.plot_training_labels
+        trainer.plot_training_labels = lambda: self.label_plot.start()
+        self.label_plot = threading.Thread(target=plot, name="labels-plot", daemon=True)
+
+    def _labels_plotted(self) -> None:
+        if self.label_plot.is_alive():
+            self.label_plot.join()
 
     def on_train_start(self, trainer: Any) -> None:
         self.started = time.monotonic()
@@ -82,6 +92,7 @@ class Reporter:
         )
 
     def on_train_epoch_end(self, trainer: Any) -> None:
+        self._labels_plotted()
         batches = len(trainer.train_loader)
         eta = self._eta(trainer, trainer.epoch + 1)
         self.sdk.report_progress(
@@ -255,6 +266,22 @@ def _model_facts(names: Any, imgsz: Any) -> dict[str, Any]:
         "imgsz": int(imgsz) if isinstance(imgsz, int) else None,
         "package_versions": {name: version(name) for name in ("ultralytics", "torch")},
     }
+
+
+def preload() -> None:
+    """In a worker's spare trainer process (workers/trainer_host.py): import what every run imports,
+    so a job's first seconds go to its own work. Nothing here touches a device or a job's files."""
+    prepare_offline(Path(os.environ["YOLO_CONFIG_DIR"]))
+    # Ultralytics' augmentations, label and metric plots, results.csv, the model summary's FLOPs, and
+    # what its seeding's deterministic mode imports (torch._inductor: seconds on its own).
+    import albumentations  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401
+    import polars  # noqa: F401
+    import thop  # noqa: F401
+    import torch._inductor  # noqa: F401
+    import ultralytics.data.build  # datasets and loaders
+    import ultralytics.models.yolo  # every task's trainer and validator
+    import ultralytics.utils.plotting  # noqa: F401
 
 
 def main() -> None:
