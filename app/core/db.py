@@ -12,13 +12,14 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from app.core.settings import get_settings
 
 log = logging.getLogger("app.backend")
 BUSY_SECONDS = 30  # how long a writer waits for another one before "database is locked"
+READ_ONLY = "trainyard_read_only"  # execution option of `Database.reading`'s connections
 
 
 class Base(DeclarativeBase):
@@ -103,6 +104,12 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            # A reader needs no lock at all: WAL gives it a snapshot at its first read while the writer
+            # goes on. Taking the write lock to read made a stream's read wait for (and hold up) every
+            # write of the other processes, hundreds of milliseconds while a worker reports in a burst.
+            conn.exec_driver_sql("BEGIN")
+            return
         dbapi_conn = conn.connection.dbapi_connection
         dbapi_conn.take_write_lock()
         try:
@@ -119,6 +126,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.reader = self.engine.execution_options(**{READ_ONLY: True})
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -132,6 +140,14 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection that only reads, in one transaction rolled back at the end; on SQLite without the
+        write lock, so it neither waits for writers nor holds them up. For hot reads that need no ORM
+        objects (an SSE feed reads after every event)."""
+        with self.reader.connect() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -8,11 +8,12 @@ database, so a lost publish loses nothing.
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
@@ -56,7 +57,17 @@ def lock_job(
     return job
 
 
-def envelope(event: JobEvent) -> dict[str, Any]:
+class EventRow(Protocol):
+    """A stored event as read (a JobEvent, or a row of `events_after`)."""
+
+    job_id: int
+    seq: int
+    type: str
+    ts: datetime
+    data: dict[str, Any]
+
+
+def envelope(event: EventRow) -> dict[str, Any]:
     return {
         "job_id": event.job_id,
         "seq": event.seq,
@@ -108,16 +119,22 @@ def publish(job_id: int, message: str) -> None:
         log.warning("could not publish an event of job %s", job_id, exc_info=True)
 
 
-def last_seq(session: Session, job_id: int) -> int:
+# Built once: an SSE feed reads after every event, and building a statement took longer than running it.
+_LAST_SEQ = select(TrainingJob.last_event_seq).where(TrainingJob.id == bindparam("job_id"))
+_EVENTS_AFTER = (
+    select(JobEvent.job_id, JobEvent.seq, JobEvent.type, JobEvent.ts, JobEvent.data)
+    .where(JobEvent.job_id == bindparam("job_id"), JobEvent.seq > bindparam("after"))
+    .order_by(JobEvent.seq)
+    .limit(bindparam("limit"))
+)
+
+
+def last_seq(db: Session | Connection, job_id: int) -> int:
     """The seq of the job's last committed event (0 for none, or no such job)."""
-    return session.scalar(select(TrainingJob.last_event_seq).where(TrainingJob.id == job_id)) or 0
+    return db.scalar(_LAST_SEQ, {"job_id": job_id}) or 0
 
 
-def events_after(session: Session, job_id: int, after: int, limit: int = 1000) -> list[JobEvent]:
-    stmt = (
-        select(JobEvent)
-        .where(JobEvent.job_id == job_id, JobEvent.seq > after)
-        .order_by(JobEvent.seq)
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
+def events_after(db: Session | Connection, job_id: int, after: int, limit: int = 1000) -> Sequence[EventRow]:
+    """The job's events after seq `after`, in order (rows with the fields of `envelope`)."""
+    rows = db.execute(_EVENTS_AFTER, {"job_id": job_id, "after": after, "limit": limit})
+    return rows.all()

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, select
 
 from app.core import fanout
 from app.core.db import Database
@@ -27,6 +26,12 @@ from app.core.redis import job_channel
 from app.models import JobEvent, TrainingJob
 
 log = logging.getLogger("app.backend")
+
+# Built once, like the reads of app/core/events.py: a feed reads after every event.
+_STATUS = select(TrainingJob.status).where(TrainingJob.id == bindparam("job_id"))
+_LAST_STATUS_SEQ = select(func.max(JobEvent.seq)).where(
+    JobEvent.job_id == bindparam("job_id"), JobEvent.type == EventType.STATUS
+)
 
 
 @dataclass
@@ -43,32 +48,28 @@ class JobEventStream:
         self.is_disconnected = is_disconnected
         self.finished = False
 
-    def _final_seq(self, session: Session) -> int | None:
+    def _final_seq(self, connection: Connection) -> int | None:
         """The seq of the job's final status event: its last status event, once its status is terminal.
         The status is read first: if a resume commits after that read, its `queued` event is newer
         than the stopped one, which therefore is not taken for the end."""
-        status = session.scalar(select(TrainingJob.status).where(TrainingJob.id == self.job_id))
+        status = connection.scalar(_STATUS, {"job_id": self.job_id})
         if status not in TERMINAL:
             return None
-        last: int | None = session.scalar(
-            select(func.max(JobEvent.seq)).where(
-                JobEvent.job_id == self.job_id, JobEvent.type == EventType.STATUS
-            )
-        )
+        last: int | None = connection.scalar(_LAST_STATUS_SEQ, {"job_id": self.job_id})
         return last
 
     def _load(self, after: int) -> Batch:
-        with self.db.session() as session:
-            final = self._final_seq(session)
-            return Batch([envelope(e) for e in events_after(session, self.job_id, after)], final)
+        with self.db.reading() as connection:
+            final = self._final_seq(connection)
+            return Batch([envelope(e) for e in events_after(connection, self.job_id, after)], final)
 
     async def _read(self, after: int) -> Batch:
         return await anyio.to_thread.run_sync(self._load, after)
 
     async def _last_seq(self) -> int:
         def read() -> int:
-            with self.db.session() as session:
-                return last_seq(session, self.job_id)
+            with self.db.reading() as connection:
+                return last_seq(connection, self.job_id)
 
         return await anyio.to_thread.run_sync(read)
 
@@ -110,16 +111,10 @@ class JobEventStream:
 
     def _final_event(self) -> dict[str, Any] | None:
         """The job's final status event, or None while the job may still change."""
-        with self.db.session() as session:
-            final = self._final_seq(session)
-            row = (
-                None
-                if final is None
-                else session.scalar(
-                    select(JobEvent).where(JobEvent.job_id == self.job_id, JobEvent.seq == final)
-                )
-            )
-            return envelope(row) if row is not None else None
+        with self.db.reading() as connection:
+            final = self._final_seq(connection)
+            rows = events_after(connection, self.job_id, final - 1, limit=1) if final is not None else []
+            return envelope(rows[0]) if rows else None
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Every event after `after`, exactly once and in order, until the job's final status event."""

@@ -3,14 +3,18 @@
 import json
 import threading
 import time
+from contextlib import aclosing
 from typing import Any
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 
 from app.core.db import Database
+from app.core.events import EventType, lock_job, record_event
 from app.training import state
 from app.training.reports import apply_report
+from app.training.stream import JobEventStream
 from tests.factories import make_job
 from trainyard_sdk.reports import CheckpointReport, LogReport, MetricsReport, ProgressReport
 
@@ -100,6 +104,29 @@ def test_live_stream_follows_a_running_job(client: TestClient, db: Database) -> 
     assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
     assert [e["data"]["epoch"] for e in received if e["type"] == "progress"] == [1, 2, 3]
     assert received[-1]["data"]["status"] == "completed"
+
+
+def test_a_stream_is_not_held_up_by_a_transaction_in_progress(db: Database) -> None:
+    """While a worker's transaction is still open, a stream sends what is committed (not what is not)
+    at once: its reads never wait for a writer (on SQLite they used to take the write lock)."""
+    with db.session() as s:
+        job_id = make_job(s).id
+
+    async def never() -> bool:
+        return False
+
+    async def first_event() -> dict[str, Any]:
+        with anyio.fail_after(10):
+            async with aclosing(JobEventStream(db, job_id, 0, never).events()) as events:
+                async for event in events:
+                    return event
+        raise AssertionError("the stream ended without an event")
+
+    with db.session() as worker:
+        job = lock_job(worker, job_id)
+        record_event(worker, job, EventType.PROGRESS, {"epoch": 1, "epochs": 2})
+        event = anyio.run(first_event)
+    assert (event["seq"], event["data"]["status"]) == (1, "queued")
 
 
 def test_read_endpoints_show_what_was_reported(client: TestClient, db: Database) -> None:
