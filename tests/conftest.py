@@ -120,8 +120,11 @@ def env(
 
 @pytest.fixture
 def db(env: Path, database_url: str, redis_client: redis.Redis) -> Iterator[Database]:
+    from app.inference.recent_models import recent_models
+
     database = Database(database_url)
     _truncate(database)
+    recent_models.forget_all()  # ids start over: nothing resolved against the last test's rows
     redis_client.flushdb()
     yield database
     database.dispose()

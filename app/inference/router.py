@@ -18,6 +18,7 @@ from app.core.settings import get_settings
 from app.inference import schemas, service
 from app.inference.job_stream import job_events
 from app.inference.protocol import model_ref
+from app.inference.recent_models import recent_models
 from app.inference.service import Params, Upload
 from app.model_registry.service import get_model
 from app.models import ModelStatus
@@ -66,10 +67,18 @@ async def infer(
         )
     wait = timeout or settings.inference_timeout_seconds
 
+    uploads = _uploads(files)
+    cached = recent_models.get(principal, model_id, project_id, task)
+
     def resolve_check_and_send() -> service.Sent:
-        with db.session() as session:
-            ref = model_ref(service.resolve_model(session, principal, model_id, project_id, task))
-            images = service.images_of(session, principal, _uploads(files), keys or [])
+        ref = cached
+        if ref is not None and not keys:  # a model resolved a moment ago, and nothing to look up
+            service.require_images(uploads, [])
+            images = service.uploaded_images(uploads)
+        else:
+            with db.session() as session:
+                ref = ref or recent_models.resolve(session, principal, model_id, project_id, task)
+                images = service.images_of(session, principal, uploads, keys or [])
         return service.send(ref, images, Params(conf, iou, imgsz, max_det, top_k), wait)
 
     # The blocking part in one trip to a thread; the wait for the worker holds none (a sync endpoint

@@ -138,13 +138,23 @@ def check_upload(upload: Upload) -> None:
     upload.file.seek(0)
 
 
+def require_images(uploads: list[Upload], keys: list[str]) -> None:
+    """422 when the request has no image at all."""
+    if not uploads and not keys:
+        raise invalid("files", "send at least one image (files) or storage key (keys)")
+
+
 def checked_keys(
     session: Session, principal: Principal, uploads: list[Upload], keys: list[str]
 ) -> list[dict[str, Any]]:
     """The request's storage keys as images, checked; 422 when the request has no image at all."""
-    if not uploads and not keys:
-        raise invalid("files", "send at least one image (files) or storage key (keys)")
+    require_images(uploads, keys)
     return [{"name": k, "key": check_storage_key(session, principal, k)} for k in keys]
+
+
+def uploaded_images(uploads: list[Upload]) -> list[dict[str, Any]]:
+    """The uploads as bytes, checked."""
+    return [{"name": u.name, "bytes": read_upload(u)} for u in uploads]
 
 
 def images_of(
@@ -152,7 +162,7 @@ def images_of(
 ) -> list[dict[str, Any]]:
     """The request's images: uploads as bytes (checked), storage keys as keys (checked)."""
     stored = checked_keys(session, principal, uploads, keys)
-    return [{"name": u.name, "bytes": read_upload(u)} for u in uploads] + stored
+    return uploaded_images(uploads) + stored
 
 
 def stage_blobs(pipe: Any, request_id: str, images: list[dict[str, Any]], ttl: int) -> list[dict[str, Any]]:
