@@ -36,7 +36,9 @@ def submit_job(db: Database, body: schemas.JobCreate, principal: Principal) -> s
     the 201 (the job is sent to the queue and its event published only once it is)."""
     check_rate("submit", str(principal.key_id), get_settings().submit_rate)
     with db.session() as session:
-        return service.to_read(service.create_job(session, body, principal))
+        job = service.create_job(session, body, principal)
+    # Read back after the commit: on SQLite no other writer waits while the answer is built.
+    return service.to_read(job)
 
 
 @router.get("/jobs", response_model=schemas.JobPage)
