@@ -115,8 +115,14 @@ def resolve_config(
         command=lambda v: cli_preview(task, v, model=model, data=data),
         warnings=_warnings(values, explicit={**(base_config or {}), **overrides}),
     )
-    log.info("resolved %s/%s config (%s mode): %s", framework, task, mode, resolved.cli_preview)
+    # The overrides say what differs from the base; rendering the whole command line for the log cost every
+    # job submission as much as resolving (the preview is rendered when it is read: API, dashboard, CLI).
+    log.info("resolved %s/%s config (%s mode), overrides: %s", framework, task, mode, _shown(overrides))
     return resolved
+
+
+def _shown(overrides: Mapping[str, Any]) -> str:
+    return " ".join(f"{key}={_cli_value(value)}" for key, value in overrides.items()) or "none"
 
 
 def _warnings(values: Mapping[str, Any], explicit: Mapping[str, Any]) -> list[str]:

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core import auth
 from app.core.db import Database
 from app.core.settings import get_settings
+from app.keys.service import revoke_key
 from tests.auth.conftest import World, assert_problem, snapshot
-from tests.conftest import clear_caches
+from tests.conftest import bearer_headers, clear_caches, make_api_key
 from tests.dataset_api.conftest import files_under
 
 pytestmark = pytest.mark.integration
@@ -218,3 +220,23 @@ def test_refused_folders_do_not_show_server_paths(api: TestClient, db: Database,
         for who in (alpha, beta):
             response = api.post("/api/v1/training/jobs", json=job(path), headers=who)
             assert response.status_code in (404, 422) and str(storage) not in response.text, response.text
+
+
+def test_a_key_revoked_by_this_process_is_refused_at_once(
+    api: TestClient, db: Database, world: World, yolo_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API keeps a key it checked for a few seconds, but never past a revocation made in its process."""
+    monkeypatch.setattr(auth, "recent_keys", auth.RecentKeys(seconds=3600))  # however slow this test runs
+    key = make_api_key(db, "member", ["alpha"])
+    first = api.post(
+        "/api/v1/training/jobs", json=job(str(yolo_dataset), name="before"), headers=bearer_headers(key)
+    )
+    assert first.status_code == 201, first.text  # the key is now among the recently checked
+    with db.session() as session:
+        revoke_key(session, key)
+    before = snapshot(db)
+    refused = api.post(
+        "/api/v1/training/jobs", json=job(str(yolo_dataset), name="after"), headers=bearer_headers(key)
+    )
+    assert assert_problem(refused, 401)["code"] == "UNAUTHORIZED"
+    assert snapshot(db) == before
