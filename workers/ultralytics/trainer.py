@@ -272,16 +272,21 @@ def preload() -> None:
     """In a worker's spare trainer process (workers/trainer_host.py): import what every run imports,
     so a job's first seconds go to its own work. Nothing here touches a device or a job's files."""
     prepare_offline(Path(os.environ["YOLO_CONFIG_DIR"]))
-    # Ultralytics' augmentations, label and metric plots, results.csv, the model summary's FLOPs, and
-    # what its seeding's deterministic mode imports (torch._inductor: seconds on its own).
+    # Ultralytics' augmentations, label and metric plots, results.csv, the model summary's FLOPs, what
+    # its validator imports (torchvision) and its seeding's deterministic mode (torch._inductor: seconds).
     import albumentations  # noqa: F401
+    import matplotlib.backends.backend_agg
     import matplotlib.pyplot  # noqa: F401
     import polars  # noqa: F401
     import thop  # noqa: F401
     import torch._inductor  # noqa: F401
+    import torchvision  # noqa: F401
     import ultralytics.data.build  # datasets and loaders
     import ultralytics.models.yolo  # every task's trainer and validator
     import ultralytics.utils.plotting  # noqa: F401
+    from PIL import Image
+
+    Image.init()  # every image format's plugin
 
 
 def main() -> None:
