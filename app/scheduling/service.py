@@ -20,6 +20,7 @@ from app.core.jobs import ACTIVE, JobStatus
 from app.models import Project, SchedulerState, TrainingJob
 from app.models.base import utcnow
 from app.scheduling.policy import Load, Waiting, choose, order
+from app.scheduling.pools import serving
 from app.scheduling.priorities import Priority
 
 # How many recent attempts estimate a job's duration (for "starts in about ...").
@@ -175,14 +176,13 @@ def explain(session: Session, job_ids: Iterable[int], workers: list[dict[str, An
     current = loads(session)
     line = order(queued, current)
     names = dict(session.execute(select(Project.id, Project.name)).all())
-    serving = [w for w in workers if "training" in w.get("queues", []) and w.get("status") == "online"]
     duration = mean_duration(session)
     found: dict[int, Pending] = {}
     ahead_by_priority: Counter[int] = Counter()  # the jobs ahead so far: one pass, however long the line
     for place, (job, borrows) in enumerate(line, start=1):
         if job.id in wanted:
             higher = sum(n for level, n in ahead_by_priority.items() if level > job.priority)
-            pool_workers = [w for w in serving if job.pool is None or w.get("pool") == job.pool]
+            pool_workers = serving(workers, job.pool)
             kind, reason = _why(job, place, borrows, higher, pool_workers, held, current, names)
             estimate = None
             if duration is not None and pool_workers:
