@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, case, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.core.jobs import ACTIVE, JobStatus
 from app.models import Project, SchedulerState, TrainingJob
 from app.models.base import utcnow
-from app.scheduling.policy import Load, Waiting, choose, order
+from app.scheduling.policy import Group, Load, Waiting, choose, order, place
 from app.scheduling.pools import serving
 from app.scheduling.priorities import Priority
 
@@ -138,20 +138,57 @@ class Pending:
         }
 
 
-def _queued(session: Session) -> tuple[list[Waiting], dict[int, datetime]]:
-    """Every queued job, and when those held back (a retry's backoff) may start."""
-    rows = session.execute(
-        select(
-            TrainingJob.id,
-            TrainingJob.project_id,
-            TrainingJob.priority,
-            TrainingJob.pool,
-            TrainingJob.dispatched_at,
-        ).where(TrainingJob.status == JobStatus.QUEUED)
+# Explaining more jobs than this at once (a page of the jobs list, /metrics) builds the whole line instead
+# of counting each job's place in it.
+COUNTED_UP_TO = 20
+
+
+def _queued(session: Session, among: set[int] | None = None) -> tuple[list[Waiting], dict[int, datetime]]:
+    """The queued jobs (those `among` these ids, if given), and when those held back (a retry's backoff)
+    may start. Plain rows of the table, and timestamps decoded only for the few held back: the whole
+    queue may be read."""
+    jobs = TrainingJob.__table__.c
+    queued = [jobs.status == JobStatus.QUEUED, *([jobs.id.in_(among)] if among is not None else [])]
+    rows = session.execute(select(jobs.id, jobs.project_id, jobs.priority, jobs.pool).where(*queued)).all()
+    held = session.execute(
+        select(TrainingJob.id, TrainingJob.dispatched_at).where(*queued, TrainingJob.dispatched_at > utcnow())
     ).all()
-    now = utcnow()
-    held = {row[0]: row[4] for row in rows if row[4] is not None and row[4] > now}
-    return [Waiting(*row[:4]) for row in rows], held
+    return [Waiting(*row) for row in rows], {job_id: until for job_id, until in held if until is not None}
+
+
+def _counted(
+    session: Session, jobs: list[Waiting], current: dict[int, Load]
+) -> dict[int, tuple[int, int, bool]]:
+    """Each job's (place, jobs of a higher priority ahead, borrows) from one count of the queue by project
+    and priority (policy.place), not from the whole line."""
+    c = TrainingJob.__table__.c
+    older = [func.sum(case((c.id < job.id, 1), else_=0)) for job in jobs]
+    rows = session.execute(
+        select(c.project_id, c.priority, func.count(), *older)
+        .where(c.status == JobStatus.QUEUED)
+        .group_by(c.project_id, c.priority)
+    ).all()
+    found = {}
+    for n, job in enumerate(jobs):
+        groups = [Group(row[0], row[1], row[2], int(row[3 + n])) for row in rows]
+        # On PostgreSQL the job may have started since it was read (each statement sees its own snapshot).
+        if any((g.project_id, g.priority) == (job.project_id, job.priority) for g in groups):
+            found[job.id] = place(job, groups, current)
+    return found
+
+
+def _lined_up(
+    queued: list[Waiting], wanted: set[int], current: dict[int, Load]
+) -> dict[int, tuple[int, int, bool]]:
+    """`_counted`, read off the whole line (policy.order): cheaper than counting for many jobs."""
+    found = {}
+    ahead_by_priority: Counter[int] = Counter()  # the jobs ahead so far: one pass, however long the line
+    for position, (job, borrows) in enumerate(order(queued, current), start=1):
+        if job.id in wanted:
+            higher = sum(n for level, n in ahead_by_priority.items() if level > job.priority)
+            found[job.id] = (position, higher, borrows)
+        ahead_by_priority[job.priority] += 1
+    return found
 
 
 def mean_duration(session: Session) -> float | None:
@@ -170,27 +207,28 @@ def explain(session: Session, job_ids: Iterable[int], workers: list[dict[str, An
     """For the queued jobs among `job_ids`: their place in line, why they wait and an estimated start.
     `workers`: the live workers of the registry (app/core/workers.py), with `pool` and `current_job`."""
     wanted = set(job_ids)
-    queued, held = _queued(session)
-    if not wanted & {job.id for job in queued}:
+    counting = len(wanted) <= COUNTED_UP_TO
+    queued, held = _queued(session, wanted if counting else None)
+    jobs = [job for job in queued if job.id in wanted]
+    if not jobs:
         return {}
     current = loads(session)
-    line = order(queued, current)
+    places = _counted(session, jobs, current) if counting else _lined_up(queued, wanted, current)
     names = dict(session.execute(select(Project.id, Project.name)).all())
     duration = mean_duration(session)
     found: dict[int, Pending] = {}
-    ahead_by_priority: Counter[int] = Counter()  # the jobs ahead so far: one pass, however long the line
-    for place, (job, borrows) in enumerate(line, start=1):
-        if job.id in wanted:
-            higher = sum(n for level, n in ahead_by_priority.items() if level > job.priority)
-            pool_workers = serving(workers, job.pool)
-            kind, reason = _why(job, place, borrows, higher, pool_workers, held, current, names)
-            estimate = None
-            if duration is not None and pool_workers:
-                estimate = round((place - 1) // len(pool_workers) * duration + duration / 2, 1)
-                if job.id in held:  # a retry does not start before its backoff ends, whatever its place
-                    estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
-            found[job.id] = Pending(place, kind, reason, estimate)
-        ahead_by_priority[job.priority] += 1
+    for job in jobs:
+        if job.id not in places:  # no longer queued
+            continue
+        position, higher, borrows = places[job.id]
+        pool_workers = serving(workers, job.pool)
+        kind, reason = _why(job, position, borrows, higher, pool_workers, held, current, names)
+        estimate = None
+        if duration is not None and pool_workers:
+            estimate = round((position - 1) // len(pool_workers) * duration + duration / 2, 1)
+            if job.id in held:  # a retry does not start before its backoff ends, whatever its place
+                estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
+        found[job.id] = Pending(position, kind, reason, estimate)
     return found
 
 
