@@ -44,8 +44,8 @@ class Load:
 
 
 def standing(priority: int, load: Load, started: int = 0) -> tuple[bool, bool, float, float, int]:
-    """`rank` but the job's id: what a job of `priority` heading its project weighs, once `started` more of
-    the project's jobs started (each one more running and one more recent start). Second item: at quota."""
+    """`rank` without the job's id: what a job of `priority` heading its project weighs once `started` more
+    of the project's jobs started (each one more running and one more recent start). Second item: at quota."""
     running, recent = load.running + started, load.recent + started
     at_quota = load.quota is not None and running >= load.quota
     return (priority < Priority.URGENT, at_quota, running / load.weight, recent / load.weight, -priority)
@@ -71,7 +71,7 @@ def order(queued: list[Waiting], loads: dict[int, Load]) -> list[tuple[Waiting, 
 
     A project's jobs start in its own order (priority, then age), the k-th once k of them started: its
     rank is then `rank` with k more running and k more recent starts. Within a project that rank only
-    grows with k (the share (running + k) / weight does; urgency and quota only turn from False to True),
+    grows with k (the share (running + k) / weight does; "not urgent" and "at quota" only turn true),
     so repeated `choose` merges the projects' lines: it is a sort of every job by that rank, without
     simulating each start."""
     by_project: dict[int, list[Waiting]] = {}
