@@ -78,10 +78,14 @@ def _not_held(job: type[TrainingJob]) -> Any:
     return or_(job.dispatched_at.is_(None), job.dispatched_at <= utcnow())
 
 
+# The inner query's jobs, named apart from the outer's; made once: an alias adapts its columns on first use.
+_CANDIDATE = aliased(TrainingJob, name="candidate")
+
+
 def heads(session: Session, pool: str | None) -> list[Waiting]:
     """Each project's best queued job that a worker of `pool` may run: one probe of ix_training_jobs_head
     per project (its first entry that qualifies), never a sort of the whole queue."""
-    candidate = aliased(TrainingJob)
+    candidate = _CANDIDATE
     head = (
         select(candidate.id)
         .where(
