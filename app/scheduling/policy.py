@@ -77,14 +77,15 @@ def order(queued: list[Waiting], loads: dict[int, Load]) -> list[tuple[Waiting, 
     by_project: dict[int, list[Waiting]] = {}
     for job in sorted(queued, key=lambda j: (-j.priority, j.id)):
         by_project.setdefault(job.project_id, []).append(job)
+    # (standing, id) sorts as `rank` does, without a call to unpack one tuple into another per job.
     ranked = [
-        (rank(job, load, started), job)
+        ((standing(job.priority, load, started), job.id), job)
         for project_id, jobs in by_project.items()
         for load in [loads.get(project_id, Load())]
         for started, job in enumerate(jobs)
     ]
     ranked.sort(key=itemgetter(0))  # no two ranks are equal: each ends with its job's id
-    return [(job, key[1]) for key, job in ranked]
+    return [(job, key[0][1]) for key, job in ranked]
 
 
 @dataclass(frozen=True)
