@@ -1,7 +1,18 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base
@@ -14,8 +25,10 @@ class TrainingJob(Base):
     __tablename__ = "training_jobs"
     __table_args__ = (
         UniqueConstraint("project_id", "slug", name="uq_training_jobs_project_slug"),
-        # The scheduler's question: the best queued job of each project (app/scheduling/).
-        Index("ix_training_jobs_queue", "status", "project_id", "priority", "id"),
+        # The scheduler's questions (app/scheduling/): the best queued job of each project, read first
+        # (priority descending, then age), and the jobs each project started within the fair-share window.
+        Index("ix_training_jobs_head", "status", "project_id", text("priority DESC"), "id"),
+        Index("ix_training_jobs_started", "started_at", "project_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

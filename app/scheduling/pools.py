@@ -32,3 +32,15 @@ def check_pool(pool: str, workers: list[dict[str, Any]]) -> str:
 def queue_names(workers: list[dict[str, Any]]) -> list[str]:
     """The Celery queues messages wait in: the fixed ones, and the training queue of each known pool."""
     return [*(q.value for q in Queue), *(training_queue(pool) for pool in sorted(known_pools(workers)))]
+
+
+def serving(workers: list[dict[str, Any]], pool: str | None) -> list[dict[str, Any]]:
+    """The online workers of the registry (app/core/workers.py) that run training jobs needing `pool`
+    (None: any training worker, all of which consume the shared training queue)."""
+    return [
+        w
+        for w in workers
+        if w.get("status") == "online"
+        and Queue.TRAINING in w.get("queues", [])
+        and (pool is None or w.get("pool") == pool)
+    ]

@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, case, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from app.core.jobs import ACTIVE, JobStatus
 from app.models import Project, SchedulerState, TrainingJob
 from app.models.base import utcnow
-from app.scheduling.policy import Load, Waiting, choose, order
+from app.scheduling.policy import Group, Load, Waiting, choose, order, place
+from app.scheduling.pools import serving
 from app.scheduling.priorities import Priority
 
 # How many recent attempts estimate a job's duration (for "starts in about ...").
@@ -49,19 +50,16 @@ def serialize(session: Session) -> None:
 
 def loads(session: Session) -> dict[int, Load]:
     """Every project's running jobs, quota, weight and jobs started within the fair-share window."""
-    running = dict(
-        session.execute(
-            select(TrainingJob.project_id, func.count())
-            .where(TrainingJob.status.in_(list(ACTIVE)))
-            .group_by(TrainingJob.project_id)
-        ).all()
+    # Counted here rather than with GROUP BY project_id: a grouped count lets a planner prefer walking the
+    # project_id index over the whole table (SQLite does) to the few rows ix_training_jobs_head and
+    # ix_training_jobs_started hold for these conditions.
+    running = Counter(
+        session.scalars(select(TrainingJob.project_id).where(TrainingJob.status.in_(list(ACTIVE))))
     )
-    recent = dict(
-        session.execute(
-            select(TrainingJob.project_id, func.count())
-            .where(TrainingJob.started_at >= utcnow() - FAIR_SHARE_WINDOW)
-            .group_by(TrainingJob.project_id)
-        ).all()
+    recent = Counter(
+        session.scalars(
+            select(TrainingJob.project_id).where(TrainingJob.started_at >= utcnow() - FAIR_SHARE_WINDOW)
+        )
     )
     rows = session.execute(select(Project.id, Project.gpu_quota, Project.share_weight)).all()
     return {
@@ -70,32 +68,42 @@ def loads(session: Session) -> dict[int, Load]:
     }
 
 
-def _eligible(pool: str | None) -> Any:
+def _eligible(job: type[TrainingJob], pool: str | None) -> Any:
     """Jobs a worker of `pool` may run: those that need no pool, and those that need its own."""
-    return or_(TrainingJob.pool.is_(None), TrainingJob.pool == pool) if pool else TrainingJob.pool.is_(None)
+    return or_(job.pool.is_(None), job.pool == pool) if pool else job.pool.is_(None)
 
 
-def _not_held() -> Any:
+def _not_held(job: type[TrainingJob]) -> Any:
     """Not held back: a retry waits out its backoff (`dispatched_at` is then in the future)."""
-    return or_(TrainingJob.dispatched_at.is_(None), TrainingJob.dispatched_at <= utcnow())
+    return or_(job.dispatched_at.is_(None), job.dispatched_at <= utcnow())
+
+
+# The inner query's jobs, named apart from the outer's; made once: an alias adapts its columns on first use.
+_CANDIDATE = aliased(TrainingJob, name="candidate")
 
 
 def heads(session: Session, pool: str | None) -> list[Waiting]:
-    """Each project's best queued job that a worker of `pool` may run (one query, whatever the queue)."""
-    ranked = (
-        select(
-            TrainingJob.id,
-            TrainingJob.project_id,
-            TrainingJob.priority,
-            TrainingJob.pool,
-            func.row_number()
-            .over(partition_by=TrainingJob.project_id, order_by=(TrainingJob.priority.desc(), TrainingJob.id))
-            .label("place"),
+    """Each project's best queued job that a worker of `pool` may run: one probe of ix_training_jobs_head
+    per project (its first entry that qualifies), never a sort of the whole queue."""
+    candidate = _CANDIDATE
+    head = (
+        select(candidate.id)
+        .where(
+            candidate.project_id == Project.id,
+            candidate.status == JobStatus.QUEUED,
+            _not_held(candidate),
+            _eligible(candidate, pool),
         )
-        .where(TrainingJob.status == JobStatus.QUEUED, _not_held(), _eligible(pool))
-        .subquery()
+        .order_by(candidate.priority.desc(), candidate.id)
+        .limit(1)
+        .correlate(Project)
+        .scalar_subquery()
     )
-    rows = session.execute(select(ranked).where(ranked.c.place == 1)).all()
+    rows = session.execute(
+        select(TrainingJob.id, TrainingJob.project_id, TrainingJob.priority, TrainingJob.pool).where(
+            TrainingJob.id.in_(select(head).select_from(Project))
+        )
+    ).all()
     return [Waiting(row.id, row.project_id, row.priority, row.pool) for row in rows]
 
 
@@ -134,20 +142,57 @@ class Pending:
         }
 
 
-def _queued(session: Session) -> tuple[list[Waiting], dict[int, datetime]]:
-    """Every queued job, and when those held back (a retry's backoff) may start."""
-    rows = session.execute(
-        select(
-            TrainingJob.id,
-            TrainingJob.project_id,
-            TrainingJob.priority,
-            TrainingJob.pool,
-            TrainingJob.dispatched_at,
-        ).where(TrainingJob.status == JobStatus.QUEUED)
+# Explaining more jobs than this at once (/metrics, a long page of the jobs list) builds the whole line
+# instead of counting each job's place in it: a default page (50) is still cheaper counted.
+COUNTED_UP_TO = 60
+
+
+def _queued(session: Session, among: set[int] | None = None) -> tuple[list[Waiting], dict[int, datetime]]:
+    """The queued jobs (those `among` these ids, if given), and when those held back (a retry's backoff)
+    may start. Plain rows of the table, and timestamps decoded only for the few held back: the whole
+    queue may be read."""
+    jobs = TrainingJob.__table__.c
+    queued = [jobs.status == JobStatus.QUEUED, *([jobs.id.in_(among)] if among is not None else [])]
+    rows = session.execute(select(jobs.id, jobs.project_id, jobs.priority, jobs.pool).where(*queued)).all()
+    held = session.execute(
+        select(TrainingJob.id, TrainingJob.dispatched_at).where(*queued, TrainingJob.dispatched_at > utcnow())
     ).all()
-    now = utcnow()
-    held = {row[0]: row[4] for row in rows if row[4] is not None and row[4] > now}
-    return [Waiting(*row[:4]) for row in rows], held
+    return [Waiting(*row) for row in rows], {job_id: until for job_id, until in held if until is not None}
+
+
+def _counted(
+    session: Session, jobs: list[Waiting], current: dict[int, Load]
+) -> dict[int, tuple[int, int, bool]]:
+    """Each job's (place, jobs of a higher priority ahead, borrows) from one count of the queue by project
+    and priority (policy.place), not from the whole line."""
+    c = TrainingJob.__table__.c
+    older = [func.sum(case((c.id < job.id, 1), else_=0)) for job in jobs]
+    rows = session.execute(
+        select(c.project_id, c.priority, func.count(), *older)
+        .where(c.status == JobStatus.QUEUED)
+        .group_by(c.project_id, c.priority)
+    ).all()
+    found = {}
+    for n, job in enumerate(jobs):
+        groups = [Group(row[0], row[1], row[2], int(row[3 + n])) for row in rows]
+        # On PostgreSQL the job may have started since it was read (each statement sees its own snapshot).
+        if any((g.project_id, g.priority) == (job.project_id, job.priority) for g in groups):
+            found[job.id] = place(job, groups, current)
+    return found
+
+
+def _lined_up(
+    queued: list[Waiting], wanted: set[int], current: dict[int, Load]
+) -> dict[int, tuple[int, int, bool]]:
+    """`_counted`, read off the whole line (policy.order): cheaper than counting for many jobs."""
+    found = {}
+    ahead_by_priority: Counter[int] = Counter()  # the jobs ahead so far: one pass, however long the line
+    for position, (job, borrows) in enumerate(order(queued, current), start=1):
+        if job.id in wanted:
+            higher = sum(n for level, n in ahead_by_priority.items() if level > job.priority)
+            found[job.id] = (position, higher, borrows)
+        ahead_by_priority[job.priority] += 1
+    return found
 
 
 def mean_duration(session: Session) -> float | None:
@@ -166,28 +211,29 @@ def explain(session: Session, job_ids: Iterable[int], workers: list[dict[str, An
     """For the queued jobs among `job_ids`: their place in line, why they wait and an estimated start.
     `workers`: the live workers of the registry (app/core/workers.py), with `pool` and `current_job`."""
     wanted = set(job_ids)
-    queued, held = _queued(session)
-    if not wanted & {job.id for job in queued}:
+    counting = len(wanted) <= COUNTED_UP_TO
+    queued, held = _queued(session, wanted if counting else None)
+    jobs = [job for job in queued if job.id in wanted]
+    if not jobs:
         return {}
     current = loads(session)
-    line = order(queued, current)
+    places = _counted(session, jobs, current) if counting else _lined_up(queued, wanted, current)
     names = dict(session.execute(select(Project.id, Project.name)).all())
-    serving = [w for w in workers if "training" in w.get("queues", []) and w.get("status") == "online"]
     duration = mean_duration(session)
+    by_pool = {pool: serving(workers, pool) for pool in {job.pool for job in jobs}}
     found: dict[int, Pending] = {}
-    ahead_by_priority: Counter[int] = Counter()  # the jobs ahead so far: one pass, however long the line
-    for place, (job, borrows) in enumerate(line, start=1):
-        if job.id in wanted:
-            higher = sum(n for level, n in ahead_by_priority.items() if level > job.priority)
-            pool_workers = [w for w in serving if job.pool is None or w.get("pool") == job.pool]
-            kind, reason = _why(job, place, borrows, higher, pool_workers, held, current, names)
-            estimate = None
-            if duration is not None and pool_workers:
-                estimate = round((place - 1) // len(pool_workers) * duration + duration / 2, 1)
-                if job.id in held:  # a retry does not start before its backoff ends, whatever its place
-                    estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
-            found[job.id] = Pending(place, kind, reason, estimate)
-        ahead_by_priority[job.priority] += 1
+    for job in jobs:
+        if job.id not in places:  # no longer queued
+            continue
+        position, higher, borrows = places[job.id]
+        pool_workers = by_pool[job.pool]
+        kind, reason = _why(job, position, borrows, higher, pool_workers, held, current, names)
+        estimate = None
+        if duration is not None and pool_workers:
+            estimate = round((position - 1) // len(pool_workers) * duration + duration / 2, 1)
+            if job.id in held:  # a retry does not start before its backoff ends, whatever its place
+                estimate = max(estimate, round((held[job.id] - utcnow()).total_seconds(), 1))
+        found[job.id] = Pending(position, kind, reason, estimate)
     return found
 
 

@@ -9,8 +9,9 @@ through app/training/state.py like every other.
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.core.events import lock_job
@@ -18,6 +19,7 @@ from app.core.jobs import ACTIVE, TERMINAL, JobStatus
 from app.models import DatasetVersion, TrainingJob, VersionStatus
 from app.models.base import utcnow
 from app.scheduling import service as scheduling
+from app.scheduling.pools import serving
 from app.scheduling.priorities import Priority
 from app.training import state
 
@@ -42,17 +44,27 @@ def requeue_expired_leases(session: Session, max_attempts: int, now: datetime | 
 
 
 def redispatch_stale_queued(
-    session: Session, older_than: timedelta, now: datetime | None = None
+    session: Session, older_than: timedelta, workers: list[dict[str, Any]], now: datetime | None = None
 ) -> list[int]:
-    """Queued jobs not taken for a long while get their command again; a duplicate claims nothing."""
+    """Queued jobs not taken for a long while (their message lost) wake their pool's workers again, and
+    their wait for a message starts over. Not one message per job: a woken worker takes job after job,
+    the best each time, whatever woke it (app/training/state.py `claim_next`), so a backlog of thousands
+    would only flood the broker. Each training queue gets as many wake-ups as it has stale jobs, at most
+    as many as the online workers that consume it (`workers`, the registry; at least one when it knows
+    none): counting only the idle ones could leave one asleep, since a busy worker may take a wake-up too."""
     cutoff = (now or utcnow()) - older_than
-    stmt = select(TrainingJob).where(
-        TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at < cutoff
-    )
-    jobs = list(session.scalars(stmt).unique())
-    for job in jobs:
-        state.dispatch(session, job)
-    return [job.id for job in jobs]
+    stale = (TrainingJob.status == JobStatus.QUEUED, TrainingJob.dispatched_at < cutoff)
+    rows = session.execute(
+        select(TrainingJob.id, TrainingJob.attempt, TrainingJob.pool).where(*stale).order_by(TrainingJob.id)
+    ).all()
+    by_pool: dict[str | None, list[tuple[int, int]]] = {}
+    for job_id, attempt, pool in rows:
+        by_pool.setdefault(pool, []).append((job_id, attempt))
+    for pool, jobs in by_pool.items():
+        for job_id, attempt in jobs[: max(1, len(serving(workers, pool)))]:
+            state.wake_after_commit(session, job_id, attempt, pool)
+    session.execute(update(TrainingJob).where(*stale).values(dispatched_at=utcnow()))
+    return [row.id for row in rows]
 
 
 def reclaim_borrowed(session: Session, preempt_for: Priority | None, grace: timedelta) -> list[int]:

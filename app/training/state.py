@@ -177,7 +177,14 @@ def dispatch(session: Session, job: TrainingJob, delay: float | None = None) -> 
 def send_after_commit(session: Session, job: TrainingJob, delay: float | None = None) -> None:
     """The message wakes a worker that may run the job (of its pool); the worker takes whichever queued job
     is best then (`claim_next`), so one message per queued job keeps enough workers awake."""
-    job_id, attempt, queue = job.id, job.attempt, training_queue(job.pool)
+    wake_after_commit(session, job.id, job.attempt, job.pool, delay)
+
+
+def wake_after_commit(
+    session: Session, job_id: int, attempt: int, pool: str | None, delay: float | None = None
+) -> None:
+    """Once the transaction commits, wake a worker of `pool` with a message naming this job (a hint)."""
+    queue = training_queue(pool)
     on_commit(session, lambda: send_task(TaskName.TRAIN, [job_id, attempt], queue, countdown=delay))
 
 

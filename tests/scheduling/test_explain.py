@@ -137,3 +137,15 @@ def test_jobs_not_queued_are_not_explained(db: Database) -> None:
         assert running is not None
         assert scheduling.explain(s, [running], BUSY) == {}
         assert set(scheduling.explain(s, [running, ids["g1"]], BUSY)) == {ids["g1"]}
+
+
+def test_a_whole_page_of_jobs_is_explained_as_each_job_alone(db: Database) -> None:
+    # Many at once (the jobs list, /metrics) read the whole line; one at a time counts the job's place.
+    ids = queue(db)
+    ids |= named(db, "delta", [f"d{n}" for n in range(scheduling.COUNTED_UP_TO // 2)], priority=Priority.LOW)
+    ids |= named(db, "gamma", [f"g{n}" for n in range(2, scheduling.COUNTED_UP_TO // 2)])
+    ids |= named(db, "alpha", ["a-urgent"], priority=Priority.URGENT)
+    together = explained(db, ids, BUSY)
+    assert len(together) == len(ids) > scheduling.COUNTED_UP_TO
+    assert together == {name: explained(db, {name: job_id}, BUSY)[name] for name, job_id in ids.items()}
+    assert sorted(p.position for p in together.values()) == list(range(1, len(ids) + 1))

@@ -3,7 +3,7 @@ line `order` draws from the same rule. No database."""
 
 import random
 
-from app.scheduling.policy import Load, Waiting, choose, order
+from app.scheduling.policy import Group, Load, Waiting, choose, order, place
 from app.scheduling.priorities import Priority
 
 LOW, NORMAL, HIGH, URGENT = Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT
@@ -141,3 +141,39 @@ def test_order_is_choose_repeated_with_the_chosen_project_running_one_more() -> 
         }
         line = [(w.id, borrows) for w, borrows in order(queued, loads)]
         assert line == repeated_choose(queued, loads), (queued, loads)
+
+
+def groups_for(placed: Waiting, queued: list[Waiting]) -> list[Group]:
+    """What app/scheduling/service.py counts in SQL for one job: each project's queued jobs by priority."""
+    keys = {(w.project_id, w.priority) for w in queued}
+    return [
+        Group(p, level, sum(1 for w in queued if (w.project_id, w.priority) == (p, level)), older)
+        for p, level in keys
+        for older in [sum(1 for w in queued if (w.project_id, w.priority) == (p, level) and w.id < placed.id)]
+    ]
+
+
+def test_place_counts_a_job_to_the_same_place_as_order() -> None:
+    rng = random.Random(19)
+    for _ in range(300):
+        projects = rng.randint(1, 5)
+        job_ids = rng.sample(range(1, 200), rng.randint(1, 25))
+        queued = [job(i, rng.randint(1, projects), rng.choice(list(Priority))) for i in job_ids]
+        loads = {
+            p: Load(
+                rng.randint(0, 3),
+                rng.choice([None, 0, 1, 2, 3]),
+                rng.choice([0.5, 1.0, 2.0, 3.0]),
+                rng.randint(0, 4),
+            )
+            for p in range(1, projects + 1)
+            if rng.random() < 0.8
+        }
+        line = order(queued, loads)
+        for position, (waiting, borrows) in enumerate(line, start=1):
+            higher = sum(1 for ahead, _ in line[: position - 1] if ahead.priority > waiting.priority)
+            assert place(waiting, groups_for(waiting, queued), loads) == (position, higher, borrows), (
+                waiting,
+                queued,
+                loads,
+            )

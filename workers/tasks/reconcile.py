@@ -8,6 +8,7 @@ from app.core.settings import get_settings
 from app.core.tasks import TaskName
 from app.scheduling.priorities import preempt_priority
 from app.training import reconcile as repairs
+from app.training.service import live_workers_or_none
 from workers.celery_app import celery_app
 
 log = logging.getLogger("operations.training")
@@ -19,7 +20,7 @@ def reconcile() -> dict[str, list[int]]:
     with get_database().session() as session:
         requeued = repairs.requeue_expired_leases(session, settings.max_attempts)
         redispatched = repairs.redispatch_stale_queued(
-            session, timedelta(seconds=settings.redispatch_after_seconds)
+            session, timedelta(seconds=settings.redispatch_after_seconds), live_workers_or_none()
         )
         released = repairs.release_idle_versions(session)
     with get_database().session() as session:
