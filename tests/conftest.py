@@ -19,6 +19,10 @@ from app.core import migrate
 from app.core.db import Base, Database
 from app.models import SchedulerState
 
+# Test stacks start many workers that train a job or two at most; a spare trainer process for each would
+# cost seconds of CPU apiece (a third more suite time on 2 cores). The stacks that test it turn it on
+# (the training end-to-end and fault-injection stacks, the runner's tests); processes inherit this.
+os.environ.setdefault("TRAINYARD_WARM_TRAINER", "false")
 REDIS_URL = os.environ.get("TRAINYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 PG_ADMIN_URL = os.environ.get("TRAINYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

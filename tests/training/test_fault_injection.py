@@ -57,6 +57,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis)
             "DATABASE_URL": database_url,
             "REDIS_URL": private_redis.url,
             "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+            "TRAINYARD_WARM_TRAINER": "true",  # kills and stops reach jobs run by spare trainers
             **LEASE,
         }
         with running_fleet(root, env) as fleet:

@@ -68,6 +68,7 @@ def production_stack(
             "DATABASE_URL": database_url,
             "REDIS_URL": stack_redis_url,
             "TRAINYARD_IMPORT_ROOTS": str(tmp_path_factory.getbasetemp()),
+            "TRAINYARD_WARM_TRAINER": "true",  # as a worker runs by default: jobs go to its spare trainer
         }
         with api_and_worker(root, env, f"e2e-{root.name}") as (url, key):
             yield url, root / "data" / "storage", key

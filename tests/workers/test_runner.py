@@ -290,8 +290,10 @@ def test_the_next_job_runs_in_a_spare_trainer_process_exactly_as_in_a_cold_one(
 
 
 def test_a_spare_trainer_process_that_died_waiting_is_replaced_by_a_cold_one(
-    make_runner: Callable[..., TrainingRunner], db: Database
+    make_runner: Callable[..., TrainingRunner], db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TRAINYARD_WARM_TRAINER", "true")
+    get_settings.cache_clear()
     runner = make_runner(SELF_REPORT)
     first = queue_job(db, name="first")
     runner.serve()
