@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ class Reporter:
         self.final_metrics: dict[str, float] = {}
         self.batch = 0
         self.stop = threading.Event()
-        self.label_plot = threading.Thread()  # replaced once the trainer exists
+        self.plots_asked: list[Callable[[], None]] = []
+        self.plotting = threading.Thread()
 
     def attach(self, model: Any) -> None:
         model.add_callback("on_pretrain_routine_start", self.on_pretrain_routine_start)
@@ -62,15 +64,20 @@ class Reporter:
 
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         self.sdk.report_progress(0, trainer.epochs, phase=Phase.SETUP)
-        # The labels plot (seconds of matplotlib) is drawn beside the first epoch's batches instead of
-        # before them; it is done before that epoch's validation, the next thing to plot.
+        # The labels plot (seconds of matplotlib) that the setup asks for is drawn beside the first epoch's
+        # batches, from the end of the first one on, so it holds up neither the setup nor the first step;
+        # it is done before that epoch's validation, the next thing to plot.
         plot = trainer.plot_training_labels
-        trainer.plot_training_labels = lambda: self.label_plot.start()
-        self.label_plot = threading.Thread(target=plot, name="labels-plot", daemon=True)
+        trainer.plot_training_labels = lambda: self.plots_asked.append(plot)
 
-    def _labels_plotted(self) -> None:
-        if self.label_plot.is_alive():
-            self.label_plot.join()
+    def _plot_beside_training(self) -> None:
+        while self.plots_asked:
+            self.plotting = threading.Thread(target=self.plots_asked.pop(), name="labels-plot", daemon=True)
+            self.plotting.start()
+
+    def _plots_done(self) -> None:
+        if self.plotting.is_alive():
+            self.plotting.join()
 
     def on_train_start(self, trainer: Any) -> None:
         self.started = time.monotonic()
@@ -90,9 +97,10 @@ class Reporter:
         self.sdk.report_progress(
             trainer.epoch + 1, trainer.epochs, batch=self.batch, batches=batches, eta_s=eta
         )
+        self._plot_beside_training()
 
     def on_train_epoch_end(self, trainer: Any) -> None:
-        self._labels_plotted()
+        self._plots_done()
         batches = len(trainer.train_loader)
         eta = self._eta(trainer, trainer.epoch + 1)
         self.sdk.report_progress(
