@@ -128,17 +128,30 @@ def repeated_choose(queued: list[Waiting], loads: dict[int, Load]) -> list[tuple
     return line
 
 
+def random_workload(
+    rng: random.Random, projects: int, ids: int, jobs: tuple[int, int], recent: bool = False
+) -> tuple[list[Waiting], dict[int, Load]]:
+    """Up to `projects` projects' queued jobs (ids below `ids`) of random priorities, and their loads."""
+    count = rng.randint(1, projects)
+    job_ids = rng.sample(range(1, ids), rng.randint(*jobs))
+    queued = [job(i, rng.randint(1, count), rng.choice(list(Priority))) for i in job_ids]
+    loads = {
+        p: Load(
+            rng.randint(0, 3),
+            rng.choice([None, 0, 1, 2, 3]),
+            rng.choice([0.5, 1.0, 2.0, 3.0]),
+            *([rng.randint(0, 4)] if recent else []),
+        )
+        for p in range(1, count + 1)
+        if rng.random() < 0.8  # some projects have no row yet: running 0, no quota, weight 1
+    }
+    return queued, loads
+
+
 def test_order_is_choose_repeated_with_the_chosen_project_running_one_more() -> None:
     rng = random.Random(17)
     for _ in range(300):
-        projects = rng.randint(1, 4)
-        job_ids = rng.sample(range(1, 100), rng.randint(0, 12))
-        queued = [job(i, rng.randint(1, projects), rng.choice(list(Priority))) for i in job_ids]
-        loads = {
-            p: Load(rng.randint(0, 3), rng.choice([None, 0, 1, 2, 3]), rng.choice([0.5, 1.0, 2.0, 3.0]))
-            for p in range(1, projects + 1)
-            if rng.random() < 0.8  # some projects have no row yet: running 0, no quota, weight 1
-        }
+        queued, loads = random_workload(rng, projects=4, ids=100, jobs=(0, 12))
         line = [(w.id, borrows) for w, borrows in order(queued, loads)]
         assert line == repeated_choose(queued, loads), (queued, loads)
 
@@ -156,19 +169,7 @@ def groups_for(placed: Waiting, queued: list[Waiting]) -> list[Group]:
 def test_place_counts_a_job_to_the_same_place_as_order() -> None:
     rng = random.Random(19)
     for _ in range(300):
-        projects = rng.randint(1, 5)
-        job_ids = rng.sample(range(1, 200), rng.randint(1, 25))
-        queued = [job(i, rng.randint(1, projects), rng.choice(list(Priority))) for i in job_ids]
-        loads = {
-            p: Load(
-                rng.randint(0, 3),
-                rng.choice([None, 0, 1, 2, 3]),
-                rng.choice([0.5, 1.0, 2.0, 3.0]),
-                rng.randint(0, 4),
-            )
-            for p in range(1, projects + 1)
-            if rng.random() < 0.8
-        }
+        queued, loads = random_workload(rng, projects=5, ids=200, jobs=(1, 25), recent=True)
         line = order(queued, loads)
         for position, (waiting, borrows) in enumerate(line, start=1):
             higher = sum(1 for ahead, _ in line[: position - 1] if ahead.priority > waiting.priority)
