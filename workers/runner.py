@@ -52,7 +52,7 @@ from workers.identity import WorkerIdentity
 from workers.inference import sharing
 from workers.inputs import JobSpec, materialize_dataset, prepare
 from workers.lock import GpuLease
-from workers.trainer_process import SpareTrainer
+from workers.trainer_process import SpareTrainer, kill_group
 
 log = logging.getLogger("operations.training")
 
@@ -279,11 +279,11 @@ class Attempt:
         except StaleAttempt as exc:
             log.error("%s; stopping the trainer", exc)
             if child is not None:
-                self._kill(child)
+                kill_group(child)
         finally:
             self.heartbeat.stop()
             if child is not None and child.poll() is None:
-                self._kill(child)
+                kill_group(child)
             if dataset is not None:
                 dataset.release()  # the cache may evict it once no job uses it
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -344,10 +344,10 @@ class Attempt:
         open_streams = 2
         while open_streams:
             if self.heartbeat.lost.is_set():
-                self._kill(child)
+                kill_group(child)
                 return False
             if self.runner.shutdown.is_set():
-                self._kill(child)
+                kill_group(child)
                 self._write(state.hand_back, "worker shut down")
                 return False
             self._pass_on_stop_request(child)
@@ -360,7 +360,7 @@ class Attempt:
                 open_streams -= 1
             elif kind == "invalid":
                 log.error("job %s: the trainer sent a report that is not one: %s", self.spec.job_id, item)
-                self._kill(child)
+                kill_group(child)
                 self._write(
                     state.fail, ErrorCode.INVALID_REPORT, f"the trainer sent an invalid report: {item}"
                 )
@@ -380,7 +380,7 @@ class Attempt:
             child.send_signal(signal.SIGUSR1)
         elif time.monotonic() - self.stop_sent_at > self.runner.settings.stop_grace_seconds:
             log.warning("trainer of job %s ignored the stop request; killing it", self.spec.job_id)
-            self._kill(child)
+            kill_group(child)
 
     def _apply_logs(self, entries: list[dict[str, Any]]) -> None:
         # Take the log lines queued behind this one, so a chatty trainer costs one transaction per
@@ -447,9 +447,3 @@ class Attempt:
                 log.warning("job %s: database write failed; retrying", self.spec.job_id, exc_info=True)
                 time.sleep(1.0)
         return None
-
-    @staticmethod
-    def _kill(child: subprocess.Popen[bytes]) -> None:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()

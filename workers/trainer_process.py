@@ -38,12 +38,18 @@ class TrainerProcess:
         self.process.stdin.close()
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        """Kill a process nobody reads from (a spare), and close its report pipe."""
+        kill_group(self.process)
         with contextlib.suppress(OSError):
             self.reports.close()
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill a trainer with everything it started (its session's process group), and reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def start_trainer_process(env: dict[str, str], cwd: Path, preload: tuple[str, ...] = ()) -> TrainerProcess:
