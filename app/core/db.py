@@ -10,16 +10,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+import anyio
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
+from sqlalchemy.pool import SingletonThreadPool
 
 from app.core.settings import get_settings
 
 log = logging.getLogger("app.backend")
 BUSY_SECONDS = 30  # how long a writer waits for another one before "database is locked"
 READ_ONLY = "trainyard_read_only"  # execution option of `Database.reading`'s connections
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -79,7 +82,7 @@ class SerializedWriters(sqlite3.Connection):
             self._release(closed=True)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, **engine_options: Any) -> Engine:
     if not url.startswith("sqlite"):
         # Our transactions are short. A client frozen mid-transaction (a paused VM, SIGSTOP) must not
         # hold a job's row lock forever: the server ends such sessions, and nobody waits for long.
@@ -88,6 +91,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": BUSY_SECONDS, "factory": SerializedWriters},
+        **engine_options,
     )
 
     # API, workers and beat share one SQLite file. WAL lets readers run beside the writer, and
@@ -127,6 +131,12 @@ class Database:
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self.reader = self.engine.execution_options(**{READ_ONLY: True})
+        # `read` on SQLite: a connection of each event loop's own (a thread's), so a loop never waits
+        # for the pool that requests' threads share.
+        self.loop_reader: Engine | None = None
+        if url.startswith("sqlite") and make_url(url).database not in (None, "", ":memory:"):
+            loop_engine = make_engine(url, poolclass=SingletonThreadPool)
+            self.loop_reader = loop_engine.execution_options(**{READ_ONLY: True})
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -149,8 +159,32 @@ class Database:
         with self.reader.connect() as connection:
             yield connection
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """An ORM session on a `reading` connection (never committed): for reads that build ORM objects."""
+        with self.reading() as connection, Session(bind=connection) as session:
+            yield session
+
+    async def read(self, load: Callable[[Connection], T]) -> T:
+        """`load` on a `reading` connection, from async code. On SQLite it runs in the event loop itself: the
+        read takes well under a millisecond and no lock, while the hop to a worker thread and back cost two
+        wake-ups of a sleeping thread, the longest steps of an SSE event's tail on a busy machine
+        (bench/bench_relay.py). A server database is read in a worker thread: its round trips must not
+        stall the loop."""
+        if self.loop_reader is not None:
+            with self.loop_reader.connect() as connection:
+                return load(connection)
+
+        def run() -> T:
+            with self.reading() as connection:
+                return load(connection)
+
+        return await anyio.to_thread.run_sync(run)
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.loop_reader is not None:
+            self.loop_reader.engine.dispose()
 
 
 @lru_cache

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from sqlalchemy import Connection, bindparam, func, select
 
 from app.core import fanout
@@ -58,20 +57,15 @@ class JobEventStream:
         last: int | None = connection.scalar(_LAST_STATUS_SEQ, {"job_id": self.job_id})
         return last
 
-    def _load(self, after: int) -> Batch:
-        with self.db.reading() as connection:
-            final = self._final_seq(connection)
-            return Batch([envelope(e) for e in events_after(connection, self.job_id, after)], final)
+    def _load(self, connection: Connection, after: int) -> Batch:
+        final = self._final_seq(connection)
+        return Batch([envelope(e) for e in events_after(connection, self.job_id, after)], final)
 
     async def _read(self, after: int) -> Batch:
-        return await anyio.to_thread.run_sync(self._load, after)
+        return await self.db.read(lambda connection: self._load(connection, after))
 
     async def _last_seq(self) -> int:
-        def read() -> int:
-            with self.db.reading() as connection:
-                return last_seq(connection, self.job_id)
-
-        return await anyio.to_thread.run_sync(read)
+        return await self.db.read(lambda connection: last_seq(connection, self.job_id))
 
     def _take(self, batch: Batch) -> Iterator[dict[str, Any]]:
         """The batch's events that follow the last seq sent, in order; stops after the final status event."""
@@ -109,17 +103,16 @@ class JobEventStream:
             if self.finished:
                 return
 
-    def _final_event(self) -> dict[str, Any] | None:
+    def _final_event(self, connection: Connection) -> dict[str, Any] | None:
         """The job's final status event, or None while the job may still change."""
-        with self.db.reading() as connection:
-            final = self._final_seq(connection)
-            rows = events_after(connection, self.job_id, final - 1, limit=1) if final is not None else []
-            return envelope(rows[0]) if rows else None
+        final = self._final_seq(connection)
+        rows = events_after(connection, self.job_id, final - 1, limit=1) if final is not None else []
+        return envelope(rows[0]) if rows else None
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Every event after `after`, exactly once and in order, until the job's final status event."""
         if self.last_seq > 0:
-            final = await anyio.to_thread.run_sync(self._final_event)
+            final = await self.db.read(self._final_event)
             if final is not None and final["seq"] <= self.last_seq:
                 yield final
                 return

@@ -19,7 +19,7 @@ from sse_starlette import EventSourceResponse
 
 from app.core import fanout
 from app.core.db import Database
-from app.core.deps import DatabaseDep, SessionDep
+from app.core.deps import DatabaseDep
 from app.core.jobs import JobStatus
 from app.core.redis import job_channel
 from app.core.settings import get_settings
@@ -76,8 +76,8 @@ def render(event: dict[str, Any], user: WebUser, job_id: int) -> dict[str, Any] 
 
 def job_state(db: Database, job_id: int) -> tuple[str | None, int]:
     """The job's status and its newest event's seq."""
-    with db.session() as session:
-        row = session.execute(
+    with db.reading() as connection:
+        row = connection.execute(
             select(TrainingJob.status, TrainingJob.last_event_seq).where(TrainingJob.id == job_id)
         ).one_or_none()
         return (row[0], row[1]) if row is not None else (None, 0)
@@ -105,12 +105,12 @@ def job_live(
     job_id: int,
     request: Request,
     db: DatabaseDep,
-    session: SessionDep,
     user: UserDep,
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> EventSourceResponse:
-    visible_job(session, user.principal, job_id)
+    with db.read_session() as session:
+        visible_job(session, user.principal, job_id)
     start = last_event_id if last_event_id is not None else after
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
@@ -148,7 +148,7 @@ def jobs_live(
     job_ids = [int(i) for i in ids.split(",")]
 
     def load() -> list[tuple[int, tuple[object, ...], str]]:
-        with db.session() as session:
+        with db.read_session() as session:
             stmt = select(TrainingJob).where(
                 TrainingJob.id.in_(job_ids), user.principal.project_filter(TrainingJob.project_id)
             )
