@@ -149,6 +149,13 @@ class Database:
         with self.reader.connect() as connection:
             yield connection
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """`reading` for code written against ORM sessions (a request that only looks things up): no
+        write lock on SQLite, nothing committed."""
+        with self.reading() as connection, Session(connection) as session:
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
 
