@@ -1,6 +1,8 @@
 """Warm inference through Trainyard (REST -> inference queue -> worker -> reply key -> response) against a
 direct `model.predict` on the same images, in the same run: p50/p99 latency of one image and images/s for
 a batch of 64, both ways. Real processes (API, one CPU worker) on a SQLite file and a private Redis.
+Also the CPU time each process spends per request (API, worker, the floor's two), which a loaded machine
+moves far less than the wall clock.
 
     .venv/bin/python bench/bench_inference.py [--requests 100] [--imgsz 320]
 
