@@ -1,6 +1,8 @@
 """Warm inference through Trainyard (REST -> inference queue -> worker -> reply key -> response) against a
 direct `model.predict` on the same images, in the same run: p50/p99 latency of one image and images/s for
 a batch of 64, both ways. Real processes (API, one CPU worker) on a SQLite file and a private Redis.
+Also the CPU time each process spends per request (API, worker, the floor's two), which a loaded machine
+moves far less than the wall clock.
 
     .venv/bin/python bench/bench_inference.py [--requests 100] [--imgsz 320]
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import redis
 import torch
 from PIL import Image, ImageDraw
@@ -61,8 +64,17 @@ def images(count: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def floor(port: int, redis_url: str, pictures: list[bytes], runs: int) -> tuple[float, float]:
-    """p50 ms of the two parts no REST -> Celery path can avoid (bench/floor.py)."""
+def cpu_ms(process: psutil.Process) -> float:
+    """CPU time the process has used so far (all its threads), ms."""
+    times = process.cpu_times()
+    return (times.user + times.system) * 1000
+
+
+def floor(
+    port: int, redis_url: str, pictures: list[bytes], runs: int, api: psutil.Process, worker: psutil.Process
+) -> tuple[float, float, float, float]:
+    """p50 ms of the two parts no REST -> Celery path can avoid (bench/floor.py), and the CPU ms per call
+    of the bare API and of the raw Celery worker."""
     from celery import Celery
 
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as bare:
@@ -74,6 +86,7 @@ def floor(port: int, redis_url: str, pictures: list[bytes], runs: int) -> tuple[
             except httpx.TransportError:
                 time.sleep(0.2)
         counter = iter(range(10**9))
+        api_cpu = cpu_ms(api)
         http_ms = timed(
             lambda: bare.post(
                 "/upload", files=[("files", ("a.jpg", pictures[next(counter) % 64], "image/jpeg"))]
@@ -81,6 +94,7 @@ def floor(port: int, redis_url: str, pictures: list[bytes], runs: int) -> tuple[
             runs,
             FLOOR_PAUSE,
         )
+        api_cpu = (cpu_ms(api) - api_cpu) / runs
     client = Celery("floor-client", broker=redis_url)
     client.conf.update(task_serializer="json", accept_content=["json"])
     replies = redis.Redis.from_url(redis_url)
@@ -91,7 +105,10 @@ def floor(port: int, redis_url: str, pictures: list[bytes], runs: int) -> tuple[
         assert replies.blpop([key], 30) is not None, "the floor worker did not answer"
 
     round_trip()  # the worker is up once it answers
-    return statistics.median(http_ms), statistics.median(timed(round_trip, runs, FLOOR_PAUSE))
+    worker_cpu = cpu_ms(worker)
+    celery_ms = timed(round_trip, runs, FLOOR_PAUSE)
+    worker_cpu = (cpu_ms(worker) - worker_cpu) / runs
+    return statistics.median(http_ms), statistics.median(celery_ms), api_cpu, worker_cpu
 
 
 def via_api(http: httpx.Client, model_id: int, batch: list[bytes], imgsz: int) -> dict[str, Any]:
@@ -157,18 +174,20 @@ def main() -> None:
     python = [sys.executable, "-m"]
     try:
         with (
-            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log"),
-            running([*TRAINYARD, "worker", "--device", "cpu", "--name", "bench"], env, root / "worker.log"),
+            running([*TRAINYARD, "api", "--port", str(port)], env, root / "api.log") as api,
+            running(
+                [*TRAINYARD, "worker", "--device", "cpu", "--name", "bench"], env, root / "worker.log"
+            ) as worker,
             running(
                 [*python, "uvicorn", "--app-dir", str(BENCH), "floor:api", "--port", str(floor_port)],
                 floor_env,
                 root / "floor-api.log",
-            ),
+            ) as floor_api,
             running(
                 [*python, "celery", "-A", "floor", "worker", "--pool", "threads", "--concurrency", "1"],
                 floor_env,
                 root / "floor-worker.log",
-            ),
+            ) as floor_worker,
             httpx.Client(
                 base_url=f"http://127.0.0.1:{port}", timeout=300, headers={"Authorization": f"Bearer {key}"}
             ) as http,
@@ -180,15 +199,27 @@ def main() -> None:
 
             counter = iter(range(10**9))
             replies: list[dict[str, Any]] = []
+            stack = [psutil.Process(p.pid) for p in (api, worker)]
+            cpu = [cpu_ms(p) for p in stack]
             api_ms = timed(
                 lambda: replies.append(via_api(http, model_id, [pictures[next(counter) % 64]], args.imgsz)),
                 args.requests,
             )
+            api_cpu, worker_cpu = ((cpu_ms(p) - c) / args.requests for p, c in zip(stack, cpu, strict=True))
             counter = iter(range(10**9))
+            direct_cpu = time.process_time()
             direct_ms = timed(
                 lambda: direct(model, [pictures[next(counter) % 64]], args.imgsz), args.requests
             )
-            floor_http, floor_celery = floor(floor_port, redis_server.url, pictures, args.requests)
+            direct_cpu = (time.process_time() - direct_cpu) * 1000 / args.requests
+            floor_http, floor_celery, floor_api_cpu, floor_worker_cpu = floor(
+                floor_port,
+                redis_server.url,
+                pictures,
+                args.requests,
+                psutil.Process(floor_api.pid),
+                psutil.Process(floor_worker.pid),
+            )
             api_batch = timed(lambda: via_api(http, model_id, pictures, args.imgsz), 3)
             direct_batch = timed(lambda: direct(model, pictures, args.imgsz), 3)
             # Where the worker's edge on a batch comes from: it predicts in batches of 16 (the default
@@ -212,6 +243,11 @@ def main() -> None:
     print(
         f"floor of any such path here, p50: bare FastAPI multipart upload {floor_http:.2f} ms + "
         f"raw Celery round trip {floor_celery:.2f} ms = {floor_http + floor_celery:.2f} ms"
+    )
+    print(
+        f"CPU ms per request: API {api_cpu:.2f}, worker {worker_cpu:.2f} (direct predict {direct_cpu:.2f}: "
+        f"worker beyond it {worker_cpu - direct_cpu:+.2f}); floor: bare upload API {floor_api_cpu:.2f}, "
+        f"raw Celery worker {floor_worker_cpu:.2f}"
     )
     stages = {k: statistics.median(r["timing_ms"][k] for r in replies) for k in replies[0]["timing_ms"]}
     print("worker-reported stages, p50 ms: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))

@@ -3,11 +3,15 @@
 Tasks are sent by name so the API never imports worker code (and never torch).
 """
 
+import base64
+import json
+import uuid
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from kombu.serialization import dumps
 
 from app.core.settings import get_settings
 
@@ -56,3 +60,31 @@ def get_celery_client() -> Celery:
 
 def send_task(name: TaskName, args: list[Any], queue: str, countdown: float | None = None) -> None:
     get_celery_client().send_task(name, args=args, queue=queue, countdown=countdown)
+
+
+def queue_entry(name: TaskName, args: list[Any], queue: str, argsrepr: str) -> tuple[str, bytes]:
+    """The Redis list and the entry that `send_task(name, args, queue)` pushes there (kombu's Redis
+    transport: a JSON envelope around the base64 task message, at priority 0), for a caller that queues
+    it with its own asyncio client, in one pipeline with its other commands, instead of kombu's
+    blocking producer. `argsrepr` is what Flower shows for the arguments (saferepr of a large payload
+    costs a millisecond). tests/core/test_tasks.py holds it to what Celery itself pushes."""
+    task_id = str(uuid.uuid4())
+    message = get_celery_client().amqp.as_task_v2(
+        task_id, name, args=args, argsrepr=argsrepr, kwargsrepr="{}"
+    )
+    content_type, encoding, body = dumps(message.body, serializer="json")
+    envelope = {
+        "body": base64.b64encode(body.encode() if isinstance(body, str) else body).decode(),
+        "content-encoding": encoding,
+        "content-type": content_type,
+        "headers": message.headers,
+        "properties": {
+            **message.properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return queue, json.dumps(envelope).encode()

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from sse_starlette import EventSourceResponse
 
 from app.core.auth import PrincipalDep, read_only
@@ -34,6 +34,7 @@ Iou = Annotated[float, Form(ge=0.0, le=1.0)]
 Imgsz = Annotated[int | None, Form(ge=32, le=4096, description="default: the model's training size")]
 MaxDet = Annotated[int, Form(ge=1, le=3000)]
 TopK = Annotated[int, Form(ge=1, le=100, description="classification: classes returned per image")]
+INLINE_BYTES = 2**20
 
 
 def _uploads(files: list[UploadFile] | None) -> list[Upload]:
@@ -57,7 +58,7 @@ async def infer(
     max_det: MaxDet = 300,
     top_k: TopK = 5,
     timeout: Annotated[float | None, Form(gt=0, le=600)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Run a model on a few images through a worker and answer when it is done (504 past `timeout`)."""
     settings = get_settings()
     count = len(files or []) + len(keys or [])
@@ -66,29 +67,35 @@ async def infer(
             "files", f"more than {settings.inference_sync_max_images} images: use /inference/jobs", 413
         )
     wait = timeout or settings.inference_timeout_seconds
-
     uploads = _uploads(files)
     cached = recent_models.get(principal, model_id, project_id, task)
+    if cached is not None and not keys and _small(files):
+        # A model resolved a moment ago and nothing to look up: what is left is a header read per
+        # upload, in memory, done here rather than in a thread (a hop costs a wake-up each way).
+        service.require_images(uploads, [])
+        ref, images = cached, service.uploaded_images(uploads)
+    else:
 
-    def resolve_check_and_send() -> service.Sent:
-        ref = cached
-        if ref is not None and not keys:  # a model resolved a moment ago, and nothing to look up
-            service.require_images(uploads, [])
-            images = service.uploaded_images(uploads)
-        else:
-            with db.session() as session:
-                ref = ref or recent_models.resolve(session, principal, model_id, project_id, task)
-                images = service.images_of(session, principal, uploads, keys or [])
-        return service.send(ref, images, Params(conf, iou, imgsz, max_det, top_k), wait)
+        def resolve_and_check() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            with db.read_session() as session:
+                found = cached or recent_models.resolve(session, principal, model_id, project_id, task)
+                return found, service.images_of(session, principal, uploads, keys or [])
 
-    # The blocking part in one trip to a thread; the wait for the worker holds none (a sync endpoint
-    # would hold one of the server's 40 threads per waiting request, starving every other endpoint).
-    sent = await anyio.to_thread.run_sync(resolve_check_and_send)
-    reply = await service.answer_of(sent, wait)
+        ref, images = await anyio.to_thread.run_sync(resolve_and_check)
+    reply = schemas.InferenceRead.model_validate(
+        await service.infer(ref, images, Params(conf, iou, imgsz, max_det, top_k), wait)
+    )
     spent = time.perf_counter() - request.state.arrived
     INFERENCE_LATENCY.observe(spent)
-    reply["timing_ms"]["api"] = round(spent * 1000, 3)
-    return reply
+    reply.timing_ms["api"] = round(spent * 1000, 3)  # all but the JSON of this body and its sending
+    return Response(reply.model_dump_json(), media_type="application/json")
+
+
+def _small(files: list[UploadFile] | None) -> bool:
+    """Uploads small enough to read and check on the event loop (they are in memory: Starlette spools
+    a file to disk past 1 MB)."""
+    sizes = [f.size for f in files or []]
+    return all(size is not None for size in sizes) and sum(size or 0 for size in sizes) <= INLINE_BYTES
 
 
 @router.post("/jobs", status_code=202, response_model=schemas.InferenceJobRead)

@@ -9,6 +9,7 @@ import math
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -21,7 +22,7 @@ from app.core.naming import slugify
 from app.core.redis import get_redis
 from app.core.settings import get_settings
 from app.core.storage import UnsafeKey, check_key, get_storage
-from app.core.tasks import Queue, TaskName, send_task
+from app.core.tasks import Queue, TaskName, queue_entry, send_task
 from app.core.visibility import ensure_project_visible, ensure_visible, key_visible, missing
 from app.core.workers import live_workers
 from app.inference import protocol
@@ -138,7 +139,7 @@ def check_upload(upload: Upload) -> None:
     upload.file.seek(0)
 
 
-def require_images(uploads: list[Upload], keys: list[str]) -> None:
+def require_images(uploads: Sequence[object], keys: list[str]) -> None:
     """422 when the request has no image at all."""
     if not uploads and not keys:
         raise invalid("files", "send at least one image (files) or storage key (keys)")
@@ -179,52 +180,53 @@ def stage_blobs(pipe: Any, request_id: str, images: list[dict[str, Any]], ttl: i
     return staged
 
 
-@dataclass(frozen=True)
-class Sent:
-    request_id: str
-    reply_key: str
-    started: float
-
-
-def send(ref: dict[str, Any], images: list[dict[str, Any]], params: Params, timeout: float) -> Sent:
-    """Stage the uploads and queue the request for a worker of the `inference` queue."""
+async def infer(
+    ref: dict[str, Any], images: list[dict[str, Any]], params: Params, timeout: float
+) -> dict[str, Any]:
+    """Stage the uploads and queue the request for a worker of the `inference` queue in one pipeline
+    (one round trip, from the event loop without a thread), then wait for the reply (504 past
+    `timeout`). Redis runs the pipeline in order: the blobs are there before the message. The wait is
+    off the critical path (the worker takes longer than a round trip), and a refused write (Redis out of
+    memory) is a 500 at once rather than after the wait."""
     started = time.perf_counter()
     request_id = uuid.uuid4().hex
     reply_key = protocol.reply_key(request_id)
     now = time.time()
-    pipe = get_redis().pipeline(transaction=False)
-    staged = stage_blobs(pipe, request_id, images, math.ceil(timeout) + protocol.REPLY_TTL_SECONDS)
-    pipe.execute()
-    payload = {
-        "request_id": request_id,
-        "reply_key": reply_key,
-        "sent_at": now,
-        "deadline": now + timeout,
-        "model": ref,
-        "images": staged,
-        "params": params.as_dict(),
-    }
-    send_task(TaskName.INFER, [payload], Queue.INFERENCE)
-    return Sent(request_id, reply_key, started)
+    client = _waiting_async_client()
+    async with client.pipeline(transaction=False) as pipe:
+        staged = stage_blobs(pipe, request_id, images, math.ceil(timeout) + protocol.REPLY_TTL_SECONDS)
+        payload = {
+            "request_id": request_id,
+            "reply_key": reply_key,
+            "sent_at": now,
+            "deadline": now + timeout,
+            "model": ref,
+            "images": staged,
+            "params": params.as_dict(),
+        }
+        pipe.lpush(*queue_entry(TaskName.INFER, [payload], Queue.INFERENCE, argsrepr=request_id))
+        await pipe.execute()
+    reply = _reply_of(
+        await client.blpop([reply_key], timeout=timeout), f"no worker answered within {timeout:g} s"
+    )
+    reply.pop("ok")
+    reply["request_id"] = request_id
+    reply["timing_ms"]["round_trip"] = round((time.perf_counter() - started) * 1000, 3)
+    return reply
 
 
 async def pop_reply(key: str, timeout: float, late: str) -> dict[str, Any]:
     """A worker's reply on `key`, waited for without holding a thread: its problem raised when it
     refused, 504 (`late`) when none came in time."""
-    popped = await _waiting_async_client().blpop([key], timeout=timeout)
+    return _reply_of(await _waiting_async_client().blpop([key], timeout=timeout), late)
+
+
+def _reply_of(popped: Any, late: str) -> dict[str, Any]:
     if popped is None:
         raise AppError(504, ErrorCode.INFERENCE_TIMEOUT, late)
     reply: dict[str, Any] = json.loads(popped[1])
     if not reply.get("ok"):
         raise AppError(int(reply["status"]), ErrorCode(reply["code"]), str(reply["detail"]))
-    return reply
-
-
-async def answer_of(sent: Sent, timeout: float) -> dict[str, Any]:
-    reply = await pop_reply(sent.reply_key, timeout, f"no worker answered within {timeout:g} s")
-    reply.pop("ok")
-    reply["request_id"] = sent.request_id
-    reply["timing_ms"]["round_trip"] = round((time.perf_counter() - sent.started) * 1000, 3)
     return reply
 
 

@@ -140,12 +140,11 @@ async def predict(
         raise invalid("files", f"at most {settings.inference_sync_max_images} images at once", 413)
     wait = settings.inference_timeout_seconds
 
-    def resolve_and_send() -> inference.Sent:
+    def resolve_and_check() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         uploads = [Upload(f.filename or f"image-{i}", f.file) for i, f in enumerate(files)]
-        with db.session() as session:
+        with db.read_session() as session:
             ref = model_ref(inference.resolve_model(session, user.principal, model_id, None, None))
-            images = inference.images_of(session, user.principal, uploads, [])
-        return inference.send(ref, images, Params(conf, 0.7, None, 300, 5), wait)
+            return ref, inference.images_of(session, user.principal, uploads, [])
 
-    sent = await anyio.to_thread.run_sync(resolve_and_send)
-    return JSONResponse(await inference.answer_of(sent, wait))
+    ref, images = await anyio.to_thread.run_sync(resolve_and_check)
+    return JSONResponse(await inference.infer(ref, images, Params(conf, 0.7, None, 300, 5), wait))
