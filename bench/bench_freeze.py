@@ -87,18 +87,19 @@ def run(work: Path, args: argparse.Namespace) -> None:
             db, project_id, schemas.VersionCreate(splits=schemas.Splits(train=0.8, val=0.15, test=0.05))
         ),
     )
-    folder = timed(
+    missed = timed(
         "convert (worker, miss)",
         lambda: materialize_version(db, version.id, "detection", LocalStorage(storage)),
     )
-    timed(
+    hit = timed(
         "convert (worker, hit)",
         lambda: materialize_version(db, version.id, "detection", LocalStorage(storage)),
     )
+    missed.release()
+    hit.release()
     manifest_mb = (storage / version.manifest_key).stat().st_size / 1e6
-    print(
-        f"manifest: {manifest_mb:.1f} MB, sha256 {version.manifest_sha256[:16]}..., yolo folder {folder.name}"
-    )
+    print(f"manifest: {manifest_mb:.1f} MB, sha256 {version.manifest_sha256[:16]}...")
+    print(f"yolo folder {missed.path.name}: {missed.origin}, then {hit.origin}")
     print(f"{'step':28s} {'wall s':>8s} {'user s':>8s} {'kernel s':>8s} {'annotations/s (wall)':>22s}")
     for what, wall, user, system in rows:
         print(f"{what:28s} {wall:8.3f} {user:8.2f} {system:8.2f} {total / max(wall, 1e-9):22,.0f}")

@@ -219,7 +219,7 @@ def main() -> None:
                 "unit": "MB",
             }
         )
-    emit("memory", rows, "a bare Python interpreter (per process); the 350 MB goal (whole stack)")
+    emit("memory", rows, "as each measure names: a bare interpreter, the 350 MB goal or the idle worker")
 
 
 if __name__ == "__main__":

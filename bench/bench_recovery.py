@@ -24,8 +24,8 @@ from app.core import migrate
 from bench.suite import emit
 from tests.conftest import PG_ADMIN_URL
 from tests.factories import make_yolo_dataset
-from tests.support.fleet import LEASE, Fleet, PrivateRedis
-from tests.support.stack import free_port, stop, wait_for
+from tests.support.fleet import LEASE, Fleet, PrivateRedis, running_fleet
+from tests.support.stack import stop
 
 
 def one_run(fleet: Fleet, dataset: Path, run: int) -> float:
@@ -63,28 +63,17 @@ def main() -> None:
     url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
     rendered = url.render_as_string(hide_password=False)
     migrate.upgrade(rendered)
-    fleet = Fleet(
-        root,
-        {
-            "TRAINYARD_DATA_DIR": str(root / "data"),
-            "DATABASE_URL": rendered,
-            "REDIS_URL": redis_server.url,
-            **LEASE,
-        },
-    )
-    port = free_port()
-    fleet.url = f"http://127.0.0.1:{port}"
-    fleet.others += [
-        fleet.spawn("api", ["api", "--port", str(port)]),
-        fleet.spawn("scheduler", ["scheduler"]),
-    ]
+    env = {
+        "TRAINYARD_DATA_DIR": str(root / "data"),
+        "DATABASE_URL": rendered,
+        "REDIS_URL": redis_server.url,
+        "TRAINYARD_IMPORT_ROOTS": str(root),  # the dataset below
+    }
     try:
-        wait_for(f"{fleet.url}/health", root / "api.log")
-        dataset = make_yolo_dataset(root / "shapes", train=48, val=8, size=96)
-        times = [one_run(fleet, dataset, run) for run in range(runs)]
+        with running_fleet(root, {**env, **LEASE}) as fleet:
+            dataset = make_yolo_dataset(root / "shapes", train=48, val=8, size=96)
+            times = [one_run(fleet, dataset, run) for run in range(runs)]
     finally:
-        for process in [*fleet.workers.values(), *fleet.others]:
-            stop(process, grace=10)
         redis_server.stop()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

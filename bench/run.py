@@ -2,6 +2,7 @@
 ratios (value / baseline), also written to bench/results/latest.json with the machine it ran on.
 
     .venv/bin/python bench/run.py [bench_fanout ...]
+    .venv/bin/python bench/run.py --markdown    # the last results as the README's table
 
 Each bench runs as its own process, exactly as when run by hand; its output passes through, and its
 `BENCH-RESULT` line (bench/suite.py) is collected. A bench that fails is reported, the rest still run.
@@ -47,7 +48,47 @@ def run_one(name: str) -> tuple[list[dict[str, Any]], str | None]:
     return rows, None if code == 0 and rows else f"{name}: exit code {code}, {len(rows)} rows"
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The README's table of a report: the machine and load it ran at, then a row per measure."""
+    machine = report["machine"]
+    lines = [
+        f"{report['ran_at'][:16].replace('T', ' ')} UTC, {machine['cpus']} cores ({machine['processor']}),"
+        f" {machine['platform']}, Python {machine['python']}, load average {machine.get('load', '?')} before"
+        f" and {machine.get('load_after', '?')} after.",
+        "",
+        "| bench | measure | value | baseline | ratio | baseline is |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for row in report["rows"]:
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+        measure = f"{row['measure']} ({row['unit']})"
+        lines.append(
+            f"| {row['bench']} | {measure} | {row['value']:,.2f} | {row['baseline']:,.2f} | {ratio}"
+            f" | {row['baseline_name']} |"
+        )
+    lines += [f"| FAILED | {failure} | | | | |" for failure in report["failures"]]
+    return "\n".join(lines)
+
+
+def processor() -> str:
+    """The CPU's model name (platform.processor() is empty on most Linux systems)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return
+    load = load_average()
     names = sys.argv[1:] or sorted(p.stem for p in BENCH.glob("bench_*.py"))
     rows: list[dict[str, Any]] = []
     failures = []
@@ -72,7 +113,9 @@ def main() -> None:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": processor(),
+        "load": load,
+        "load_after": load_average(),
     }
     RESULTS.parent.mkdir(exist_ok=True)
     report = {"ran_at": datetime.now(UTC).isoformat(), "machine": machine, "rows": rows, "failures": failures}
