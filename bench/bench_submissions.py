@@ -12,6 +12,8 @@ check runs as in production.
 
 The CPU time the API process spends per submission is reported too, against the CPU the raw sender spends
 per message: on a machine shared with other work, wall-clock rates swing with the load, CPU time much less.
+Then, from one client (no contention), the API's CPU per submission against its CPU per `GET /health` (what
+any request costs it) and per `GET` of a job that does not exist (the key's check, a session, one select).
 """
 
 import argparse
@@ -39,6 +41,7 @@ from tests.support.stack import TRAINYARD, free_port, running, wait_for
 MAX_SUBMISSIONS = 20_000  # the bench bounds its own load
 BENCH_RATE = "1000000/60s"
 WARM_UP = 40  # first requests pay imports and connection setup: not counted
+ALONE = 300  # requests of each kind from one client
 
 
 def cpu_seconds(pid: int) -> float:
@@ -106,8 +109,9 @@ def database(kind: str, root: Path) -> Iterator[str]:
 
 def submissions(
     kind: str, root: Path, redis_url: str, count: int, threads: int
-) -> tuple[float, list[float], float]:
-    """(seconds, latencies in ms, the API process's CPU ms per submission)."""
+) -> tuple[float, list[float], float, dict[str, float]]:
+    """(seconds, latencies in ms, the API process's CPU ms per submission, and its CPU ms per request of
+    each kind from one client)."""
     from app.core.db import Database
 
     dataset = make_yolo_dataset(root / "imports" / "tiny", train=4, val=2, size=64)
@@ -146,7 +150,21 @@ def submissions(
             in_threads(threads, WARM_UP, submit, client)
             cpu_before = cpu_seconds(api.pid)
             seconds, latencies = in_threads(threads, count, submit, client)
-            return seconds, latencies, (cpu_seconds(api.pid) - cpu_before) * 1000 / count
+            cpu = (cpu_seconds(api.pid) - cpu_before) * 1000 / count
+            alone = {}
+            with client() as http:
+                numbers = iter(range(count, count + 2 * ALONE))
+                for what, request in {
+                    "GET /health": lambda: http.get(f"http://127.0.0.1:{port}/health").raise_for_status(),
+                    "GET missing job": lambda: http.get("/training/jobs/999999999"),
+                    "submission": lambda: submit(http, next(numbers)),
+                }.items():
+                    request()
+                    cpu_before = cpu_seconds(api.pid)
+                    for _ in range(ALONE):
+                        request()
+                    alone[what] = (cpu_seconds(api.pid) - cpu_before) * 1000 / ALONE
+            return seconds, latencies, cpu, alone
 
 
 def raw_celery(redis_url: str, count: int, threads: int) -> tuple[float, list[float], float]:
@@ -182,13 +200,15 @@ def main() -> None:
     redis_server = PrivateRedis(root)
     redis_server.start()
     results: dict[str, tuple[float, list[float], float]] = {}
+    alone: dict[str, dict[str, float]] = {}
     load_before = load_average()
     try:
         results["raw Celery send_task"] = raw_celery(redis_server.url, count, args.threads)
         for kind in kinds:
-            results[f"REST submit, {kind}"] = submissions(
+            seconds, latencies, cpu, alone[kind] = submissions(
                 kind, root / kind, redis_server.url, count, args.threads
             )
+            results[f"REST submit, {kind}"] = seconds, latencies, cpu
     except BaseException:
         print(f"logs in {root}")
         raise
@@ -221,6 +241,19 @@ def main() -> None:
             {"measure": f"API CPU per submission, {kind}", "value": cpu, "baseline": raw_cpu, "unit": "ms"},
         ]
     emit("submit", rows, baseline=f"raw Celery send_task, {args.threads} threads")
+
+    print(f"API CPU ms per request from one client ({ALONE} of each):")
+    print(f"{'':28}" + "".join(f"{what:>18}" for what in alone[kinds[0]]))
+    for kind, cpu_of in alone.items():
+        print(f"{kind:28}" + "".join(f"{cpu:18.2f}" for cpu in cpu_of.values()))
+    rows = [
+        {"measure": f"API CPU, one client, {what} vs GET /health, {kind}", "unit": "ms"}
+        | {"value": cpu, "baseline": cpu_of["GET /health"]}
+        for kind, cpu_of in alone.items()
+        for what, cpu in cpu_of.items()
+        if what != "GET /health"
+    ]
+    emit("submit", rows, baseline="the API's CPU per GET /health (any request's cost), same client")
 
 
 if __name__ == "__main__":

@@ -49,24 +49,27 @@ def run_one(name: str) -> tuple[list[dict[str, Any]], str | None]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The README's table of a report: the machine and load it ran at, then a row per measure."""
+    """The README's table of a report: the machine and load it ran at, then each bench's baseline and its
+    rows (value / baseline = ratio)."""
     machine = report["machine"]
     lines = [
-        f"{report['ran_at'][:16].replace('T', ' ')} UTC, {machine['cpus']} cores ({machine['processor']}),"
-        f" {machine['platform']}, Python {machine['python']}, load average {machine.get('load', '?')} before"
-        f" and {machine.get('load_after', '?')} after.",
+        f"Finished {report['ran_at'][:16].replace('T', ' ')} UTC; {machine['cpus']} cores"
+        f" ({machine['processor']}), {machine['platform']}, Python {machine['python']}; load average"
+        f" {machine.get('load', '?')} before and {machine.get('load_after', '?')} after.",
         "",
-        "| bench | measure | value | baseline | ratio | baseline is |",
-        "|---|---|---:|---:|---:|---|",
+        "| measure | value | baseline | ratio |",
+        "|---|---:|---:|---:|",
     ]
+    shown = None
     for row in report["rows"]:
+        if (row["bench"], row["baseline_name"]) != shown:
+            shown = (row["bench"], row["baseline_name"])
+            lines.append(f"| **{row['bench']}** (baseline: {row['baseline_name']}) | | | |")
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
-        measure = f"{row['measure']} ({row['unit']})"
         lines.append(
-            f"| {row['bench']} | {measure} | {row['value']:,.2f} | {row['baseline']:,.2f} | {ratio}"
-            f" | {row['baseline_name']} |"
+            f"| {row['measure']} ({row['unit']}) | {row['value']:,.2f} | {row['baseline']:,.2f} | {ratio} |"
         )
-    lines += [f"| FAILED | {failure} | | | | |" for failure in report["failures"]]
+    lines += [f"| FAILED: {failure} | | | |" for failure in report["failures"]]
     return "\n".join(lines)
 
 
