@@ -33,7 +33,7 @@ from app.core.db import Database, on_commit
 from app.core.redis import job_channel
 from app.models import TrainingJob
 from app.training import reports, state
-from bench.suite import emit, percentile, recording_stack
+from bench.suite import emit, load_average, percentile, recording_stack
 from tests.factories import make_job
 from tests.support.stack import TRAINYARD, free_port, running, wait_for
 from trainyard_sdk.reports import CompletedReport, MetricsReport, ProgressReport, StoppedReport
@@ -174,10 +174,9 @@ def report(
 ) -> None:
     """The table per phase and event type, the goal, and the BENCH-RESULT rows: per type at the worker's
     pace, all types together for the burst (how fast the relay drains a backlog)."""
-    load = Path("/proc/loadavg").read_text().split()[:3]
     print(
         f"one SSE client, one API process; {args.events} events at {args.rate:g}/s, then a burst of "
-        f"{args.burst}; {os.cpu_count()} cores, load average {' '.join(load)}"
+        f"{args.burst}; {os.cpu_count()} cores, load average {load_average()}"
     )
     print(f"{'recorded (commit) -> arrival':34}{'n':>5}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     rows: list[dict[str, Any]] = []

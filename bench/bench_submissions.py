@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.suite import emit, percentile
+from bench.suite import emit, load_average, percentile
 from tests.conftest import fresh_postgres, make_api_key
 from tests.factories import make_yolo_dataset
 from tests.support.fleet import PrivateRedis
@@ -48,10 +48,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process `pid` so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def in_threads(
@@ -156,7 +152,7 @@ def submissions(
                 numbers = iter(range(count, count + 2 * ALONE))
                 for what, request in {
                     "GET /health": lambda: http.get(f"http://127.0.0.1:{port}/health").raise_for_status(),
-                    "GET missing job": lambda: http.get("/training/jobs/999999999"),
+                    "GET missing job": lambda: missing(http.get("/training/jobs/999999999")),
                     "submission": lambda: submit(http, next(numbers)),
                 }.items():
                     request()
@@ -165,6 +161,12 @@ def submissions(
                         request()
                     alone[what] = (cpu_seconds(api.pid) - cpu_before) * 1000 / ALONE
             return seconds, latencies, cpu, alone
+
+
+def missing(response: httpx.Response) -> None:
+    """A missing job's answer must be the 404 it is timed as (a 401 would time the key check alone)."""
+    if response.status_code != 404:
+        raise RuntimeError(f"a missing job answered {response.status_code}: {response.text[:500]}")
 
 
 def raw_celery(redis_url: str, count: int, threads: int) -> tuple[float, list[float], float]:

@@ -17,6 +17,11 @@ from typing import Any
 MARKER = "BENCH-RESULT "
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as a bench reports the machine it ran on."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
