@@ -1,6 +1,8 @@
 """Job submissions: `POST /api/v1/training/jobs` from 8 client threads against a real API process, on SQLite
 and on a fresh PostgreSQL database, against raw Celery `send_task` of as many messages from as many threads
-on the same Redis in the same run (what the API must at least do per job). No worker: jobs stay queued.
+on the same Redis in the same run (what the API must at least do per job), and against the floor of any
+FastAPI service on the same database (bench/floor.py: the same body parsed, one row inserted and committed
+through the SQLAlchemy ORM, one Celery message; no key, no check, no event). No worker: jobs stay queued.
 
     .venv/bin/python bench/bench_submissions.py [--submissions 2000] [--threads 8]
                                                 [--databases sqlite,postgres]
@@ -38,6 +40,7 @@ from tests.factories import make_yolo_dataset
 from tests.support.fleet import PrivateRedis
 from tests.support.stack import TRAINYARD, free_port, running, wait_for
 
+BENCH = Path(__file__).resolve().parent
 MAX_SUBMISSIONS = 20_000  # the bench bounds its own load
 BENCH_RATE = "1000000/60s"
 WARM_UP = 40  # first requests pay imports and connection setup: not counted
@@ -91,16 +94,53 @@ def in_threads(
 
 
 @contextmanager
-def database(kind: str, root: Path) -> Iterator[str]:
+def database(kind: str, root: Path, name: str, migrated: bool = True) -> Iterator[str]:
+    """A fresh database of `kind` (PostgreSQL, or an SQLite file under `root`), migrated unless not."""
     if kind == "postgres":
-        with fresh_postgres("bench_submit") as url:
+        with fresh_postgres(name, migrated=migrated) as url:
             yield url
         return
-    from app.core import migrate
+    url = f"sqlite:///{root / f'{name}.db'}"
+    if migrated:
+        from app.core import migrate
 
-    url = f"sqlite:///{root / 'trainyard.db'}"
-    migrate.upgrade(url)
+        migrate.upgrade(url)
     yield url
+
+
+def job_body(dataset: Path, i: int) -> dict[str, Any]:
+    """A tiny valid detection job, named uniquely."""
+    return {
+        "project": "bench",
+        "name": f"job-{i}-{time.monotonic_ns()}",
+        "model_name": "yolo11n",
+        "dataset_path": str(dataset),
+        "config": {"epochs": 1, "imgsz": 64},
+    }
+
+
+def posting(dataset: Path) -> Callable[[httpx.Client, int], None]:
+    def submit(client: httpx.Client, i: int) -> None:
+        response = client.post("/jobs", json=job_body(dataset, i))
+        if response.status_code != 201:
+            raise RuntimeError(f"submission answered {response.status_code}: {response.text[:500]}")
+
+    return submit
+
+
+def timed_submissions(
+    pid: int,
+    client: Callable[[], httpx.Client],
+    submit: Callable[[httpx.Client, int], None],
+    count: int,
+    threads: int,
+) -> tuple[float, list[float], float]:
+    """(seconds, latencies in ms, CPU ms per submission of the server process `pid`) for `count` submissions
+    from `threads` threads, after a warm-up."""
+    in_threads(threads, WARM_UP, submit, client)
+    cpu_before = cpu_seconds(pid)
+    seconds, latencies = in_threads(threads, count, submit, client)
+    return seconds, latencies, (cpu_seconds(pid) - cpu_before) * 1000 / count
 
 
 def submissions(
@@ -111,7 +151,7 @@ def submissions(
     from app.core.db import Database
 
     dataset = make_yolo_dataset(root / "imports" / "tiny", train=4, val=2, size=64)
-    with database(kind, root) as url:
+    with database(kind, root, "bench_submit") as url:
         db = Database(url)
         key = make_api_key(db)
         db.dispose()
@@ -124,35 +164,22 @@ def submissions(
         }
         port = free_port()
         base = f"http://127.0.0.1:{port}/api/v1"
-        headers = {"Authorization": f"Bearer {key}"}
-
-        def submit(client: httpx.Client, i: int) -> None:
-            body = {
-                "project": "bench",
-                "name": f"{kind}-{i}-{time.monotonic_ns()}",
-                "model_name": "yolo11n",
-                "dataset_path": str(dataset),
-                "config": {"epochs": 1, "imgsz": 64},
-            }
-            response = client.post("/training/jobs", json=body)
-            if response.status_code != 201:
-                raise RuntimeError(f"submission answered {response.status_code}: {response.text[:500]}")
+        submit = posting(dataset)
 
         def client() -> httpx.Client:
-            return httpx.Client(base_url=base, headers=headers, timeout=60)
+            return httpx.Client(
+                base_url=f"{base}/training", headers={"Authorization": f"Bearer {key}"}, timeout=60
+            )
 
         with running([*TRAINYARD, "api", "--port", str(port)], env, root / f"api-{kind}.log") as api:
             wait_for(f"http://127.0.0.1:{port}/health", root / f"api-{kind}.log")
-            in_threads(threads, WARM_UP, submit, client)
-            cpu_before = cpu_seconds(api.pid)
-            seconds, latencies = in_threads(threads, count, submit, client)
-            cpu = (cpu_seconds(api.pid) - cpu_before) * 1000 / count
+            seconds, latencies, cpu = timed_submissions(api.pid, client, submit, count, threads)
             alone = {}
             with client() as http:
                 numbers = iter(range(count, count + 2 * ALONE))
                 for what, request in {
                     "GET /health": lambda: http.get(f"http://127.0.0.1:{port}/health").raise_for_status(),
-                    "GET missing job": lambda: missing(http.get("/training/jobs/999999999")),
+                    "GET missing job": lambda: missing(http.get("/jobs/999999999")),
                     "submission": lambda: submit(http, next(numbers)),
                 }.items():
                     request()
@@ -161,6 +188,36 @@ def submissions(
                         request()
                     alone[what] = (cpu_seconds(api.pid) - cpu_before) * 1000 / ALONE
             return seconds, latencies, cpu, alone
+
+
+def floor_submissions(
+    kind: str, root: Path, redis_url: str, count: int, threads: int
+) -> tuple[float, list[float], float]:
+    """The same submissions to the floor (bench/floor.py) on a fresh database of the same kind."""
+    root.mkdir(parents=True, exist_ok=True)
+    with database(kind, root, "bench_floor", migrated=False) as url:
+        port = free_port()
+        env = {"REDIS_URL": redis_url, "FLOOR_DATABASE_URL": url, "PYTHONPATH": str(BENCH)}
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "floor:api", "--port", str(port)]
+        with running([*command, "--log-level", "warning"], env, root / f"floor-{kind}.log") as floor:
+            answering(f"http://127.0.0.1:{port}/openapi.json", root / f"floor-{kind}.log")
+
+            def client() -> httpx.Client:
+                return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+            return timed_submissions(floor.pid, client, posting(root / "unused"), count, threads)
+
+
+def answering(url: str, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready; log:\n{log.read_text()[-3000:]}")
 
 
 def missing(response: httpx.Response) -> None:
@@ -211,6 +268,9 @@ def main() -> None:
                 kind, root / kind, redis_server.url, count, args.threads
             )
             results[f"REST submit, {kind}"] = seconds, latencies, cpu
+            results[f"floor submit, {kind}"] = floor_submissions(
+                kind, root / f"floor-{kind}", redis_server.url, count, args.threads
+            )
     except BaseException:
         print(f"logs in {root}")
         raise
@@ -243,6 +303,23 @@ def main() -> None:
             {"measure": f"API CPU per submission, {kind}", "value": cpu, "baseline": raw_cpu, "unit": "ms"},
         ]
     emit("submit", rows, baseline=f"raw Celery send_task, {args.threads} threads")
+    rows = []
+    for kind in kinds:
+        _, latencies, cpu = results[f"REST submit, {kind}"]
+        _, floor_latencies, floor_cpu = results[f"floor submit, {kind}"]
+        rows += [
+            {"measure": f"submissions/s vs floor, {kind}", "unit": "/s"}
+            | {"value": rate[f"REST submit, {kind}"], "baseline": rate[f"floor submit, {kind}"]},
+            {"measure": f"submit p50 vs floor, {kind}", "unit": "ms"}
+            | {"value": percentile(latencies, 50), "baseline": percentile(floor_latencies, 50)},
+            {"measure": f"server CPU per submission vs floor, {kind}", "unit": "ms"}
+            | {"value": cpu, "baseline": floor_cpu},
+        ]
+    emit(
+        "submit",
+        rows,
+        baseline="the floor: bare FastAPI, one ORM insert and commit, send_task (bench/floor.py)",
+    )
 
     print(f"API CPU ms per request from one client ({ALONE} of each):")
     print(f"{'':28}" + "".join(f"{what:>18}" for what in alone[kinds[0]]))
