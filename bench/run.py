@@ -3,11 +3,17 @@ ratios (value / baseline), also written to bench/results/latest.json with the ma
 
     .venv/bin/python bench/run.py [bench_fanout ...]
     .venv/bin/python bench/run.py --markdown    # the last results as the README's table
+    .venv/bin/python bench/run.py --smoke [bench_fanout ...]
+
+`--smoke` runs each bench at a size that proves it still runs end to end and reports its rows (seconds,
+not minutes; its figures mean nothing and are not written): tests/test_benches.py runs it for every bench,
+so a change that breaks one fails the suite instead of the next `make bench`.
 
 Each bench runs as its own process, exactly as when run by hand; its output passes through, and its
 `BENCH-RESULT` line (bench/suite.py) is collected. A bench that fails is reported, the rest still run.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -24,12 +30,36 @@ from bench.suite import MARKER, load_average
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "latest.json"
+# Each bench's smallest run that still goes through every one of its phases.
+SMOKE = {
+    "bench_augment": ["--images", "16", "--rounds", "1"],
+    "bench_convert": ["--images", "50"],
+    "bench_dashboard": ["--jobs", "30", "--events", "20", "--runs", "3"],
+    "bench_dashboard_live": ["--events", "20"],
+    "bench_dataset_cache": ["--images", "40", "--repeats", "1", "--no-train"],
+    "bench_fanout": ["--clients", "20"],
+    "bench_freeze": ["--images", "50"],
+    "bench_inference": ["--requests", "5"],
+    "bench_memory": ["--settle", "1", "--models", "1"],
+    "bench_recovery": ["--runs", "1"],
+    "bench_relay": ["--events", "60", "--burst", "20"],
+    "bench_scheduling": ["--jobs", "200", "--decisions", "20"],
+    "bench_submissions": ["--submissions", "40"],
+    "bench_training": ["--rounds", "1"],
+}
 
 
-def run_one(name: str) -> tuple[list[dict[str, Any]], str | None]:
+def every_bench() -> list[str]:
+    return sorted(p.stem for p in BENCH.glob("bench_*.py"))
+
+
+def run_one(name: str, args: list[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, str(BENCH / f"{name}.py")], stdout=subprocess.PIPE, text=True, cwd=BENCH.parent
+        [sys.executable, str(BENCH / f"{name}.py"), *(args or [])],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=BENCH.parent,
     )
     assert process.stdout is not None
     results = []
@@ -83,12 +113,34 @@ def processor() -> str:
     return platform.processor() or platform.machine()
 
 
+def smoke(names: list[str]) -> None:
+    """Each bench at its smoke size; exit 1 if one fails or reports no rows."""
+    failures = []
+    for name in names:
+        print(f"=== {name} (smoke)", flush=True)
+        rows, failure = run_one(name, SMOKE[name])
+        if failure:
+            failures.append(failure)
+        else:
+            print(f"{name}: {len(rows)} rows", flush=True)
+    for failure in failures:
+        print(f"FAILED {failure}")
+    sys.exit(1 if failures else 0)
+
+
 def main() -> None:
-    if sys.argv[1:] == ["--markdown"]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("benches", nargs="*", help="bench names (default: every bench_*.py)")
+    parser.add_argument("--markdown", action="store_true", help="print the last results as a table")
+    parser.add_argument("--smoke", action="store_true", help="check that each bench runs, at a tiny size")
+    args = parser.parse_args()
+    if args.markdown:
         print(markdown(json.loads(RESULTS.read_text())))
         return
+    names = args.benches or every_bench()
+    if args.smoke:
+        smoke(names)
     load = load_average()
-    names = sys.argv[1:] or sorted(p.stem for p in BENCH.glob("bench_*.py"))
     rows: list[dict[str, Any]] = []
     failures = []
     for name in names:
