@@ -78,13 +78,7 @@ def floor(
     from celery import Celery
 
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as bare:
-        wait_until_up = time.monotonic() + 30
-        while time.monotonic() < wait_until_up:
-            try:
-                bare.post("/upload", files=[("files", ("0.jpg", pictures[0], "image/jpeg"))])
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        bare.post("/upload", files=[("files", ("0.jpg", pictures[0], "image/jpeg"))]).raise_for_status()
         counter = iter(range(10**9))
         api_cpu = cpu_ms(api)
         http_ms = timed(
@@ -193,6 +187,7 @@ def main() -> None:
             ) as http,
         ):
             wait_for(f"http://127.0.0.1:{port}/health", root / "worker.log", workers=1)
+            wait_for(f"http://127.0.0.1:{floor_port}/openapi.json", root / "floor-api.log")
             for i in range(5):  # warm both sides: the worker's cache, this process's model
                 via_api(http, model_id, [pictures[i]], args.imgsz)
                 direct(model, [pictures[i]], args.imgsz)

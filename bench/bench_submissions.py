@@ -200,24 +200,12 @@ def floor_submissions(
         env = {"REDIS_URL": redis_url, "FLOOR_DATABASE_URL": url, "PYTHONPATH": str(BENCH)}
         command = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "floor:api", "--port", str(port)]
         with running([*command, "--log-level", "warning"], env, root / f"floor-{kind}.log") as floor:
-            answering(f"http://127.0.0.1:{port}/openapi.json", root / f"floor-{kind}.log")
+            wait_for(f"http://127.0.0.1:{port}/openapi.json", root / f"floor-{kind}.log")
 
             def client() -> httpx.Client:
                 return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
 
             return timed_submissions(floor.pid, client, posting(root / "unused"), count, threads)
-
-
-def answering(url: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready; log:\n{log.read_text()[-3000:]}")
 
 
 def missing(response: httpx.Response) -> None:

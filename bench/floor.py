@@ -16,7 +16,6 @@ import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import redis
@@ -66,12 +65,10 @@ class Submission(BaseModel):
     config: dict[str, Any]
 
 
-@cache
-def database() -> tuple[Engine, AbstractContextManager[Any]]:
-    """The engine, made and its table created on first use, and what a writer holds while it writes:
-    SQLite has one writer at a time, so this process's writers take turns instead of busy-waiting (WAL,
-    SQLite's default `synchronous`, as the product runs it); PostgreSQL needs no turns."""
-    url = os.environ["FLOOR_DATABASE_URL"]
+def database(url: str) -> tuple[Engine, AbstractContextManager[Any]]:
+    """The engine, its table created, and what a writer holds while it writes: SQLite has one writer at a
+    time, so this process's writers take turns instead of busy-waiting (WAL, SQLite's default
+    `synchronous`, as the product runs it); PostgreSQL needs no turns."""
     if not url.startswith("sqlite"):
         engine = create_engine(url)
         Base.metadata.create_all(engine)
@@ -86,14 +83,18 @@ def database() -> tuple[Engine, AbstractContextManager[Any]]:
     return engine, threading.Lock()
 
 
-_first_use = threading.Lock()  # the first requests arrive together: one of them makes the table
+# Made at start-up when the submission floor is served (the upload floor needs no database).
+ENGINE, ONE_WRITER = (
+    database(os.environ["FLOOR_DATABASE_URL"])
+    if "FLOOR_DATABASE_URL" in os.environ
+    else (None, nullcontext())
+)
 
 
 @api.post("/jobs", status_code=201)
 def submit(body: Submission) -> dict[str, Any]:
-    with _first_use:
-        engine, one_writer = database()
-    with one_writer, Session(engine, expire_on_commit=False) as session:
+    assert ENGINE is not None, "serve with FLOOR_DATABASE_URL set"
+    with ONE_WRITER, Session(ENGINE, expire_on_commit=False) as session:
         job = FloorJob(**body.model_dump(exclude={"project"}), created_at=datetime.now(UTC))
         session.add(job)
         session.commit()

@@ -113,8 +113,8 @@ def processor() -> str:
     return platform.processor() or platform.machine()
 
 
-def smoke(names: list[str]) -> None:
-    """Each bench at its smoke size; exit 1 if one fails or reports no rows."""
+def smoke(names: list[str]) -> int:
+    """Each bench at its smoke size; the exit code: 1 if one fails or reports no rows."""
     failures = []
     for name in names:
         print(f"=== {name} (smoke)", flush=True)
@@ -125,7 +125,7 @@ def smoke(names: list[str]) -> None:
             print(f"{name}: {len(rows)} rows", flush=True)
     for failure in failures:
         print(f"FAILED {failure}")
-    sys.exit(1 if failures else 0)
+    return 1 if failures else 0
 
 
 def main() -> None:
@@ -139,7 +139,7 @@ def main() -> None:
         return
     names = args.benches or every_bench()
     if args.smoke:
-        smoke(names)
+        sys.exit(smoke(names))
     load = load_average()
     rows: list[dict[str, Any]] = []
     failures = []

@@ -54,7 +54,9 @@ def wait_for(url: str, log: Path, timeout: float = 60.0, workers: int = 0) -> No
     while time.monotonic() < deadline:
         try:
             response = httpx.get(url, timeout=2)
-            if response.status_code == 200 and response.json()["workers"]["count"] >= workers:
+            if response.status_code == 200 and (
+                not workers or response.json()["workers"]["count"] >= workers
+            ):
                 return
         except (httpx.HTTPError, ValueError, KeyError):
             pass
